@@ -1,0 +1,1 @@
+"""Customers, auditors and operators: sign-up, sign-in (argon2id), sessions, throttling."""

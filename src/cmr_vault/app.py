@@ -1,0 +1,120 @@
+"""`create_app(settings)`: the Litestar application, wired once.
+
+Routes, dependency injection, templates, CSRF, security headers and the one exception handler
+are all set up here, so a reader finds the whole shape of the web side in one file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from litestar import Litestar, get
+from litestar.config.csrf import CSRFConfig
+from litestar.di import Provide
+from litestar.logging import LoggingConfig
+from litestar.openapi.config import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
+from sqlalchemy import text
+
+from cmr_vault import __version__
+from cmr_vault.audit.controllers import TransparencyApi
+from cmr_vault.audit.signer import run_periodic_signer
+from cmr_vault.db.engine import check_durability
+from cmr_vault.db.session import provide_db_session
+from cmr_vault.deps import RuntimeDep, provide_runtime
+from cmr_vault.portal.controllers import AccountPages, ActivityPage, ProfilePages
+from cmr_vault.runtime import Runtime
+from cmr_vault.settings import Settings, check_startup_safety, get_settings
+from cmr_vault.web.errors import exception_to_http_response
+from cmr_vault.web.headers import security_headers_middleware
+
+# API clients authenticate with bearer tokens or client credentials, not cookies, so CSRF does
+# not apply to them; every cookie-authenticated form is covered.
+CSRF_EXEMPT = [r"^/api/", r"^/oauth/(token|revoke|introspect)$"]
+
+
+@get("/health", sync_to_thread=True, tags=["operations"])
+def health(runtime: RuntimeDep) -> dict[str, Any]:
+    """Liveness and database reachability, for load balancers."""
+    with runtime.engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+    return {"status": "ok", "version": __version__}
+
+
+def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litestar:
+    """Build the app; refuses unsafe settings before anything listens."""
+    check_startup_safety(settings)
+    runtime = runtime or Runtime.build(settings)
+
+    signer: list[asyncio.Task[None]] = []
+
+    def on_startup(app: Litestar) -> None:
+        check_durability(runtime.engine)
+        runtime.data_keys.create_schema()
+        app.state.runtime = runtime
+        app.state.engine = runtime.engine
+        if settings.checkpoint_interval_seconds > 0:
+            signer.append(asyncio.create_task(run_periodic_signer(runtime)))
+
+    def on_shutdown() -> None:
+        for task in signer:
+            task.cancel()
+        runtime.dispose()
+
+    return Litestar(
+        route_handlers=[
+            health,
+            AccountPages,
+            ProfilePages,
+            ActivityPage,
+            TransparencyApi,
+            create_static_files_router(
+                path="/static",
+                directories=[settings.templates_dir / "static"],
+                include_in_schema=False,
+            ),
+        ],
+        dependencies={
+            "db_session": Provide(provide_db_session),
+            "runtime": Provide(provide_runtime, sync_to_thread=False),
+        },
+        on_startup=[on_startup],
+        on_shutdown=[on_shutdown],
+        template_config=TemplateConfig(
+            directory=settings.templates_dir, engine=JinjaTemplateEngine
+        ),
+        csrf_config=CSRFConfig(
+            secret=runtime.keyring.csrf_secret.hex(),
+            cookie_name="__Host-cmr_csrf" if settings.secure_cookies else "cmr_csrf",
+            cookie_secure=settings.secure_cookies,
+            cookie_httponly=True,
+            cookie_samesite="lax",
+            exclude=CSRF_EXEMPT,
+        ),
+        openapi_config=OpenAPIConfig(
+            title="CMR Vault API",
+            version=__version__,
+            path="/schema",
+            # JSON and YAML only: the HTML viewers load scripts from CDNs, which the CSP forbids.
+            render_plugins=[JsonRenderPlugin(path=["/", "/openapi.json"]), YamlRenderPlugin()],
+        ),
+        exception_handlers={Exception: exception_to_http_response},
+        middleware=[security_headers_middleware(hsts=not settings.is_loopback_http)],
+        logging_config=LoggingConfig(
+            root={"level": settings.log_level, "handlers": ["queue_listener"]},
+        ),
+        # Profiles, consents and pushes are small: a megabyte is generous and bounds memory.
+        request_max_body_size=settings.max_body_bytes,
+        debug=False,
+    )
+
+
+def create_app_from_env() -> Litestar:
+    """The uvicorn factory for `cmr-vault serve` workers."""
+    logging.captureWarnings(True)
+    return create_app(get_settings())

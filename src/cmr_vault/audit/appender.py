@@ -1,0 +1,99 @@
+"""Group commit for the audit log: many requests' entries, one transaction, one fsync.
+
+A company read changes nothing but the log, so its entry need not share a transaction with
+anything; what it needs is to be durable before the response leaves. Requests hand their entry to
+this appender and wait; a single thread per process drains whatever has queued up, appends it
+as one batch under the head lock, commits once, and wakes every waiter. Under load the batches
+grow, so the cost of the commit (and of the lock) is shared by everyone in the batch.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from concurrent.futures import Future
+
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from cmr_vault.audit import service as audit_service
+from cmr_vault.audit.service import AuditEvent
+from cmr_vault.clock import Clock
+
+_STOP = object()
+
+
+class GroupCommitAppender:
+    """One background thread per process that batches audit appends into transactions."""
+
+    def __init__(self, *, engine: Engine, clock: Clock, max_batch: int = 5000) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def append(self, event: AuditEvent, *, timeout: float = 30.0) -> int:
+        """Append and wait until the entry is committed; returns its sequence number.
+
+        Raises TimeoutError (the caller must then not report success) or the commit's error.
+        """
+        return self.submit(event).result(timeout=timeout)
+
+    def submit(self, event: AuditEvent) -> Future[int]:
+        """Queue an event; the future resolves to its sequence number once durable."""
+        self._ensure_running()
+        future: Future[int] = Future()
+        self._queue.put((event, future))
+        return future
+
+    def _ensure_running(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="audit-group-commit", daemon=True
+                )
+                self._thread.start()
+
+    def close(self) -> None:
+        """Finish what is queued, then stop the thread."""
+        if self._thread is not None and self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < self._max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop = True
+                    break
+                batch.append(item)
+            self._commit(batch)  # type: ignore[arg-type]
+            if stop:
+                return
+
+    def _commit(self, batch: list[tuple[AuditEvent, Future[int]]]) -> None:
+        try:
+            with Session(self._engine) as session:
+                entries = audit_service.record_many(
+                    session, clock=self._clock, events=[event for event, _ in batch]
+                )
+                session.commit()
+        except Exception as exc:  # every waiter must hear about the failure
+            for _, future in batch:
+                future.set_exception(exc)
+            return
+        for (_, future), entry in zip(batch, entries, strict=True):
+            future.set_result(entry.seq)

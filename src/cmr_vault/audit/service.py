@@ -1,0 +1,164 @@
+"""Appending to and verifying the hash-chained audit log.
+
+Every entry's hash covers the previous entry's hash and the entry's canonical bytes, so changing,
+removing, inserting or reordering any entry breaks the chain at that point. Appends lock the one
+head row, which makes the log a single sequence on SQLite and PostgreSQL alike. Entries carry
+pseudonyms and names of things only; personal data never enters the log, so erasure and an
+append-only log live together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import unicodedata
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert
+from sqlmodel import Session, col, select
+
+from cmr_vault.audit.merkle import leaf_hash
+from cmr_vault.audit.models import AuditEntry, AuditHead
+from cmr_vault.clock import Clock, utc_iso
+
+GENESIS_HASH = "0" * 64
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """What happened, as the caller describes it. `details` must hold no personal data."""
+
+    actor: str
+    action: str
+    subject: str = ""
+    resource: str = ""
+    purpose: str = ""
+    outcome: str = "ok"
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _normalise(value: Any) -> Any:
+    """NFC-normalise every string so one logical event has exactly one encoding (SECURITY P19)."""
+    if isinstance(value, str):
+        return unicodedata.normalize("NFC", value)
+    if isinstance(value, Mapping):
+        return {_normalise(k): _normalise(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_normalise(v) for v in value]
+    return value
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, no spaces, NFC strings: the one serialisation that gets hashed."""
+    return json.dumps(_normalise(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def leaf_bytes(entry: AuditEntry) -> bytes:
+    """The canonical bytes of an entry: what its hash and its Merkle leaf cover."""
+    document = {
+        "seq": entry.seq,
+        "recorded_at": utc_iso(entry.recorded_at),
+        "actor": entry.actor,
+        "action": entry.action,
+        "subject": entry.subject,
+        "resource": entry.resource,
+        "purpose": entry.purpose,
+        "outcome": entry.outcome,
+        "details": json.loads(entry.details),
+    }
+    return canonical_json(document).encode("utf-8")
+
+
+def chain_hash(prev_hash: str, entry: AuditEntry) -> str:
+    """SHA-256 over the previous hash and this entry's canonical bytes."""
+    return hashlib.sha256(bytes.fromhex(prev_hash) + leaf_bytes(entry)).hexdigest()
+
+
+def _locked_head(session: Session) -> AuditHead:
+    head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).first()
+    if head is None:
+        head = AuditHead(id=1, size=0, head_hash=GENESIS_HASH)
+        session.add(head)
+    return head
+
+
+def _entry(seq: int, prev_hash: str, at: datetime, event: AuditEvent) -> AuditEntry:
+    entry = AuditEntry(
+        seq=seq,
+        recorded_at=at,
+        actor=event.actor,
+        action=event.action,
+        subject=event.subject,
+        resource=event.resource,
+        purpose=event.purpose,
+        outcome=event.outcome,
+        details=canonical_json(dict(event.details)),
+        prev_hash=prev_hash,
+        entry_hash="",
+        leaf_hash="",
+    )
+    data = leaf_bytes(entry)
+    entry.entry_hash = hashlib.sha256(bytes.fromhex(prev_hash) + data).hexdigest()
+    entry.leaf_hash = leaf_hash(data).hex()
+    return entry
+
+
+def record(session: Session, *, clock: Clock, event: AuditEvent) -> AuditEntry:
+    """Append one event inside the caller's transaction; it is durable when that commits.
+
+    Use this when the event must commit atomically with a change (a grant revoked and its
+    audit entry); reads that change nothing go through the group-commit appender instead.
+    """
+    return record_many(session, clock=clock, events=[event])[0]
+
+
+def record_many(
+    session: Session, *, clock: Clock, events: Sequence[AuditEvent]
+) -> list[AuditEntry]:
+    """Append a batch under one lock of the head: one chain, one transaction."""
+    head = _locked_head(session)
+    now = clock.now()
+    entries = []
+    prev = head.head_hash
+    for offset, event in enumerate(events, start=1):
+        entry = _entry(head.size + offset, prev, now, event)
+        entries.append(entry)
+        prev = entry.entry_hash
+    # Core executemany: the ORM's per-object bookkeeping is most of an append's cost.
+    session.execute(insert(AuditEntry), [entry.model_dump() for entry in entries])
+    head.size += len(entries)
+    head.head_hash = prev
+    session.add(head)
+    session.flush()
+    return entries
+
+
+def iter_entries(session: Session, *, batch: int = 5000) -> Iterator[AuditEntry]:
+    """Every entry in sequence order, fetched in batches to keep memory flat."""
+    last = 0
+    while True:
+        rows = session.exec(
+            select(AuditEntry)
+            .where(AuditEntry.seq > last)
+            .order_by(col(AuditEntry.seq))
+            .limit(batch)
+        ).all()
+        yield from rows
+        if len(rows) < batch:
+            return
+        last = rows[-1].seq
+
+
+def entries_about(session: Session, subject: str, *, limit: int = 500) -> list[AuditEntry]:
+    """The newest entries about one subject pseudonym (a customer's own view of the log)."""
+    return list(
+        session.exec(
+            select(AuditEntry)
+            .where(AuditEntry.subject == subject)
+            .order_by(col(AuditEntry.seq).desc())
+            .limit(limit)
+        ).all()
+    )

@@ -1,0 +1,311 @@
+"""The `cmr-vault` command (also `python -m cmr_vault`).
+
+Each subcommand reads the same settings as the server (`CMR_VAULT_*`, `.env`), so what the CLI
+does and what the server sees never disagree.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+from cmr_vault.audit import service as audit_service
+from cmr_vault.audit import transparency
+from cmr_vault.audit.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    parse_verifier_key,
+    verify_checkpoint,
+)
+from cmr_vault.audit.export import write_csv, write_jsonl
+from cmr_vault.audit.verify import VerifyReport, read_export, verify, verify_database
+from cmr_vault.crypto.keyring import Keyring, KeyringError, read_keyring, write_keyring
+from cmr_vault.db import migrate
+from cmr_vault.db.engine import make_engine
+from cmr_vault.db.session import unit_of_work
+from cmr_vault.demo import DEMO_EMAIL, DEMO_PASSWORD, seed_demo_data
+from cmr_vault.runtime import Runtime
+from cmr_vault.settings import Settings, UnsafeSettingsError, check_startup_safety, get_settings
+
+console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    return get_settings()
+
+
+def initialise(settings: Settings) -> bool:
+    """Create the keyring (mode 0600), the database schema and the key store; idempotent.
+
+    Returns True when a new keyring was created.
+    """
+    created = False
+    key_file = settings.resolved_key_file
+    if not key_file.exists():
+        write_keyring(key_file, Keyring.generate())
+        created = True
+    migrate.upgrade(make_engine(settings.resolved_database_url, immediate=False))
+    runtime = Runtime.build(settings)
+    runtime.data_keys.create_schema()
+    runtime.dispose()
+    return created
+
+
+@click.group()
+@click.version_option(package_name="cmr-vault")
+def main() -> None:
+    """CMR Vault: a consent-first customer-managed relationship vault."""
+
+
+@main.command()
+def init() -> None:
+    """Create the keyring, the database and the key store (safe to run again)."""
+    settings = _settings()
+    created = initialise(settings)
+    state = "created" if created else "kept existing"
+    console.print(f"[green]Initialised.[/] Keyring {state}: {settings.resolved_key_file} (0600)")
+    console.print(f"Database: {make_engine(settings.resolved_database_url).url!r}")
+
+
+def _serve(settings: Settings, host: str, port: int, workers: int) -> None:
+    import uvicorn
+
+    try:
+        check_startup_safety(settings)
+    except UnsafeSettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    migrate.upgrade(make_engine(settings.resolved_database_url, immediate=False))
+    uvicorn.run(
+        "cmr_vault.app:create_app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=True,
+        server_header=False,
+        log_level="info",
+    )
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+def serve(host: str, port: int, workers: int) -> None:
+    """Apply pending migrations and serve the vault."""
+    settings = _settings()
+    if settings.demo and not settings.resolved_key_file.exists():
+        initialise(settings)
+    _serve(settings, host, port, workers)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def demo(host: str, port: int) -> None:
+    """Initialise, add demo data and serve on this machine only."""
+    os.environ.setdefault("CMR_VAULT_BASE_URL", f"http://{host}:{port}")
+    os.environ["CMR_VAULT_DEMO"] = "1"
+    get_settings.cache_clear()
+    settings = _settings()
+    initialise(settings)
+    runtime = Runtime.build(settings)
+    with unit_of_work(runtime.engine) as session:
+        seed_demo_data(session, runtime)
+    runtime.dispose()
+    url = settings.issuer
+    console.print(f"\n[bold green]CMR Vault demo[/] is starting at [bold]{url}/[/]")
+    console.print(f"Sign in as [bold]{DEMO_EMAIL}[/] with password [bold]{DEMO_PASSWORD}[/]\n")
+    click.echo(f"Open {url}/ in your browser", err=False)
+    sys.stdout.flush()
+    _serve(settings, host, port, 1)
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Apply migrations up to REVISION (default: the newest)."""
+    settings = _settings()
+    migrate.upgrade(make_engine(settings.resolved_database_url, immediate=False), revision)
+    console.print(f"[green]Database at {revision}.[/]")
+
+
+@main.group()
+def keys() -> None:
+    """Key-encryption keys."""
+
+
+@keys.command("rotate")
+def keys_rotate() -> None:
+    """Make a new KEK active and re-wrap every data key under it, while the vault serves."""
+    settings = _settings()
+    key_file = settings.resolved_key_file
+    try:
+        old = read_keyring(key_file)
+    except KeyringError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if settings.kek is None:
+        write_keyring(key_file, old.with_new_kek())
+    runtime = Runtime.build(settings)
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("Re-wrapping data keys", total=None)
+        report = runtime.data_keys.rewrap_all(
+            progress=lambda done, total: progress.update(task, completed=done, total=total)
+        )
+    usage = runtime.data_keys.kek_usage()
+    if settings.kek is None:
+        unused = set(old.keks) - set(usage)
+        write_keyring(key_file, read_keyring(key_file).retiring(unused))
+    with unit_of_work(runtime.engine) as session:
+        audit_service.record(
+            session,
+            clock=runtime.clock,
+            event=audit_service.AuditEvent(
+                actor="operator:cli",
+                action="keys.rotated",
+                resource="kek",
+                details={"active_kek": report.active_kek_id, "rewrapped": report.rewrapped},
+            ),
+        )
+    runtime.dispose()
+    console.print(
+        f"[green]Done.[/] Active KEK {report.active_kek_id}; re-wrapped {report.rewrapped}, "
+        f"{report.already_current} were current. Keys per KEK: {usage or 'none'}"
+    )
+
+
+@main.group()
+def audit() -> None:
+    """The audit log."""
+
+
+def _progress_bar() -> Progress:
+    return Progress(
+        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=console,
+    )
+
+
+def _verifier_key(runtime: Runtime) -> str:
+    return transparency.verifier_key(runtime.keyring.signing_key, runtime.settings.issuer)
+
+
+def _held_checkpoint(path: Path | None, key: str) -> Checkpoint | None:
+    if path is None:
+        return None
+    name, public_key = parse_verifier_key(key)
+    try:
+        return verify_checkpoint(path.read_text(encoding="utf-8"), public_key, name)
+    except CheckpointError as exc:
+        raise click.ClickException(f"{path}: not a checkpoint signed by this log ({exc})") from exc
+
+
+def _report(report: VerifyReport) -> None:
+    if report.ok:
+        console.print(f"[green]Verified.[/] {report.entries} entries, "
+                      f"{report.checkpoints} signed checkpoints: every hash, root and signature "
+                      "checks out.")
+        return
+    if report.first_broken_seq is not None:
+        console.print(f"[red]First broken entry: {report.first_broken_seq}[/]")
+    for problem in report.problems:
+        console.print(f"[red]✗[/] {problem}")
+    raise SystemExit(1)
+
+
+@audit.command("verify")
+@click.option("--export", "export_file", type=click.Path(exists=True, dir_okay=False,
+              path_type=Path), help="Verify an export file instead of the live database.")
+@click.option("--held", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A signed checkpoint you kept earlier: detects truncation, rollback, forks.")
+@click.option("--verifier-key", "key", help="The log's verifier key (default: this vault's).")
+def audit_verify(export_file: Path | None, held: Path | None, key: str | None) -> None:
+    """Recompute every hash, the Merkle tree and every signature; name the first break."""
+    with _progress_bar() as progress:
+        task = progress.add_task("Verifying entries", total=None)
+
+        def advance(done: int) -> None:
+            progress.update(task, completed=done)
+
+        try:
+            if export_file is not None:
+                exported_key, heads, entries = read_export(export_file)
+                key = key or exported_key
+                report = verify(entries, heads, verifier_key=key,
+                                held=_held_checkpoint(held, key), progress=advance)
+            else:
+                runtime = Runtime.build(_settings())
+                key = key or _verifier_key(runtime)
+                with unit_of_work(runtime.engine) as session:
+                    progress.update(task, total=transparency.log_size(session))
+                    report = verify_database(session, verifier_key=key,
+                                             held=_held_checkpoint(held, key), progress=advance)
+                runtime.dispose()
+        except (ValueError, CheckpointError) as exc:
+            raise click.ClickException(str(exc)) from exc
+    _report(report)
+
+
+@audit.command("checkpoint")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the signed note to this file, to hold for later checks.")
+def audit_checkpoint(output: Path | None) -> None:
+    """Sign the current tree head now and print it."""
+    runtime = Runtime.build(_settings())
+    with unit_of_work(runtime.engine) as session:
+        head = transparency.sign_head(session, tree=runtime.audit_tree,
+                                      seed=runtime.keyring.signing_key,
+                                      issuer=runtime.settings.issuer, clock=runtime.clock)
+        note = head.note
+    runtime.dispose()
+    if output is not None:
+        output.write_text(note, encoding="utf-8")
+    click.echo(note, nl=False)
+
+
+@audit.command("verifier-key")
+def audit_verifier_key() -> None:
+    """Print the public key that checks every signed tree head."""
+    runtime = Runtime.build(_settings())
+    click.echo(_verifier_key(runtime))
+    runtime.dispose()
+
+
+@audit.command("export")
+@click.argument("output", type=click.Path(dir_okay=False, writable=True, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl",
+              show_default=True)
+def audit_export(output: Path, fmt: str) -> None:
+    """Write the log up to a freshly signed head, with the checkpoints needed to verify it."""
+    runtime = Runtime.build(_settings())
+    with unit_of_work(runtime.engine) as session:
+        head = transparency.sign_head(session, tree=runtime.audit_tree,
+                                      seed=runtime.keyring.signing_key,
+                                      issuer=runtime.settings.issuer, clock=runtime.clock)
+    partial = output.with_name(output.name + ".partial")
+    with unit_of_work(runtime.engine) as session, partial.open("w", encoding="utf-8",
+                                                                 newline="") as out:
+        if fmt == "csv":
+            written = write_csv(session, out, size=head.size)
+        else:
+            written = write_jsonl(session, out, verifier_key=_verifier_key(runtime),
+                                  size=head.size)
+    partial.replace(output)
+    runtime.dispose()
+    console.print(f"[green]Exported[/] {written} entries (signed head {head.size}) to {output}")

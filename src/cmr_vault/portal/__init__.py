@@ -1,0 +1,1 @@
+"""The customer portal: server-rendered pages that work without JavaScript."""

@@ -1,0 +1,386 @@
+"""Customer pages: sign-up, sign-in, profile, password, export and erasure.
+
+Handlers parse the form, call a service and pick a page; a POST that succeeds redirects (303) so
+a reload never repeats it. A form with errors is shown again with the messages, status 400.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.di import Provide
+from litestar.enums import RequestEncodingType
+from litestar.params import Body, FromQuery, QueryParameter
+from litestar.response import Redirect, Template
+
+from cmr_vault.accounts import service as accounts_service
+from cmr_vault.accounts.deps import (
+    Customer,
+    MaybeAccount,
+    provide_customer,
+    provide_optional_account,
+    session_cookie_name,
+    session_token,
+)
+from cmr_vault.accounts.exceptions import WrongPassword
+from cmr_vault.accounts.models import Account
+from cmr_vault.audit import transparency
+from cmr_vault.crypto.blind_index import subject_pseudonym
+from cmr_vault.deps import DbSession, RuntimeDep
+from cmr_vault.errors import DomainError
+from cmr_vault.portal.forms import form_text, profile_changes, profile_form_values
+from cmr_vault.vault import service as vault_service
+from cmr_vault.vault.fields import IDENTITY_KINDS, STANDARD_FIELDS, common_time_zones
+
+Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
+ERASE_CONFIRMATION = "erase my data"
+
+
+def _page(name: str, status: int = 200, **context: Any) -> Template:
+    return Template(template_name=f"portal/{name}", context=context, status_code=status)
+
+
+def _safe_next(target: str) -> str:
+    """Only same-site paths: never an open redirect."""
+    if target.startswith("/") and not target.startswith(("//", "/\\")):
+        return target
+    return "/profile"
+
+
+def _signed_in_response(
+    request: Request[Any, Any, Any],
+    db_session: DbSession,
+    runtime: RuntimeDep,
+    account: Account,
+    target: str,
+) -> Response[Any]:
+    token = accounts_service.start_session(
+        db_session,
+        clock=runtime.clock,
+        account=account,
+        max_age=runtime.settings.session_max_age_seconds,
+        replacing=session_token(request, runtime),
+    )
+    response = Redirect(path=_safe_next(target), status_code=303)
+    response.set_cookie(
+        key=session_cookie_name(runtime),
+        value=token,
+        path="/",
+        httponly=True,
+        secure=runtime.settings.secure_cookies,
+        samesite="lax",
+        max_age=runtime.settings.session_max_age_seconds,
+    )
+    return response
+
+
+class AccountPages(Controller):
+    """Signing up, in and out, and changing the password."""
+
+    @get(
+        "/",
+        sync_to_thread=True,
+        dependencies={"account": Provide(provide_optional_account, sync_to_thread=True)},
+    )
+    def home(self, account: MaybeAccount) -> Template:
+        """The landing page: what the vault is, and the way in."""
+        return _page("home.html", account=account)
+
+    @get("/signup", sync_to_thread=False)
+    def signup_form(self) -> Template:
+        """The sign-up form."""
+        return _page("signup.html", values={}, problems={})
+
+    @post("/signup", status_code=200, sync_to_thread=True)
+    def signup(
+        self,
+        request: Request[Any, Any, Any],
+        data: Form,
+        db_session: DbSession,
+        runtime: RuntimeDep,
+    ) -> Response[Any]:
+        """Create the account and sign in at once."""
+        email, password = form_text(data, "email"), form_text(data, "password")
+        if password != form_text(data, "password_confirm"):
+            return _page(
+                "signup.html",
+                400,
+                values={"email": email},
+                problems={"password_confirm": "the two passwords differ"},
+            )
+        keyring = runtime.keyring
+        try:
+            account = vault_service.sign_up_customer(
+                db_session,
+                cipher=runtime.cipher,
+                data_keys=runtime.data_keys,
+                clock=runtime.clock,
+                index_key=keyring.index_key,
+                pseudonym_key=keyring.pseudonym_key,
+                email=email,
+                password=password,
+            )
+        except DomainError as exc:
+            return _page(
+                "signup.html",
+                400,
+                values={"email": email},
+                problems=exc.problems or {"email": exc.detail},
+            )
+        return _signed_in_response(request, db_session, runtime, account, "/profile")
+
+    @get("/signin", sync_to_thread=False)
+    def signin_form(
+        self, next_: Annotated[str, QueryParameter(name="next")] = "/profile"
+    ) -> Template:
+        """The sign-in form."""
+        return _page("signin.html", next=_safe_next(next_), error=None)
+
+    @post("/signin", status_code=200, sync_to_thread=True)
+    def signin(
+        self,
+        request: Request[Any, Any, Any],
+        data: Form,
+        db_session: DbSession,
+        runtime: RuntimeDep,
+    ) -> Response[Any]:
+        """Check the password (throttled) and start a fresh session."""
+        keyring = runtime.keyring
+        target = _safe_next(form_text(data, "next") or "/profile")
+        result = accounts_service.authenticate(
+            db_session,
+            index_key=keyring.index_key,
+            pseudonym_key=keyring.pseudonym_key,
+            clock=runtime.clock,
+            email=form_text(data, "email"),
+            password=form_text(data, "password"),
+            client=request.client.host if request.client else "unknown",
+            max_failures=runtime.settings.sign_in_max_failures,
+            window_seconds=runtime.settings.sign_in_window_seconds,
+        )
+        if result.outcome is accounts_service.SignInOutcome.THROTTLED:
+            minutes = max(1, result.retry_after // 60)
+            response = _page(
+                "signin.html",
+                429,
+                next=target,
+                error=f"Too many attempts. Try again in about {minutes} minutes.",
+            )
+            response.headers["Retry-After"] = str(result.retry_after)
+            return response
+        if result.account is None:
+            return _page(
+                "signin.html",
+                401,
+                next=target,
+                error="That e-mail and password do not match an account.",
+            )
+        return _signed_in_response(request, db_session, runtime, result.account, target)
+
+    @post("/signout", status_code=200, sync_to_thread=True)
+    def signout(
+        self, request: Request[Any, Any, Any], db_session: DbSession, runtime: RuntimeDep
+    ) -> Response[Any]:
+        """End the session on the server and forget the cookie."""
+        token = session_token(request, runtime)
+        if token:
+            accounts_service.end_session(db_session, token=token)
+        response = Redirect(path="/", status_code=303)
+        response.delete_cookie(session_cookie_name(runtime), path="/")
+        return response
+
+    @get(
+        "/account/password",
+        sync_to_thread=True,
+        dependencies={"customer": Provide(provide_customer, sync_to_thread=True)},
+    )
+    def password_form(self, customer: Customer) -> Template:
+        """The password change form."""
+        return _page("password.html", account=customer, problems={}, done=False)
+
+    @post(
+        "/account/password",
+        status_code=200,
+        sync_to_thread=True,
+        dependencies={"customer": Provide(provide_customer, sync_to_thread=True)},
+    )
+    def change_password(
+        self,
+        request: Request[Any, Any, Any],
+        data: Form,
+        db_session: DbSession,
+        runtime: RuntimeDep,
+        customer: Customer,
+    ) -> Template:
+        """Change the password; every other session of this account ends."""
+        new = form_text(data, "new_password")
+        if new != form_text(data, "new_password_confirm"):
+            return _page(
+                "password.html",
+                400,
+                account=customer,
+                done=False,
+                problems={"new_password_confirm": "the two passwords differ"},
+            )
+        try:
+            accounts_service.change_password(
+                db_session,
+                clock=runtime.clock,
+                pseudonym_key=runtime.keyring.pseudonym_key,
+                account=customer,
+                current=form_text(data, "current_password"),
+                new=new,
+                keep_token=session_token(request, runtime) or "",
+            )
+        except DomainError as exc:
+            return _page(
+                "password.html",
+                400,
+                account=customer,
+                done=False,
+                problems=exc.problems or {"current_password": exc.detail},
+            )
+        return _page("password.html", account=customer, problems={}, done=True)
+
+
+class ProfilePages(Controller):
+    """Viewing and editing the profile, exporting it, erasing it."""
+
+    dependencies = {"customer": Provide(provide_customer, sync_to_thread=True)}
+
+    def _profile_page(
+        self,
+        customer: Customer,
+        values: dict[str, str],
+        problems: dict[str, str],
+        status: int = 200,
+        saved: FromQuery[bool] = False,
+    ) -> Template:
+        return _page(
+            "profile.html",
+            status,
+            account=customer,
+            values=values,
+            problems=problems,
+            fields=STANDARD_FIELDS,
+            time_zones=common_time_zones(),
+            identity_kinds=IDENTITY_KINDS,
+            saved=saved,
+        )
+
+    @get("/profile", sync_to_thread=True)
+    def profile(
+        self,
+        customer: Customer,
+        db_session: DbSession,
+        runtime: RuntimeDep,
+        saved: FromQuery[bool] = False,
+    ) -> Template:
+        """The profile, opened for its owner, as an editable form."""
+        profile = vault_service.read_profile(
+            db_session, cipher=runtime.cipher, account_id=customer.id
+        )
+        return self._profile_page(customer, profile_form_values(profile), {}, saved=saved)
+
+    @post("/profile", status_code=200, sync_to_thread=True)
+    def save_profile(
+        self, data: Form, customer: Customer, db_session: DbSession, runtime: RuntimeDep
+    ) -> Response[Any]:
+        """Validate everything, then save; on any error nothing is saved."""
+        current = vault_service.read_profile(
+            db_session, cipher=runtime.cipher, account_id=customer.id
+        )
+        keyring = runtime.keyring
+        try:
+            vault_service.update_profile(
+                db_session,
+                cipher=runtime.cipher,
+                clock=runtime.clock,
+                index_key=keyring.index_key,
+                pseudonym_key=keyring.pseudonym_key,
+                account=customer,
+                changes=profile_changes(data, current),
+            )
+        except DomainError as exc:
+            submitted = {key: form_text(data, key) for key in data}
+            return self._profile_page(customer, submitted, exc.problems or {"": exc.detail}, 400)
+        return Redirect(path="/profile?saved=1", status_code=303)
+
+    @get("/export", sync_to_thread=False)
+    def export_form(self, customer: Customer) -> Template:
+        """Ask for the password before handing out everything."""
+        return _page("export.html", account=customer, error=None)
+
+    @post("/export", status_code=200, sync_to_thread=True)
+    def export(
+        self, data: Form, customer: Customer, db_session: DbSession, runtime: RuntimeDep
+    ) -> Response[Any]:
+        """Everything the vault holds about the customer, as one JSON download."""
+        try:
+            accounts_service.require_password(customer, form_text(data, "password"))
+        except WrongPassword as exc:
+            return _page("export.html", 401, account=customer, error=exc.detail)
+        document = vault_service.export_document(
+            db_session,
+            cipher=runtime.cipher,
+            clock=runtime.clock,
+            pseudonym_key=runtime.keyring.pseudonym_key,
+            account=customer,
+        )
+        return Response(
+            content=json.dumps(document, indent=2, ensure_ascii=False).encode("utf-8"),
+            media_type="application/json",
+            headers={"Content-Disposition": 'attachment; filename="cmr-vault-export.json"'},
+        )
+
+    @get("/erase", sync_to_thread=False)
+    def erase_form(self, customer: Customer) -> Template:
+        """Explain what erasure means and ask for confirmation."""
+        return _page("erase.html", account=customer, problems={}, phrase=ERASE_CONFIRMATION)
+
+    @post("/erase", status_code=200, sync_to_thread=True)
+    def erase(
+        self, data: Form, customer: Customer, db_session: DbSession, runtime: RuntimeDep
+    ) -> Response[Any]:
+        """Crypto-shred the customer's data and remove the account."""
+        problems: dict[str, str] = {}
+        if form_text(data, "confirm").strip().lower() != ERASE_CONFIRMATION:
+            problems["confirm"] = f"type “{ERASE_CONFIRMATION}” to confirm"
+        if not accounts_service.password_matches(customer, form_text(data, "password")):
+            problems["password"] = "the password is not correct"  # noqa: S105
+        if problems:
+            return _page(
+                "erase.html", 400, account=customer, problems=problems, phrase=ERASE_CONFIRMATION
+            )
+        vault_service.erase(
+            db_session,
+            data_keys=runtime.data_keys,
+            clock=runtime.clock,
+            pseudonym_key=runtime.keyring.pseudonym_key,
+            account=customer,
+        )
+        response = _page("erased.html", account=None)
+        response.delete_cookie(session_cookie_name(runtime), path="/")
+        return response
+
+
+
+class ActivityPage(Controller):
+    """"Who accessed my data": the customer's own view of the audit log, with proofs."""
+
+    dependencies = {"customer": Provide(provide_customer, sync_to_thread=True)}
+
+    @get("/activity", sync_to_thread=True)
+    def activity(self, customer: Customer, db_session: DbSession, runtime: RuntimeDep) -> Template:
+        """Every entry about the customer, each checked against the latest signed head."""
+        keyring = runtime.keyring
+        history = transparency.proven_history(
+            db_session, tree=runtime.audit_tree, seed=keyring.signing_key,
+            issuer=runtime.settings.issuer, clock=runtime.clock,
+            subject=subject_pseudonym(keyring.pseudonym_key, customer.id),
+        )
+        rows = [(e, json.loads(e.details), history.checks.get(e.seq)) for e in history.entries]
+        return _page("activity.html", account=customer, rows=rows,
+                     checkpoint=history.checkpoint, all_included=history.all_included)

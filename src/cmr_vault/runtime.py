@@ -1,0 +1,75 @@
+"""The process-wide collaborators, built once from settings and shared by every request.
+
+Holds no request state: app processes stay stateless and all state lives in the database and
+the key store, so any number of workers can run side by side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+
+from cmr_vault.audit.appender import GroupCommitAppender
+from cmr_vault.audit.transparency import TreeCache
+from cmr_vault.clock import Clock, SystemClock
+from cmr_vault.crypto.data_keys import DataKeyStore
+from cmr_vault.crypto.field_cipher import FieldCipher
+from cmr_vault.crypto.kek import KeyProvider, KeyringFileProvider, StaticKeyProvider
+from cmr_vault.crypto.keyring import Keyring
+from cmr_vault.db.engine import make_engine
+from cmr_vault.settings import Settings
+
+
+@dataclass
+class Runtime:
+    """Engines, keys and ciphers for one process."""
+
+    settings: Settings
+    engine: Engine
+    keystore_engine: Engine
+    key_provider: KeyProvider
+    keyring_provider: KeyringFileProvider
+    data_keys: DataKeyStore
+    cipher: FieldCipher
+    audit_appender: GroupCommitAppender
+    audit_tree: TreeCache = field(default_factory=TreeCache)
+    clock: Clock = field(default_factory=SystemClock)
+
+    @property
+    def keyring(self) -> Keyring:
+        """Blind-index, pseudonym, CSRF and signing keys (re-read if the file changed)."""
+        return self.keyring_provider.keyring()
+
+    @classmethod
+    def build(cls, settings: Settings, *, clock: Clock | None = None) -> Runtime:
+        """Wire everything from settings; nothing here talks to the network."""
+        keyring_provider = KeyringFileProvider(settings.resolved_key_file)
+        key_provider: KeyProvider = keyring_provider
+        if settings.kek is not None:
+            key_provider = StaticKeyProvider.from_env_value(settings.kek.get_secret_value())
+        keystore_engine = make_engine(settings.resolved_keystore_url, immediate=False)
+        data_keys = DataKeyStore(
+            engine=keystore_engine,
+            provider=key_provider,
+            max_encryptions=settings.data_key_max_encryptions,
+        )
+        engine = make_engine(settings.resolved_database_url)
+        clock = clock or SystemClock()
+        return cls(
+            settings=settings,
+            engine=engine,
+            keystore_engine=keystore_engine,
+            key_provider=key_provider,
+            keyring_provider=keyring_provider,
+            data_keys=data_keys,
+            cipher=FieldCipher(data_keys),
+            audit_appender=GroupCommitAppender(engine=engine, clock=clock),
+            clock=clock,
+        )
+
+    def dispose(self) -> None:
+        """Flush pending audit appends, then close every pooled connection."""
+        self.audit_appender.close()
+        self.engine.dispose()
+        self.keystore_engine.dispose()

@@ -1,0 +1,123 @@
+"""One typed settings object, read from `CMR_VAULT_*` environment variables and `.env`.
+
+Settings are read once (`get_settings()`) and passed explicitly to `create_app`, so tests build
+their own without touching the environment. Anything secret is a `SecretStr`, which redacts
+itself in `repr` and in logs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+SOURCE_ROOT = PACKAGE_DIR.parents[1]
+
+
+def _shipped_dir(name: str) -> Path:
+    """Find `templates/` or `policies/`: inside the wheel when installed, else the repo root."""
+    packaged = PACKAGE_DIR / name
+    return packaged if packaged.is_dir() else SOURCE_ROOT / name
+
+
+class Settings(BaseSettings):
+    """Everything an operator can configure. Field names map to `CMR_VAULT_<NAME>`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CMR_VAULT_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    data_dir: Path = Path("var")
+    database_url: str = ""
+    keystore_url: str = ""
+    key_file: Path | None = None
+    kek: SecretStr | None = Field(
+        default=None,
+        description="KEK ring from the environment: 'id:base64key[,id:base64key…]', first active.",
+    )
+    base_url: str = "http://127.0.0.1:8000"
+    demo: bool = False
+    templates_dir: Path = Field(default_factory=lambda: _shipped_dir("templates"))
+    policy_dir: Path = Field(default_factory=lambda: _shipped_dir("policies"))
+    session_max_age_seconds: int = 8 * 3600
+    sign_in_max_failures: int = 5
+    sign_in_window_seconds: int = 900
+    data_key_max_encryptions: int = 2**28
+    checkpoint_interval_seconds: float = 10.0
+    max_body_bytes: int = 1_000_000
+    log_level: str = "INFO"
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file under the data directory."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'cmr_vault.db'}"
+
+    @property
+    def resolved_keystore_url(self) -> str:
+        """Where wrapped data keys live: deliberately not the main database (see crypto/)."""
+        return self.keystore_url or f"sqlite:///{self.data_dir / 'keys' / 'keystore.db'}"
+
+    @property
+    def resolved_key_file(self) -> Path:
+        """The keyring file created by `cmr-vault init`."""
+        return self.key_file or self.data_dir / "keys" / "keyring.json"
+
+    @property
+    def issuer(self) -> str:
+        """The OAuth issuer and the origin pages are served from, without a trailing slash."""
+        return self.base_url.rstrip("/")
+
+    @property
+    def is_loopback_http(self) -> bool:
+        """True for a plain-http URL on this machine: the only place cookies may lack `Secure`."""
+        parts = urlsplit(self.base_url)
+        if parts.scheme != "http":
+            return False
+        host = parts.hostname or ""
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Cookies carry `Secure` everywhere except the plain-http loopback demo."""
+        return not self.is_loopback_http
+
+
+class UnsafeSettingsError(RuntimeError):
+    """The vault refuses to start: the message says what is unsafe and how to fix it."""
+
+
+def check_startup_safety(settings: Settings) -> None:
+    """Refuse settings that would silently weaken the vault's promises.
+
+    Durability pragmas are checked against the live database in `db.engine`; this checks what
+    can be seen from the settings alone.
+    """
+    scheme = urlsplit(settings.base_url).scheme
+    if scheme not in {"http", "https"}:
+        raise UnsafeSettingsError(f"CMR_VAULT_BASE_URL must be http(s), got {settings.base_url!r}")
+    if scheme == "http" and not settings.is_loopback_http:
+        raise UnsafeSettingsError(
+            "CMR_VAULT_BASE_URL is plain http on a non-loopback host: sessions and tokens would "
+            "travel in clear text. Serve over https (or behind a TLS-terminating proxy)."
+        )
+    if not settings.resolved_key_file.exists():
+        raise UnsafeSettingsError(
+            f"No keyring: {settings.resolved_key_file} does not exist. Run `cmr-vault init` "
+            "first (or `cmr-vault demo` for a demo)."
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

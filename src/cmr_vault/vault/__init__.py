@@ -1,0 +1,1 @@
+"""The customer's profile: sealed fields, export, erasure (crypto-shredding)."""

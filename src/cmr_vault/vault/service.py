@@ -1,0 +1,258 @@
+"""The customer's profile: sealed storage, export and erasure.
+
+Every value is sealed under the owner's data key before it reaches the session, and opened only
+for the owner or for a company whose grant and the policy engine allow it. Erasure destroys the
+data key first: from that moment every copy of the profile, in this database or any backup of it,
+is unreadable.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlmodel import Session, col, delete, select
+
+from cmr_vault.accounts import service as accounts_service
+from cmr_vault.accounts.models import Account, Role
+from cmr_vault.audit import service as audit_service
+from cmr_vault.clock import Clock, utc_iso
+from cmr_vault.crypto.blind_index import blind_index, subject_pseudonym
+from cmr_vault.crypto.data_keys import DataKeyStore
+from cmr_vault.crypto.field_cipher import FieldCipher
+from cmr_vault.errors import ValidationFailed
+from cmr_vault.vault.fields import CUSTOM_PREFIX, MAX_CUSTOM_FIELDS, normalise_changes
+from cmr_vault.vault.models import ProfileField
+
+EXPORT_FORMAT = "cmr-vault/export/v1"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """An opened profile, shaped for people and for export."""
+
+    standard: dict[str, str] = field(default_factory=dict)
+    interests: list[str] = field(default_factory=list)
+    identities: list[dict[str, str]] = field(default_factory=list)
+    custom: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_fields(cls, values: dict[str, str]) -> Profile:
+        """Rebuild the structured profile from opened field strings."""
+        profile = cls()
+        for name, value in sorted(values.items()):
+            if name == "interests":
+                profile.interests.extend(json.loads(value))
+            elif name == "identities":
+                profile.identities.extend(json.loads(value))
+            elif name.startswith(CUSTOM_PREFIX):
+                profile.custom[name.removeprefix(CUSTOM_PREFIX)] = value
+            else:
+                profile.standard[name] = value
+        return profile
+
+
+def read_fields(
+    session: Session, *, cipher: FieldCipher, account_id: str, names: Iterable[str] | None = None
+) -> dict[str, str]:
+    """Open the stored fields of one owner (all, or just `names`)."""
+    query = select(ProfileField).where(ProfileField.account_id == account_id)
+    if names is not None:
+        query = query.where(col(ProfileField.name).in_(list(names)))
+    rows = session.exec(query).all()
+    return cipher.open_fields(account_id, {row.name: row.sealed for row in rows})
+
+
+def read_profile(session: Session, *, cipher: FieldCipher, account_id: str) -> Profile:
+    """The owner's whole profile, opened."""
+    return Profile.from_fields(read_fields(session, cipher=cipher, account_id=account_id))
+
+
+def _audit_field_name(pseudonym_key: bytes, name: str) -> str:
+    """Custom field names are the customer's words and may say too much: log a keyed hash."""
+    if name.startswith(CUSTOM_PREFIX):
+        return "custom:" + blind_index(pseudonym_key, "custom-field", name)[:12]
+    return name
+
+
+def update_profile(
+    session: Session,
+    *,
+    cipher: FieldCipher,
+    clock: Clock,
+    index_key: bytes,
+    pseudonym_key: bytes,
+    account: Account,
+    changes: dict[str, Any],
+) -> list[str]:
+    """Validate every change first, then seal and store; returns the names that changed."""
+    cleaned = normalise_changes(changes)
+    existing = {
+        row.name: row
+        for row in session.exec(
+            select(ProfileField).where(ProfileField.account_id == account.id)
+        ).all()
+    }
+    _check_custom_limit(existing, cleaned)
+    if cleaned.get("email"):
+        accounts_service.change_email(
+            session, index_key=index_key, account=account, email=str(cleaned["email"])
+        )
+    to_seal = {name: value for name, value in cleaned.items() if value is not None}
+    sealed = cipher.seal_fields(account.id, to_seal)
+    now = clock.now()
+    changed: list[str] = []
+    for name, value in cleaned.items():
+        row = existing.get(name)
+        if value is None:
+            if row is not None and name != "email":
+                session.delete(row)
+                changed.append(name)
+            continue
+        if row is None:
+            row = ProfileField(account_id=account.id, name=name, sealed=b"", updated_at=now)
+        row.sealed, row.updated_at = sealed[name], now
+        session.add(row)
+        changed.append(name)
+    if changed:
+        audit_service.record(
+            session,
+            clock=clock,
+            event=audit_service.AuditEvent(
+                actor=accounts_service.actor_for(pseudonym_key, account),
+                action="profile.updated",
+                subject=subject_pseudonym(pseudonym_key, account.id),
+                resource="profile",
+                details={"fields": sorted(_audit_field_name(pseudonym_key, n) for n in changed)},
+            ),
+        )
+    return changed
+
+
+def _check_custom_limit(existing: dict[str, ProfileField], cleaned: dict[str, str | None]) -> None:
+    names = {n for n in existing if n.startswith(CUSTOM_PREFIX)}
+    names |= {n for n, v in cleaned.items() if n.startswith(CUSTOM_PREFIX) and v is not None}
+    names -= {n for n, v in cleaned.items() if v is None}
+    if len(names) > MAX_CUSTOM_FIELDS:
+        raise ValidationFailed(
+            f"At most {MAX_CUSTOM_FIELDS} custom fields; nothing was saved.",
+            problems={"custom": f"at most {MAX_CUSTOM_FIELDS} custom fields"},
+        )
+
+
+def sign_up_customer(
+    session: Session,
+    *,
+    cipher: FieldCipher,
+    data_keys: DataKeyStore,
+    clock: Clock,
+    index_key: bytes,
+    pseudonym_key: bytes,
+    email: str,
+    password: str,
+) -> Account:
+    """A new customer: account, data key, and the e-mail sealed into the profile."""
+    account = accounts_service.create_account(
+        session,
+        index_key=index_key,
+        data_keys=data_keys,
+        clock=clock,
+        role=Role.CUSTOMER,
+        email=email,
+        password=password,
+    )
+    email = accounts_service.validate_email(email)
+    sealed = cipher.seal_fields(account.id, {"email": email})
+    session.add(
+        ProfileField(
+            account_id=account.id, name="email", sealed=sealed["email"], updated_at=clock.now()
+        )
+    )
+    audit_service.record(
+        session,
+        clock=clock,
+        event=audit_service.AuditEvent(
+            actor=accounts_service.actor_for(pseudonym_key, account),
+            action="account.created",
+            subject=subject_pseudonym(pseudonym_key, account.id),
+        ),
+    )
+    return account
+
+
+def export_document(
+    session: Session, *, cipher: FieldCipher, clock: Clock, pseudonym_key: bytes, account: Account
+) -> dict[str, Any]:
+    """Everything the vault holds about the customer, as one JSON-ready document."""
+    subject = subject_pseudonym(pseudonym_key, account.id)
+    profile = read_profile(session, cipher=cipher, account_id=account.id)
+    audit_service.record(
+        session,
+        clock=clock,
+        event=audit_service.AuditEvent(
+            actor=accounts_service.actor_for(pseudonym_key, account),
+            action="profile.exported",
+            subject=subject,
+            resource="export",
+        ),
+    )
+    return {
+        "format": EXPORT_FORMAT,
+        "exported_at": utc_iso(clock.now()),
+        "account": {
+            "id": account.id,
+            "created_at": utc_iso(account.created_at),
+            "audit_pseudonym": subject,
+        },
+        "profile": {
+            **profile.standard,
+            "interests": profile.interests,
+            "identities": profile.identities,
+            "custom": profile.custom,
+        },
+        "access_log": [
+            {
+                "seq": entry.seq,
+                "at": utc_iso(entry.recorded_at),
+                "actor": entry.actor,
+                "action": entry.action,
+                "resource": entry.resource,
+                "purpose": entry.purpose,
+                "outcome": entry.outcome,
+                "details": json.loads(entry.details),
+            }
+            for entry in audit_service.entries_about(session, subject, limit=100_000)
+        ],
+    }
+
+
+def erase(
+    session: Session,
+    *,
+    data_keys: DataKeyStore,
+    clock: Clock,
+    pseudonym_key: bytes,
+    account: Account,
+) -> int:
+    """Crypto-shred the customer, then remove the account; returns key versions destroyed.
+
+    The key store is written first and on its own: if anything after it fails, the customer's
+    data is already unreadable, and running erasure again finishes the clean-up.
+    """
+    subject = subject_pseudonym(pseudonym_key, account.id)
+    destroyed = data_keys.destroy(account.id)
+    session.exec(delete(ProfileField).where(col(ProfileField.account_id) == account.id))
+    accounts_service.delete_account(session, account=account)
+    audit_service.record(
+        session,
+        clock=clock,
+        event=audit_service.AuditEvent(
+            actor=f"customer:{subject}",
+            action="customer.erased",
+            subject=subject,
+            details={"data_key_versions_destroyed": destroyed},
+        ),
+    )
+    return destroyed

@@ -1,0 +1,1 @@
+"""Cross-cutting web plumbing: error rendering, security headers, templates."""

@@ -1,0 +1,204 @@
+"""Sign-up, sign-in, sessions, throttling, CSRF and cookies, through the portal's forms."""
+
+from __future__ import annotations
+
+from litestar import Litestar
+from litestar.testing import TestClient
+from sqlmodel import Session, func, select
+
+from cmr_vault.accounts.models import Account, WebSession
+from cmr_vault.runtime import Runtime
+from tests.conftest import FrozenClock
+from tests.factories import DEFAULT_PASSWORD, Browser, make_customer, unique_email
+
+SESSION_COOKIE = "cmr_session"
+
+
+def _accounts(session: Session) -> int:
+    return session.exec(select(func.count()).select_from(Account)).one()
+
+
+def test_sign_up_signs_in_and_shows_the_profile(client: TestClient[Litestar]) -> None:
+    browser = Browser(client)
+    email = browser.sign_up()
+    page = client.get("/profile")
+    assert page.status_code == 200
+    assert f'value="{email}"' in page.text
+
+
+def test_session_cookie_is_httponly_and_samesite_lax(client: TestClient[Litestar]) -> None:
+    browser = Browser(client)
+    token = browser.csrf_token("/signup")
+    email = unique_email()
+    response = client.post(
+        "/signup",
+        data={
+            "email": email,
+            "password": DEFAULT_PASSWORD,
+            "password_confirm": DEFAULT_PASSWORD,
+            "_csrf_token": token,
+        },
+        follow_redirects=False,
+    )
+    cookie = next(
+        v
+        for k, v in response.headers.multi_items()
+        if k == "set-cookie" and v.startswith(SESSION_COOKIE)
+    )
+    assert "HttpOnly" in cookie
+    assert "SameSite=lax" in cookie or "SameSite=Lax" in cookie
+    # Plain-http loopback is the one place without `Secure` (settings test covers https).
+
+
+def test_wrong_password_is_refused_and_changes_nothing(
+    client: TestClient[Litestar], db_session: Session, runtime: Runtime
+) -> None:
+    customer = make_customer(db_session, runtime, email="kim@example.org")
+    browser = Browser(client)
+    response = browser.sign_in("kim@example.org", "not the password")
+    assert response.status_code == 401
+    assert "do not match" in response.text
+    assert client.get("/profile", follow_redirects=False).status_code == 303
+    db_session.rollback()
+    assert db_session.get(Account, customer.id).password_hash == customer.password_hash
+
+
+def test_repeated_failures_are_throttled_with_retry_after(
+    client: TestClient[Litestar], db_session: Session, runtime: Runtime, clock: FrozenClock
+) -> None:
+    make_customer(db_session, runtime, email="lee@example.org")
+    browser = Browser(client)
+    for _ in range(runtime.settings.sign_in_max_failures):
+        assert browser.sign_in("lee@example.org", "wrong password!").status_code == 401
+    throttled = browser.sign_in("lee@example.org")
+    assert throttled.status_code == 429
+    assert int(throttled.headers["retry-after"]) > 0
+    clock.advance(seconds=runtime.settings.sign_in_window_seconds + 1)
+    assert browser.sign_in("lee@example.org").status_code == 303
+
+
+def test_sign_in_rotates_the_session_token(
+    client: TestClient[Litestar], db_session: Session, runtime: Runtime
+) -> None:
+    make_customer(db_session, runtime, email="max@example.org")
+    browser = Browser(client)
+    browser.sign_in("max@example.org")
+    first = client.cookies.get(SESSION_COOKIE)
+    browser.sign_in("max@example.org")
+    second = client.cookies.get(SESSION_COOKIE)
+    assert first and second and first != second
+    client.cookies.set(SESSION_COOKIE, first)
+    assert client.get("/profile", follow_redirects=False).status_code == 303
+
+
+def test_sign_out_ends_the_session_on_the_server(
+    client: TestClient[Litestar], db_session: Session, runtime: Runtime
+) -> None:
+    make_customer(db_session, runtime, email="ola@example.org")
+    browser = Browser(client)
+    browser.sign_in("ola@example.org")
+    token = client.cookies.get(SESSION_COOKIE)
+    assert browser.submit("/signout", {}, page="/profile").status_code == 303
+    client.cookies.set(SESSION_COOKIE, token)
+    assert client.get("/profile", follow_redirects=False).status_code == 303
+    assert db_session.exec(select(func.count()).select_from(WebSession)).one() == 0
+
+
+def test_password_change_ends_other_sessions(
+    app: Litestar, db_session: Session, runtime: Runtime
+) -> None:
+    make_customer(db_session, runtime, email="pia@example.org")
+    with (
+        TestClient(app, base_url="http://127.0.0.1:8000") as laptop,
+        TestClient(app, base_url="http://127.0.0.1:8000") as phone,
+    ):
+        Browser(laptop).sign_in("pia@example.org")
+        Browser(phone).sign_in("pia@example.org")
+        changed = Browser(laptop).submit(
+            "/account/password",
+            {
+                "current_password": DEFAULT_PASSWORD,
+                "new_password": "a new long password",
+                "new_password_confirm": "a new long password",
+            },
+        )
+        assert changed.status_code == 200
+        assert "Password changed" in changed.text
+        assert laptop.get("/profile", follow_redirects=False).status_code == 200
+        assert phone.get("/profile", follow_redirects=False).status_code == 303
+    with TestClient(app, base_url="http://127.0.0.1:8000") as other:
+        assert Browser(other).sign_in("pia@example.org", "a new long password").status_code == 303
+
+
+def test_form_without_csrf_token_is_refused_and_changes_nothing(
+    client: TestClient[Litestar], db_session: Session
+) -> None:
+    client.get("/signup")
+    response = client.post(
+        "/signup",
+        data={
+            "email": unique_email(),
+            "password": DEFAULT_PASSWORD,
+            "password_confirm": DEFAULT_PASSWORD,
+        },
+        headers={"Accept": "text/html"},
+    )
+    assert response.status_code == 403
+    assert "CSRF" in response.text
+    assert _accounts(db_session) == 0
+
+
+def test_malformed_email_and_short_password_are_explained(
+    client: TestClient[Litestar], db_session: Session
+) -> None:
+    browser = Browser(client)
+    bad_email = browser.submit(
+        "/signup",
+        {
+            "email": "not-an-email",
+            "password": DEFAULT_PASSWORD,
+            "password_confirm": DEFAULT_PASSWORD,
+        },
+    )
+    assert bad_email.status_code == 400
+    assert "not a valid e-mail address" in bad_email.text
+    short = browser.submit(
+        "/signup", {"email": unique_email(), "password": "short", "password_confirm": "short"}
+    )
+    assert short.status_code == 400
+    assert "10 to 256 characters" in short.text
+    assert _accounts(db_session) == 0
+
+
+def test_second_account_with_the_same_email_is_refused(
+    client: TestClient[Litestar], db_session: Session, runtime: Runtime
+) -> None:
+    make_customer(db_session, runtime, email="Same@Example.org")
+    response = Browser(client).submit(
+        "/signup",
+        {
+            "email": "same@example.org",
+            "password": DEFAULT_PASSWORD,
+            "password_confirm": DEFAULT_PASSWORD,
+        },
+    )
+    assert response.status_code == 400
+    assert "already exists" in response.text
+    assert _accounts(db_session) == 1
+
+
+def test_sign_in_never_redirects_off_site(
+    client: TestClient[Litestar], db_session: Session, runtime: Runtime
+) -> None:
+    make_customer(db_session, runtime, email="quinn@example.org")
+    browser = Browser(client)
+    response = browser.submit(
+        "/signin",
+        {
+            "email": "quinn@example.org",
+            "password": DEFAULT_PASSWORD,
+            "next": "//evil.example/steal",
+        },
+        page="/signin",
+    )
+    assert response.headers["location"] == "/profile"

@@ -1,0 +1,163 @@
+"""Fixtures shared by every domain's tests.
+
+Each database test runs on SQLite and, when CMR_VAULT_TEST_POSTGRES_URL is set (CI sets it), on
+PostgreSQL too. Isolation is a fresh database per test, cloned from one migrated template: a
+SQLite file copy, or PostgreSQL's CREATE DATABASE … TEMPLATE. That keeps the audit table's
+append-only trigger in force during tests, which a TRUNCATE-based reset would have to disable.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from argon2 import PasswordHasher
+from litestar import Litestar
+from litestar.testing import TestClient
+from sqlalchemy import create_engine, make_url, text
+from sqlmodel import Session
+
+from cmr_vault.accounts import service as accounts_service
+from cmr_vault.app import create_app
+from cmr_vault.crypto.keyring import Keyring, write_keyring
+from cmr_vault.db.engine import make_engine
+from cmr_vault.db.migrate import upgrade
+from cmr_vault.runtime import Runtime
+from cmr_vault.settings import Settings
+
+POSTGRES_URL = os.environ.get("CMR_VAULT_TEST_POSTGRES_URL", "")
+BASE_URL = "http://127.0.0.1:8000"
+DATABASES = ["sqlite", "postgresql"]
+
+
+class FrozenClock:
+    """A clock tests move by hand."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.current = start or datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, **delta: float) -> None:
+        self.current += timedelta(**delta)
+
+
+@pytest.fixture(autouse=True)
+def _cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2id at production cost takes ~50 ms a hash; tests use the same algorithm, cheaper."""
+    cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    monkeypatch.setattr(accounts_service, "_hasher", cheap)
+    monkeypatch.setattr(accounts_service, "_DUMMY_HASH", cheap.hash("dummy-password"))
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated SQLite file, copied for every test."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    engine = make_engine(f"sqlite:///{path}", immediate=False)
+    upgrade(engine)
+    engine.dispose()
+    return path
+
+
+def _admin_url(database: str) -> str:
+    return make_url(POSTGRES_URL).set(database=database).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str]:
+    """A migrated PostgreSQL template database, dropped at the end of the run."""
+    if not POSTGRES_URL:
+        pytest.skip("CMR_VAULT_TEST_POSTGRES_URL is not set: PostgreSQL tests skipped")
+    name = f"cmr_tpl_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(_admin_url("postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine = make_engine(_admin_url(name))
+    upgrade(engine)
+    engine.dispose()
+    yield name
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=DATABASES)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, migrated database for one test, on each backend in turn."""
+    if request.param == "sqlite":
+        path = tmp_path / "vault.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite:///{path}"
+        return
+    template = request.getfixturevalue("postgres_template")
+    name = f"cmr_t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(_admin_url("postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    yield _admin_url(name)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    """The test's clock, starting on a fixed Monday morning (UTC)."""
+    return FrozenClock()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    """Settings pointing at the test's own database, key store and keyring."""
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=tmp_path,
+        database_url=database_url,
+        keystore_url=f"sqlite:///{tmp_path / 'keys' / 'keystore.db'}",
+        base_url=BASE_URL,
+        checkpoint_interval_seconds=0,
+    )
+    write_keyring(settings.resolved_key_file, Keyring.generate())
+    return settings
+
+
+@pytest.fixture
+def runtime(settings: Settings, clock: FrozenClock) -> Iterator[Runtime]:
+    """The process collaborators, on the test clock."""
+    runtime = Runtime.build(settings, clock=clock)
+    runtime.data_keys.create_schema()
+    yield runtime
+    runtime.dispose()
+
+
+@pytest.fixture
+def db_session(runtime: Runtime) -> Iterator[Session]:
+    """A session for service-level tests; the test decides whether to commit.
+
+    Its transactions begin deferred, so a test holding a read open never blocks the app's
+    writers; `rollback()` ends the read snapshot to see what the app wrote since.
+    """
+    engine = make_engine(runtime.settings.resolved_database_url, immediate=False)
+    with Session(engine, expire_on_commit=False) as session:
+        yield session
+    engine.dispose()
+
+
+@pytest.fixture
+def app(settings: Settings, runtime: Runtime) -> Litestar:
+    """The real application on the test's database."""
+    return create_app(settings, runtime=runtime)
+
+
+@pytest.fixture
+def client(app: Litestar) -> Iterator[TestClient[Litestar]]:
+    """An HTTP client talking to the app in-process."""
+    with TestClient(app, base_url=BASE_URL) as client:
+        yield client

@@ -1,0 +1,104 @@
+"""Browser tests: the real `cmr-vault` command serving on loopback, driven by headless Chromium.
+
+Chromium is Debian's (`apt-get install chromium`); no test tool downloads a browser of its own.
+Without it these tests skip with a reason, except on CI, where a missing browser is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def chromium_path() -> str:
+    """Debian's Chromium, or a skip (a failure on CI)."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path:
+        return path
+    if os.environ.get("CI"):
+        pytest.fail("chromium is not installed on CI: .ci/run must apt-get install it")
+    pytest.skip("chromium is not installed (apt-get install chromium)")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def live_vault(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`cmr-vault init` then `cmr-vault serve` in a fresh data directory; yields the base URL."""
+    data_dir = tmp_path_factory.mktemp("live") / "var"
+    port = _free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "CMR_VAULT_DATA_DIR": str(data_dir), "CMR_VAULT_BASE_URL": base_url}
+    for name in ("CMR_VAULT_DATABASE_URL", "CMR_VAULT_KEYSTORE_URL", "CMR_VAULT_KEK"):
+        env.pop(name, None)
+    command = [sys.executable, "-m", "cmr_vault"]
+    subprocess.run([*command, "init"], env=env, check=True, capture_output=True)
+    log = (data_dir / "server.log").open("w")
+    server = subprocess.Popen(
+        [*command, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        _wait_until_healthy(base_url, server)
+        yield base_url
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+        log.close()
+
+
+def _wait_until_healthy(base_url: str, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError("the vault exited during start-up")
+        try:
+            if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise RuntimeError("the vault did not become healthy within 30 s")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """One headless Chromium for the module."""
+    executable = chromium_path()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=executable, headless=True, args=CHROMIUM_ARGS
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: object, tmp_path: Path) -> Iterator[object]:
+    """A fresh browser context (own cookies) with downloads allowed."""
+    context = browser.new_context(accept_downloads=True)  # type: ignore[attr-defined]
+    page = context.new_page()
+    yield page
+    context.close()
