@@ -27,7 +27,13 @@ from cmr_vault.audit.signer import run_periodic_signer
 from cmr_vault.db.engine import check_durability
 from cmr_vault.db.session import provide_db_session
 from cmr_vault.deps import RuntimeDep, provide_runtime
-from cmr_vault.portal.controllers import AccountPages, ActivityPage, ProfilePages
+from cmr_vault.oauth.controllers import AuthorizationPages, TokenEndpoints, server_metadata
+from cmr_vault.portal.controllers import (
+    AccountPages,
+    ActivityPage,
+    ConnectionsPage,
+    ProfilePages,
+)
 from cmr_vault.runtime import Runtime
 from cmr_vault.settings import Settings, check_startup_safety, get_settings
 from cmr_vault.web.errors import exception_to_http_response
@@ -72,6 +78,10 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
             AccountPages,
             ProfilePages,
             ActivityPage,
+            ConnectionsPage,
+            AuthorizationPages,
+            TokenEndpoints,
+            server_metadata,
             TransparencyApi,
             create_static_files_router(
                 path="/static",

@@ -6,6 +6,7 @@ does and what the server sees never disagree.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.table import Table
 
 from cmr_vault.audit import service as audit_service
 from cmr_vault.audit import transparency
@@ -29,6 +31,9 @@ from cmr_vault.db import migrate
 from cmr_vault.db.engine import make_engine
 from cmr_vault.db.session import unit_of_work
 from cmr_vault.demo import DEMO_EMAIL, DEMO_PASSWORD, seed_demo_data
+from cmr_vault.errors import DomainError
+from cmr_vault.oauth import service as oauth_service
+from cmr_vault.oauth.models import ClientStatus
 from cmr_vault.runtime import Runtime
 from cmr_vault.settings import Settings, UnsafeSettingsError, check_startup_safety, get_settings
 
@@ -309,3 +314,99 @@ def audit_export(output: Path, fmt: str) -> None:
     partial.replace(output)
     runtime.dispose()
     console.print(f"[green]Exported[/] {written} entries (signed head {head.size}) to {output}")
+
+
+@main.group()
+def clients() -> None:
+    """Companies (OAuth clients): register, list, approve, suspend."""
+
+
+def _scope_purposes(values: tuple[str, ...]) -> dict[str, list[str]]:
+    notice: dict[str, list[str]] = {}
+    for value in values:
+        scope, sep, purpose = value.partition("=")
+        if not sep or not purpose.strip():
+            raise click.BadParameter(f"{value!r}: use SCOPE=PURPOSE", param_hint="--scope")
+        notice.setdefault(scope.strip(), []).append(purpose.strip())
+    return notice
+
+
+@clients.command("add")
+@click.option("--name", required=True)
+@click.option("--description", default="", show_default=False)
+@click.option("--homepage", required=True, help="https URL of the company's site.")
+@click.option("--privacy-policy", "privacy_policy", required=True, help="https URL.")
+@click.option("--redirect-uri", "redirect_uris", multiple=True, required=True,
+              help="Exact redirect URI; repeat for several.")
+@click.option("--scope", "scopes", multiple=True, required=True,
+              help="SCOPE=PURPOSE, e.g. 'profile.email:read=Send your order receipts'; repeat.")
+@click.option("--public", is_flag=True, help="A native app without a secret (PKCE only).")
+@click.option("--pending", is_flag=True, help="Register without approving yet.")
+def clients_add(name: str, description: str, homepage: str, privacy_policy: str,
+                redirect_uris: tuple[str, ...], scopes: tuple[str, ...], public: bool,
+                pending: bool) -> None:
+    """Register a company; its secret is printed once and never stored in clear."""
+    registration = oauth_service.ClientRegistration(
+        name=name, description=description, homepage=homepage,
+        privacy_policy_url=privacy_policy, redirect_uris=list(redirect_uris),
+        notice=_scope_purposes(scopes), public=public,
+    )
+    runtime = Runtime.build(_settings())
+    try:
+        with unit_of_work(runtime.engine) as session:
+            client, secret = oauth_service.register_client(
+                session, clock=runtime.clock, registration=registration, approved=not pending)
+            client_id, status = client.client_id, client.status
+    except DomainError as exc:
+        details = "; ".join(f"{k}: {v}" for k, v in exc.problems.items())
+        raise click.ClickException(f"{exc.detail} {details}".strip()) from exc
+    finally:
+        runtime.dispose()
+    click.echo(f"client_id: {client_id}")
+    if secret:
+        click.echo(f"client_secret: {secret}")
+        console.print("[yellow]Store the secret now: it is shown only this once.[/]")
+    console.print(f"Status: {status}")
+
+
+@clients.command("list")
+def clients_list() -> None:
+    """Every registered company with its status and scopes."""
+    runtime = Runtime.build(_settings())
+    with unit_of_work(runtime.engine) as session:
+        rows = oauth_service.list_clients(session)
+        table = Table("client_id", "name", "status", "type", "scopes")
+        for row in rows:
+            table.add_row(row.client_id, row.name, row.status,
+                          "public" if row.secret_hash is None else "confidential",
+                          " ".join(json.loads(row.allowed_scopes)))
+    runtime.dispose()
+    Console().print(table)
+
+
+def _set_status(client_id: str, status: ClientStatus) -> None:
+    runtime = Runtime.build(_settings())
+    try:
+        with unit_of_work(runtime.engine) as session:
+            oauth_service.set_client_status(session, client_id=client_id, status=status)
+            audit_service.record(session, clock=runtime.clock, event=audit_service.AuditEvent(
+                actor="operator:cli", action=f"client.{status}", resource=f"company:{client_id}"))
+    except DomainError as exc:
+        raise click.ClickException(exc.detail) from exc
+    finally:
+        runtime.dispose()
+    console.print(f"[green]{client_id} is now {status}.[/]")
+
+
+@clients.command("suspend")
+@click.argument("client_id")
+def clients_suspend(client_id: str) -> None:
+    """Suspend a company: every token it holds stops working at once."""
+    _set_status(client_id, ClientStatus.SUSPENDED)
+
+
+@clients.command("approve")
+@click.argument("client_id")
+def clients_approve(client_id: str) -> None:
+    """Approve a pending (or re-approve a suspended) company."""
+    _set_status(client_id, ClientStatus.APPROVED)

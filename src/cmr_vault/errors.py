@@ -35,11 +35,13 @@ class DomainError(Exception):
         *,
         problems: dict[str, str] | None = None,
         retry_after: int | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.problems = problems or {}
         self.retry_after = retry_after
+        self.headers = headers or {}
 
 
 class ValidationFailed(DomainError):
@@ -47,6 +49,22 @@ class ValidationFailed(DomainError):
 
     slug = "validation-failed"
     title = "Some input is not valid"
+
+
+class Unauthenticated(DomainError):
+    """No credentials, or credentials that are not (or no longer) valid."""
+
+    kind = ErrorKind.UNAUTHENTICATED
+    slug = "unauthenticated"
+    title = "Authentication required"
+
+
+class Forbidden(DomainError):
+    """Authenticated, but not allowed to do this."""
+
+    kind = ErrorKind.FORBIDDEN
+    slug = "forbidden"
+    title = "Not allowed"
 
 
 class NotFound(DomainError):

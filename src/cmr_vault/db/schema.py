@@ -10,6 +10,8 @@ def load_metadata() -> MetaData:
     """Import every model module (registering its tables), then return the shared metadata."""
     import cmr_vault.accounts.models
     import cmr_vault.audit.models
+    import cmr_vault.consent.models
+    import cmr_vault.oauth.models
     import cmr_vault.vault.models  # noqa: F401
 
     return SQLModel.metadata

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from litestar import Controller, Request, Response, get, post
 from litestar.di import Provide
 from litestar.enums import RequestEncodingType
-from litestar.params import Body, FromQuery, QueryParameter
+from litestar.params import Body, FromPath, FromQuery, QueryParameter
 from litestar.response import Redirect, Template
 
 from cmr_vault.accounts import service as accounts_service
@@ -27,6 +27,7 @@ from cmr_vault.accounts.deps import (
 from cmr_vault.accounts.exceptions import WrongPassword
 from cmr_vault.accounts.models import Account
 from cmr_vault.audit import transparency
+from cmr_vault.consent import service as consent_service
 from cmr_vault.crypto.blind_index import subject_pseudonym
 from cmr_vault.deps import DbSession, RuntimeDep
 from cmr_vault.errors import DomainError
@@ -384,3 +385,28 @@ class ActivityPage(Controller):
         rows = [(e, json.loads(e.details), history.checks.get(e.seq)) for e in history.entries]
         return _page("activity.html", account=customer, rows=rows,
                      checkpoint=history.checkpoint, all_included=history.all_included)
+
+
+class ConnectionsPage(Controller):
+    """Every company with access: what, why, since when, until when; revoke a scope or all."""
+
+    path = "/connections"
+    dependencies = {"customer": Provide(provide_customer, sync_to_thread=True)}
+
+    @get("/", sync_to_thread=True)
+    def connections(self, customer: Customer, db_session: DbSession, runtime: RuntimeDep,
+                    revoked: FromQuery[bool] = False) -> Template:
+        """The list of connections with their history of consent records."""
+        return _page("connections.html", account=customer, revoked=revoked,
+                     connections=consent_service.connections(
+                         db_session, account_id=customer.id, now=runtime.clock.now()))
+
+    @post("/{grant_id:str}/revoke", status_code=303, sync_to_thread=True)
+    def revoke(self, grant_id: FromPath[str], data: Form, customer: Customer,
+               db_session: DbSession, runtime: RuntimeDep) -> Redirect:
+        """Withdraw one permission (when `scope` is sent) or the whole connection."""
+        scope = form_text(data, "scope") or None
+        consent_service.revoke(db_session, clock=runtime.clock,
+                               pseudonym_key=runtime.keyring.pseudonym_key,
+                               account_id=customer.id, grant_id=grant_id, scope=scope)
+        return Redirect(path="/connections?revoked=true", status_code=303)

@@ -71,6 +71,7 @@ def _describe(exc: Exception) -> tuple[int, str, str, str, dict[str, Any], dict[
         status = STATUS_BY_KIND[exc.kind]
         extra: dict[str, Any] = {"errors": exc.problems} if exc.problems else {}
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
+        headers.update(exc.headers)
         return status, exc.slug, exc.title, exc.detail, extra, headers
     if isinstance(exc, ValidationException):
         extra = {"errors": exc.extra} if exc.extra else {}

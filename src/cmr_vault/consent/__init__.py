@@ -1,0 +1,1 @@
+"""Grants and the consent records that keep every change to them."""

@@ -1,0 +1,329 @@
+"""OAuth endpoints: /oauth/authorize (the consent screen), token, revoke, introspect, metadata.
+
+Handlers turn the Litestar request into authlib's (query for /authorize, form body for the
+rest, read in an async dependency first), call `VaultAuthorizationServer`, and turn its answer
+back. Errors that may not be redirected (unknown client, unregistered redirect URI) become an
+error page with no Location header (RFC 6749 §4.1.2.1).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Annotated, Any, TypeAlias
+from urllib.parse import parse_qsl, quote
+
+from authlib.common.urls import add_params_to_uri
+from authlib.oauth2 import OAuth2Error
+from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency, Provide
+from litestar.enums import RequestEncodingType
+from litestar.params import Body
+from litestar.response import Redirect, Template
+
+from cmr_vault.accounts.deps import provide_optional_account
+from cmr_vault.accounts.models import Account, Role
+from cmr_vault.audit import service as audit_service
+from cmr_vault.consent import service as consent_service
+from cmr_vault.crypto.blind_index import subject_pseudonym
+from cmr_vault.deps import DbSession, RuntimeDep
+from cmr_vault.errors import DomainError, ValidationFailed
+from cmr_vault.oauth.scopes import parse_scopes
+from cmr_vault.oauth.server import (
+    GrantHolder,
+    OAuthResponse,
+    Pairs,
+    VaultAuthorizationServer,
+    VaultClient,
+    VaultRequest,
+    metadata,
+)
+from cmr_vault.runtime import Runtime
+
+FormPairs: TypeAlias = NamedDependency[Pairs]
+Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
+EXPIRY_CHOICES = {
+    "30d": ("30 days", timedelta(days=30)),
+    "1y": ("1 year", timedelta(days=365)),
+    "never": ("until I revoke it", None),
+}
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+async def provide_form_pairs(request: Request[Any, Any, Any]) -> Pairs:
+    """The urlencoded body as ordered pairs, duplicates kept (read before the sync handler)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        raise ValidationFailed(
+            "Send the parameters as application/x-www-form-urlencoded.",
+            problems={"content-type": "must be form-urlencoded"},
+        )
+    body = (await request.body()).decode("utf-8", errors="strict")
+    return parse_qsl(body, keep_blank_values=True)
+
+
+def _server(db_session: Any, runtime: Runtime) -> VaultAuthorizationServer:
+    return VaultAuthorizationServer(
+        session=db_session,
+        clock=runtime.clock,
+        pseudonym_key=runtime.keyring.pseudonym_key,
+        issuer=runtime.settings.issuer,
+    )
+
+
+def _oauth_request(
+    request: Request[Any, Any, Any], runtime: Runtime, params: Pairs
+) -> VaultRequest:
+    # The issuer, not the Host header, names our URL: behind a TLS proxy it is the https one.
+    query = request.url.query
+    uri = runtime.settings.issuer + request.url.path + (f"?{query}" if query else "")
+    return VaultRequest(method=request.method, uri=uri, headers=request.headers, params=params)
+
+
+def _to_litestar(answer: OAuthResponse, *, after_post: bool = False) -> Response[Any]:
+    headers = {k: v for k, v in answer.headers.items() if k.lower() != "location"}
+    if answer.location:
+        # 303 after a POST, never 307 (RFC 9700 §4.12).
+        return Response(
+            content=None,
+            status_code=303 if after_post else 302,
+            headers={**headers, "Location": answer.location},
+        )
+    body = answer.body if isinstance(answer.body, dict) else json.loads(answer.body or "{}")
+    return Response(
+        content=body,
+        status_code=answer.status,
+        media_type="application/json",
+        headers={**headers, **NO_STORE},
+    )
+
+
+def _error_page(error: OAuth2Error | DomainError, status: int = 400) -> Template:
+    if isinstance(error, OAuth2Error):
+        title, detail = (
+            "This sign-in link is not valid",
+            error.get_error_description() or str(error.error),
+        )
+    else:
+        title, detail = error.title, error.detail
+    return Template(
+        "oauth/error.html", context={"title": title, "detail": detail}, status_code=status
+    )
+
+
+def _redirect_error(error: OAuth2Error, issuer: str, *, after_post: bool) -> Response[Any]:
+    params = [*error.get_body(), ("iss", issuer)]
+    return Response(
+        content=None,
+        status_code=303 if after_post else 302,
+        headers={"Location": add_params_to_uri(error.redirect_uri, params)},
+    )
+
+
+def _known_client_and_redirect(server: VaultAuthorizationServer, query: Pairs) -> bool:
+    """Enough validation to know an error could be redirected (before asking anyone to sign in)."""
+    values: dict[str, list[str]] = {}
+    for key, value in query:
+        values.setdefault(key, []).append(value)
+    if any(len(values.get(k, [])) > 1 for k in ("client_id", "redirect_uri")):
+        return False
+    client = server.query_client(values.get("client_id", [""])[0])
+    if client is None:
+        return False
+    uri = values.get("redirect_uri", [""])[0]
+    return client.check_redirect_uri(uri) if uri else client.get_default_redirect_uri() is not None
+
+
+class AuthorizationPages(Controller):
+    """The authorization endpoint: validate, ask the customer, answer the company."""
+
+    path = "/oauth/authorize"
+    include_in_schema = False
+    dependencies = {"account": Provide(provide_optional_account, sync_to_thread=True)}
+
+    def _consent_page(
+        self,
+        request: Request[Any, Any, Any],
+        oauth_request: VaultRequest,
+        account: Account,
+        problem: str = "",
+        status: int = 200,
+    ) -> Template:
+        client: VaultClient = oauth_request.client
+        notice = json.loads(client.row.notice)
+        scopes = parse_scopes(oauth_request.scope or "")
+        return Template(
+            "oauth/consent.html",
+            status_code=status,
+            context={
+                "account": account,
+                "company": client.row,
+                "scopes": scopes,
+                "notice": notice,
+                "expiry_choices": EXPIRY_CHOICES,
+                "action": f"{request.url.path}?{request.url.query}",
+                "problem": problem,
+            },
+        )
+
+    def _start(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: Any,
+        runtime: Runtime,
+        account: Account | None,
+        *,
+        after_post: bool,
+    ) -> tuple[VaultAuthorizationServer, VaultRequest, Any] | Response[Any] | Template:
+        server = _server(db_session, runtime)
+        query = list(request.query_params.multi_items())
+        if account is None or account.role != Role.CUSTOMER:
+            if not _known_client_and_redirect(server, query):
+                return _error_page(DomainError("The company or its return address is unknown."))
+            if account is not None:
+                return _error_page(DomainError("Only customers can grant access."), 403)
+            target = quote(f"{request.url.path}?{request.url.query}", safe="")
+            return Redirect(path=f"/signin?next={target}", status_code=303)
+        oauth_request = _oauth_request(request, runtime, query)
+        try:
+            grant = server.get_consent_grant(oauth_request, end_user=account)
+        except OAuth2Error as error:
+            if error.redirect_uri:
+                return _redirect_error(error, runtime.settings.issuer, after_post=after_post)
+            return _error_page(error)
+        return server, oauth_request, grant
+
+    @get("/", sync_to_thread=True)
+    def show(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: DbSession,
+        runtime: RuntimeDep,
+        account: NamedDependency[Account | None],
+    ) -> Response[Any] | Template:
+        """Validate the request, then show the consent screen."""
+        started = self._start(request, db_session, runtime, account, after_post=False)
+        if not isinstance(started, tuple):
+            return started
+        _, oauth_request, _ = started
+        assert account is not None
+        return self._consent_page(request, oauth_request, account)
+
+    @post("/", status_code=303, sync_to_thread=True)
+    def decide(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: DbSession,
+        runtime: RuntimeDep,
+        account: NamedDependency[Account | None],
+        data: Form,
+    ) -> Response[Any] | Template:
+        """Record the customer's choice and send them back to the company."""
+        started = self._start(request, db_session, runtime, account, after_post=True)
+        if not isinstance(started, tuple):
+            return started
+        server, oauth_request, grant = started
+        assert account is not None
+        client: VaultClient = oauth_request.client
+        keyring = runtime.keyring
+        if data.get("decision") != "approve":
+            _audit_denied(db_session, runtime, account, client)
+            answer = server.create_authorization_response(
+                oauth_request, grant_user=None, grant=grant
+            )
+            return _to_litestar(answer, after_post=True)
+        chosen = _chosen_scopes(data, (oauth_request.scope or "").split())
+        expiry = EXPIRY_CHOICES.get(str(data.get("expiry", "")), EXPIRY_CHOICES["1y"])[1]
+        try:
+            grant_row = consent_service.give_consent(
+                db_session,
+                clock=runtime.clock,
+                pseudonym_key=keyring.pseudonym_key,
+                account_id=account.id,
+                client=client.row,
+                scopes=chosen,
+                expires_at=runtime.clock.now() + expiry if expiry else None,
+            )
+        except ValidationFailed as exc:
+            return self._consent_page(request, oauth_request, account, exc.detail, 400)
+        holder = GrantHolder(account.id, grant_row.id, " ".join(chosen))
+        answer = server.create_authorization_response(oauth_request, grant_user=holder, grant=grant)
+        return _to_litestar(answer, after_post=True)
+
+
+def _chosen_scopes(data: dict[str, Any], requested: list[str]) -> list[str]:
+    raw = data.get("scope", [])
+    picked = [raw] if isinstance(raw, str) else list(raw)
+    return [s for s in requested if s in picked]
+
+
+def _audit_denied(db_session: Any, runtime: Runtime, account: Account, client: VaultClient) -> None:
+    subject = subject_pseudonym(runtime.keyring.pseudonym_key, account.id)
+    audit_service.record(
+        db_session,
+        clock=runtime.clock,
+        event=audit_service.AuditEvent(
+            actor=f"customer:{subject}",
+            action="consent.denied",
+            subject=subject,
+            resource=f"company:{client.get_client_id()}",
+            outcome="denied",
+        ),
+    )
+
+
+class TokenEndpoints(Controller):
+    """Token, revocation and introspection: machine endpoints, form in, JSON out."""
+
+    path = "/oauth"
+    tags = ["oauth"]
+    dependencies = {"form_pairs": Provide(provide_form_pairs)}
+
+    @post("/token", sync_to_thread=True, status_code=200)
+    def token(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: DbSession,
+        runtime: RuntimeDep,
+        form_pairs: FormPairs,
+    ) -> Response[Any]:
+        """Exchange a code (with PKCE) or a refresh token for tokens (RFC 6749 §4.1.3, §6)."""
+        server = _server(db_session, runtime)
+        answer = server.create_token_response(_oauth_request(request, runtime, form_pairs))
+        return _to_litestar(answer)
+
+    @post("/revoke", sync_to_thread=True, status_code=200)
+    def revoke(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: DbSession,
+        runtime: RuntimeDep,
+        form_pairs: FormPairs,
+    ) -> Response[Any]:
+        """RFC 7009: revoke a token and every token of its family."""
+        server = _server(db_session, runtime)
+        answer = server.create_endpoint_response(
+            "revocation", _oauth_request(request, runtime, form_pairs)
+        )
+        return _to_litestar(answer)
+
+    @post("/introspect", sync_to_thread=True, status_code=200)
+    def introspect(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: DbSession,
+        runtime: RuntimeDep,
+        form_pairs: FormPairs,
+    ) -> Response[Any]:
+        """RFC 7662: whether one of the caller's own tokens is active, and what it allows."""
+        server = _server(db_session, runtime)
+        answer = server.create_endpoint_response(
+            "introspection", _oauth_request(request, runtime, form_pairs)
+        )
+        return _to_litestar(answer)
+
+
+@get("/.well-known/oauth-authorization-server", sync_to_thread=False, tags=["oauth"])
+def server_metadata(runtime: RuntimeDep) -> dict[str, Any]:
+    """RFC 8414 authorization server metadata."""
+    return metadata(runtime.settings.issuer)

@@ -1,0 +1,116 @@
+"""Who is calling the company API: a bearer token's grant, or a company's own credentials.
+
+The guard reads the token's grant on every request instead of trusting the token alone, so a
+revoked, expired, relinquished or compromised grant (or a suspended company) stops every token
+on the very next request (RFC 6750 §3 for the error responses).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+from urllib.parse import unquote
+
+from litestar import Request
+from litestar.di import NamedDependency
+
+from cmr_vault.consent import service as consent_service
+from cmr_vault.consent.models import Grant
+from cmr_vault.deps import DbSession, RuntimeDep
+from cmr_vault.errors import Forbidden, Unauthenticated, ValidationFailed
+from cmr_vault.oauth import service as oauth_service
+from cmr_vault.oauth.models import ClientStatus, OAuthClient, OAuthToken
+
+
+@dataclass(frozen=True)
+class CompanyAccess:
+    """A live token, its grant and its company; `scopes` is what is in force right now."""
+
+    token: OAuthToken
+    grant: Grant
+    client: OAuthClient
+    scopes: frozenset[str]
+
+
+CompanyAccessDep: TypeAlias = NamedDependency[CompanyAccess]
+CompanyClient: TypeAlias = NamedDependency[OAuthClient]
+
+
+def _bearer_challenge(error: str | None = None, description: str | None = None) -> dict[str, str]:
+    value = 'Bearer realm="cmr-vault"'
+    if error:
+        value += f', error="{error}"'
+    if description:
+        value += f', error_description="{description}"'
+    return {"WWW-Authenticate": value}
+
+
+def insufficient_scope(detail: str, needed: str) -> Forbidden:
+    """403 with the RFC 6750 challenge naming the scope that is missing."""
+    return Forbidden(
+        detail,
+        problems={"scope": f"requires {needed}"},
+        headers=_bearer_challenge("insufficient_scope", f"requires {needed}"),
+    )
+
+
+def _invalid_token(detail: str) -> Unauthenticated:
+    return Unauthenticated(detail, headers=_bearer_challenge("invalid_token", detail))
+
+
+def provide_company_access(
+    request: Request[Any, Any, Any], db_session: DbSession, runtime: RuntimeDep
+) -> CompanyAccess:
+    """Resolve `Authorization: Bearer …` to a usable grant, or refuse with 401."""
+    if "access_token" in request.query_params:
+        raise ValidationFailed(
+            "Send the access token in the Authorization header, never in the URL.",
+            problems={"access_token": "not accepted in the query string"},
+            headers=_bearer_challenge("invalid_request", "token in query string"),
+        )
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise Unauthenticated("A bearer access token is required.", headers=_bearer_challenge())
+    token = oauth_service.find_access_token(db_session, value.strip())
+    now = runtime.clock.now()
+    if token is None or not oauth_service.access_token_is_live(token, now):
+        raise _invalid_token("The access token is unknown, expired or revoked.")
+    grant = consent_service.get_grant(db_session, token.grant_id)
+    client = db_session.get(OAuthClient, token.client_id)
+    if grant is None or not consent_service.is_usable(grant, now):
+        raise _invalid_token("The customer's consent behind this token is no longer in force.")
+    if client is None or client.status != ClientStatus.APPROVED:
+        raise _invalid_token("This company is suspended.")
+    in_force = frozenset(token.scope.split()) & frozenset(json.loads(grant.scopes))
+    return CompanyAccess(token=token, grant=grant, client=client, scopes=in_force)
+
+
+def _basic_credentials(header: str) -> tuple[str, str] | None:
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    client_id, sep, secret = decoded.partition(":")
+    return (unquote(client_id), unquote(secret)) if sep else None
+
+
+def provide_company_client(request: Request[Any, Any, Any], db_session: DbSession) -> OAuthClient:
+    """A confidential company authenticating as itself (HTTP Basic with its client secret)."""
+    credentials = _basic_credentials(request.headers.get("authorization", ""))
+    challenge = {"WWW-Authenticate": 'Basic realm="cmr-vault"'}
+    if credentials is None:
+        raise Unauthenticated("Authenticate with your client id and secret.", headers=challenge)
+    client = db_session.get(OAuthClient, credentials[0])
+    if (
+        client is None
+        or not oauth_service.client_secret_matches(client, credentials[1])
+        or client.status != ClientStatus.APPROVED
+    ):
+        raise Unauthenticated("Unknown client or wrong secret.", headers=challenge)
+    return client

@@ -1,0 +1,84 @@
+"""What a scope names, and how to say it to a person.
+
+`profile.<field>:read` lets a company read one profile field; `marketing.<channel>` lets it
+send on one channel (through the vault, which keeps the address to itself). Nothing else
+exists, so a scope list is validated against these two shapes and the vault's field names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cmr_vault.errors import ValidationFailed
+from cmr_vault.vault.fields import FIELD_NAMES, STANDARD_BY_NAME
+
+CHANNELS = {
+    "email": "e-mail",
+    "sms": "text messages (SMS)",
+    "inbox": "messages in your vault inbox",
+    "webhook": "push notifications to an app",
+}
+_LIST_LABELS = {"interests": "Interests", "identities": "Linked identities"}
+
+
+@dataclass(frozen=True)
+class Scope:
+    """One parsed scope: a field read, or a marketing channel."""
+
+    name: str
+    kind: str  # "read" | "marketing"
+    target: str  # the field name or the channel
+
+    @property
+    def label(self) -> str:
+        """The scope in plain words, for the consent screen and the connections page."""
+        if self.kind == "read":
+            spec = STANDARD_BY_NAME.get(self.target)
+            field = spec.label if spec else _LIST_LABELS.get(self.target, self.target)
+            return f"Read your {field.lower()}"
+        return f"Send you {CHANNELS[self.target]}"
+
+
+def parse_scope(name: str) -> Scope:
+    """Parse one scope name, or raise ValueError saying why it is not one."""
+    if name.startswith("profile.") and name.endswith(":read"):
+        field = name[len("profile.") : -len(":read")]
+        if field in FIELD_NAMES:
+            return Scope(name, "read", field)
+        raise ValueError(f"{name}: no profile field is called {field!r}")
+    if name.startswith("marketing."):
+        channel = name[len("marketing.") :]
+        if channel in CHANNELS:
+            return Scope(name, "marketing", channel)
+        raise ValueError(f"{name}: channels are {', '.join(CHANNELS)}")
+    raise ValueError(f"{name}: scopes are profile.<field>:read or marketing.<channel>")
+
+
+def parse_scopes(names: list[str] | str) -> list[Scope]:
+    """Parse a list (or a space-separated string) of scopes, in order, without duplicates."""
+    if isinstance(names, str):
+        names = names.split()
+    problems, scopes = [], []
+    for name in dict.fromkeys(names):
+        try:
+            scopes.append(parse_scope(name))
+        except ValueError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ValidationFailed("Unknown scopes.", problems={"scope": "; ".join(problems)})
+    return scopes
+
+
+def read_scope(field: str) -> str:
+    """The scope that lets a company read `field`."""
+    return f"profile.{field}:read"
+
+
+def marketing_scope(channel: str) -> str:
+    """The scope that lets a company send on `channel`."""
+    return f"marketing.{channel}"
+
+
+def all_scopes() -> list[str]:
+    """Every scope the vault knows, for server metadata."""
+    return [read_scope(f) for f in FIELD_NAMES] + [marketing_scope(c) for c in CHANNELS]
