@@ -28,7 +28,7 @@ from cmr_vault.crypto.keyring import Keyring, write_keyring
 from cmr_vault.db.engine import make_engine
 from cmr_vault.db.migrate import upgrade
 from cmr_vault.runtime import Runtime
-from cmr_vault.settings import Settings
+from cmr_vault.settings import Settings, get_settings
 
 POSTGRES_URL = os.environ.get("CMR_VAULT_TEST_POSTGRES_URL", "")
 BASE_URL = "http://127.0.0.1:8000"
@@ -161,3 +161,15 @@ def client(app: Litestar) -> Iterator[TestClient[Litestar]]:
     """An HTTP client talking to the app in-process."""
     with TestClient(app, base_url=BASE_URL) as client:
         yield client
+
+
+@pytest.fixture
+def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Point the `cmr-vault` command at the test's database, key store and keyring."""
+    monkeypatch.setenv("CMR_VAULT_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("CMR_VAULT_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("CMR_VAULT_KEYSTORE_URL", settings.keystore_url)
+    monkeypatch.setenv("CMR_VAULT_BASE_URL", settings.base_url)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()

@@ -99,16 +99,10 @@ def _to_litestar(answer: OAuthResponse, *, after_post: bool = False) -> Response
 
 
 def _error_page(error: OAuth2Error | DomainError, status: int = 400) -> Template:
-    if isinstance(error, OAuth2Error):
-        title, detail = (
-            "This sign-in link is not valid",
-            error.get_error_description() or str(error.error),
-        )
-    else:
-        title, detail = error.title, error.detail
-    return Template(
-        "oauth/error.html", context={"title": title, "detail": detail}, status_code=status
-    )
+    detail = (error.get_error_description() or str(error.error)
+              if isinstance(error, OAuth2Error) else error.detail)
+    return Template("oauth/error.html", status_code=status,
+                    context={"title": "This request is not valid", "detail": detail})
 
 
 def _redirect_error(error: OAuth2Error, issuer: str, *, after_post: bool) -> Response[Any]:
@@ -118,6 +112,12 @@ def _redirect_error(error: OAuth2Error, issuer: str, *, after_post: bool) -> Res
         status_code=303 if after_post else 302,
         headers={"Location": add_params_to_uri(error.redirect_uri, params)},
     )
+
+
+def _is_visible_ascii(value: str) -> bool:
+    # OAuth parameters are VSCHAR (RFC 6749 Appendix A); anything else is refused up front,
+    # before it can reach a redirect or an error description.
+    return all(32 <= ord(c) < 127 for c in value)
 
 
 def _known_client_and_redirect(server: VaultAuthorizationServer, query: Pairs) -> bool:
@@ -177,6 +177,8 @@ class AuthorizationPages(Controller):
     ) -> tuple[VaultAuthorizationServer, VaultRequest, Any] | Response[Any] | Template:
         server = _server(db_session, runtime)
         query = list(request.query_params.multi_items())
+        if not all(_is_visible_ascii(key + value) for key, value in query):
+            return _error_page(DomainError("The request contains characters OAuth does not allow."))
         if account is None or account.role != Role.CUSTOMER:
             if not _known_client_and_redirect(server, query):
                 return _error_page(DomainError("The company or its return address is unknown."))
