@@ -173,3 +173,10 @@ def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Non
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
+
+
+@pytest.fixture
+def other_client(app: Litestar) -> Iterator[TestClient[Litestar]]:
+    """A second, independent browser (its own cookies) on the same app."""
+    with TestClient(app, base_url=BASE_URL) as client:
+        yield client

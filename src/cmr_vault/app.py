@@ -24,6 +24,8 @@ from sqlalchemy import text
 from cmr_vault import __version__
 from cmr_vault.audit.controllers import TransparencyApi
 from cmr_vault.audit.signer import run_periodic_signer
+from cmr_vault.auditor.controllers import AuditorApi, AuditorPages
+from cmr_vault.consent.controllers import CompanyGrantsApi
 from cmr_vault.db.engine import check_durability
 from cmr_vault.db.session import provide_db_session
 from cmr_vault.deps import RuntimeDep, provide_runtime
@@ -36,6 +38,7 @@ from cmr_vault.portal.controllers import (
 )
 from cmr_vault.runtime import Runtime
 from cmr_vault.settings import Settings, check_startup_safety, get_settings
+from cmr_vault.vault.controllers import CompanyProfileApi
 from cmr_vault.web.errors import exception_to_http_response
 from cmr_vault.web.headers import security_headers_middleware
 
@@ -82,6 +85,10 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
             AuthorizationPages,
             TokenEndpoints,
             server_metadata,
+            CompanyGrantsApi,
+            CompanyProfileApi,
+            AuditorPages,
+            AuditorApi,
             TransparencyApi,
             create_static_files_router(
                 path="/static",

@@ -16,6 +16,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
+from cmr_vault.accounts import service as accounts_service
+from cmr_vault.accounts.models import Role
 from cmr_vault.audit import service as audit_service
 from cmr_vault.audit import transparency
 from cmr_vault.audit.checkpoint import (
@@ -26,6 +28,7 @@ from cmr_vault.audit.checkpoint import (
 )
 from cmr_vault.audit.export import write_csv, write_jsonl
 from cmr_vault.audit.verify import VerifyReport, read_export, verify, verify_database
+from cmr_vault.crypto.blind_index import subject_pseudonym
 from cmr_vault.crypto.keyring import Keyring, KeyringError, read_keyring, write_keyring
 from cmr_vault.db import migrate
 from cmr_vault.db.engine import make_engine
@@ -34,6 +37,7 @@ from cmr_vault.demo import DEMO_EMAIL, DEMO_PASSWORD, seed_demo_data
 from cmr_vault.errors import DomainError
 from cmr_vault.oauth import service as oauth_service
 from cmr_vault.oauth.models import ClientStatus
+from cmr_vault.policy.commands import policy
 from cmr_vault.runtime import Runtime
 from cmr_vault.settings import Settings, UnsafeSettingsError, check_startup_safety, get_settings
 
@@ -65,6 +69,9 @@ def initialise(settings: Settings) -> bool:
 @click.version_option(package_name="cmr-vault")
 def main() -> None:
     """CMR Vault: a consent-first customer-managed relationship vault."""
+
+
+main.add_command(policy)
 
 
 @main.command()
@@ -410,3 +417,30 @@ def clients_suspend(client_id: str) -> None:
 def clients_approve(client_id: str) -> None:
     """Approve a pending (or re-approve a suspended) company."""
     _set_status(client_id, ClientStatus.APPROVED)
+
+
+@main.group()
+def auditors() -> None:
+    """Auditor accounts (they see the log, never personal data)."""
+
+
+@auditors.command("add")
+@click.argument("email")
+@click.password_option(help="The auditor's password (prompted when omitted).")
+def auditors_add(email: str, password: str) -> None:
+    """Create an auditor account that signs in at /signin and lands on /auditor."""
+    runtime = Runtime.build(_settings())
+    keyring = runtime.keyring
+    try:
+        with unit_of_work(runtime.engine) as session:
+            account = accounts_service.create_account(
+                session, index_key=keyring.index_key, data_keys=runtime.data_keys,
+                clock=runtime.clock, role=Role.AUDITOR, email=email, password=password)
+            audit_service.record(session, clock=runtime.clock, event=audit_service.AuditEvent(
+                actor="operator:cli", action="auditor.created",
+                subject=subject_pseudonym(keyring.pseudonym_key, account.id)))
+    except DomainError as exc:
+        raise click.ClickException(exc.detail) from exc
+    finally:
+        runtime.dispose()
+    console.print("[green]Auditor created.[/] They sign in at /signin.")

@@ -18,6 +18,7 @@ from cmr_vault.crypto.field_cipher import FieldCipher
 from cmr_vault.crypto.kek import KeyProvider, KeyringFileProvider, StaticKeyProvider
 from cmr_vault.crypto.keyring import Keyring
 from cmr_vault.db.engine import make_engine
+from cmr_vault.policy.store import PolicyStore
 from cmr_vault.settings import Settings
 
 
@@ -33,6 +34,7 @@ class Runtime:
     data_keys: DataKeyStore
     cipher: FieldCipher
     audit_appender: GroupCommitAppender
+    policy: PolicyStore
     audit_tree: TreeCache = field(default_factory=TreeCache)
     clock: Clock = field(default_factory=SystemClock)
 
@@ -65,6 +67,7 @@ class Runtime:
             data_keys=data_keys,
             cipher=FieldCipher(data_keys),
             audit_appender=GroupCommitAppender(engine=engine, clock=clock),
+            policy=PolicyStore(settings.policy_dir),
             clock=clock,
         )
 

@@ -45,9 +45,15 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def live_vault(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def live_data_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The live vault's data directory, for CLI commands run beside the server."""
+    return str(tmp_path_factory.mktemp("live") / "var")
+
+
+@pytest.fixture(scope="module")
+def live_vault(live_data_dir: str) -> Iterator[str]:
     """`cmr-vault init` then `cmr-vault serve` in a fresh data directory; yields the base URL."""
-    data_dir = tmp_path_factory.mktemp("live") / "var"
+    data_dir = Path(live_data_dir)
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "CMR_VAULT_DATA_DIR": str(data_dir), "CMR_VAULT_BASE_URL": base_url}

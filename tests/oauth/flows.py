@@ -111,11 +111,11 @@ def consent(browser: Browser, query: str, *, decision: str = "approve",
 
 
 def get_code(browser: Browser, company: Company, *, scopes: list[str] | None = None,
-             scope: str | None = None) -> tuple[str, str]:
+             scope: str | None = None, expiry: str = "1y") -> tuple[str, str]:
     """(code, verifier) after the customer approves."""
     verifier, challenge = pkce_pair()
     response = consent(browser, authorize_query(company, challenge=challenge, scope=scope),
-                       scopes=scopes)
+                       scopes=scopes, expiry=expiry)
     assert response.status_code == 303, response.text
     params = redirect_params(response)
     assert "code" in params, params

@@ -60,3 +60,16 @@ def provide_optional_account(
         return signed_in_account(request, db_session, runtime)
     except SignInRequired:
         return None
+
+
+Auditor: TypeAlias = NamedDependency[Account]
+
+
+def provide_auditor(
+    request: Request[Any, Any, Any], db_session: DbSession, runtime: RuntimeDep
+) -> Account:
+    """The signed-in auditor, or a refusal (auditors are created by the operator)."""
+    account = signed_in_account(request, db_session, runtime)
+    if account.role != Role.AUDITOR:
+        raise RoleRequired("This page is for auditors.")
+    return account

@@ -15,6 +15,7 @@ import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 from sqlalchemy import insert
@@ -57,19 +58,21 @@ def canonical_json(value: Any) -> str:
 
 
 def leaf_bytes(entry: AuditEntry) -> bytes:
-    """The canonical bytes of an entry: what its hash and its Merkle leaf cover."""
-    document = {
-        "seq": entry.seq,
-        "recorded_at": utc_iso(entry.recorded_at),
-        "actor": entry.actor,
-        "action": entry.action,
-        "subject": entry.subject,
-        "resource": entry.resource,
-        "purpose": entry.purpose,
-        "outcome": entry.outcome,
-        "details": json.loads(entry.details),
-    }
-    return canonical_json(document).encode("utf-8")
+    """The canonical bytes of an entry: what its hash and its Merkle leaf cover.
+
+    Equal to `canonical_json` of the entry's fields (sorted keys, no spaces), assembled by hand
+    because verification runs this for every entry of the log: the stored strings are already
+    NFC and `details` is already canonical JSON (both fixed at append time), so a stored value
+    that was changed, even to an equivalent spelling, changes these bytes.
+    """
+    dumps = encode_basestring  # what json.dumps(ensure_ascii=False) does for a str
+    return (
+        f'{{"action":{dumps(entry.action)},"actor":{dumps(entry.actor)},'
+        f'"details":{entry.details},"outcome":{dumps(entry.outcome)},'
+        f'"purpose":{dumps(entry.purpose)},"recorded_at":{dumps(utc_iso(entry.recorded_at))},'
+        f'"resource":{dumps(entry.resource)},"seq":{int(entry.seq)},'
+        f'"subject":{dumps(entry.subject)}}}'
+    ).encode()
 
 
 def chain_hash(prev_hash: str, entry: AuditEntry) -> str:
@@ -89,12 +92,12 @@ def _entry(seq: int, prev_hash: str, at: datetime, event: AuditEvent) -> AuditEn
     entry = AuditEntry(
         seq=seq,
         recorded_at=at,
-        actor=event.actor,
-        action=event.action,
-        subject=event.subject,
-        resource=event.resource,
-        purpose=event.purpose,
-        outcome=event.outcome,
+        actor=_normalise(event.actor),
+        action=_normalise(event.action),
+        subject=_normalise(event.subject),
+        resource=_normalise(event.resource),
+        purpose=_normalise(event.purpose),
+        outcome=_normalise(event.outcome),
         details=canonical_json(dict(event.details)),
         prev_hash=prev_hash,
         entry_hash="",

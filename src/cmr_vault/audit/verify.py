@@ -26,7 +26,7 @@ from cmr_vault.audit.checkpoint import (
 )
 from cmr_vault.audit.merkle import MerkleTree, leaf_hash
 from cmr_vault.audit.models import AuditCheckpoint, AuditEntry, AuditHead
-from cmr_vault.audit.service import GENESIS_HASH, iter_entries, leaf_bytes
+from cmr_vault.audit.service import GENESIS_HASH, canonical_json, iter_entries, leaf_bytes
 
 EXPORT_FORMAT = "cmr-vault/audit-export/v1"
 Progress = Callable[[int], None]
@@ -162,7 +162,7 @@ def verify_database(
 
 def entry_from_export(record: dict[str, object]) -> AuditEntry:
     """Rebuild an entry from one exported JSON line."""
-    return AuditEntry.model_validate({**record, "details": json.dumps(record["details"])})
+    return AuditEntry.model_validate({**record, "details": canonical_json(record["details"])})
 
 
 def read_export(path: Path) -> tuple[str, list[SignedHead], Iterator[AuditEntry]]:

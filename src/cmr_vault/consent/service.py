@@ -23,6 +23,7 @@ from cmr_vault.errors import NotFound, ValidationFailed
 from cmr_vault.oauth import service as oauth_service
 from cmr_vault.oauth.models import OAuthClient
 from cmr_vault.oauth.scopes import Scope, parse_scopes
+from cmr_vault.policy.facts import GrantFacts
 
 
 def scopes_of(grant: Grant) -> list[str]:
@@ -324,4 +325,15 @@ def grants_of_client(session: Session, *, client_id: str) -> list[Grant]:
         session.exec(
             select(Grant).where(Grant.client_id == client_id).order_by(col(Grant.updated_at).desc())
         ).all()
+    )
+
+
+def grant_facts(grant: Grant | None, *, scope: str, in_force: frozenset[str], now: datetime
+                ) -> GrantFacts:
+    """What the policy engine may know of a grant, for one scope being used."""
+    if grant is None:
+        return GrantFacts()
+    return GrantFacts(
+        exists=True, status=state_of(grant, now), expires_at=grant.expires_at,
+        scopes=in_force, purposes=frozenset(purposes_of(grant).get(scope, [])),
     )

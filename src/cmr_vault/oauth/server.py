@@ -37,8 +37,10 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oauth2.rfc9207 import IssuerParameter
 from sqlmodel import Session
 
+from cmr_vault.audit import service as audit_service
 from cmr_vault.clock import Clock
 from cmr_vault.consent import service as consent_service
+from cmr_vault.crypto.blind_index import subject_pseudonym
 from cmr_vault.oauth import service as oauth_service
 from cmr_vault.oauth.models import AuthorizationCode, ClientStatus, OAuthClient, OAuthToken
 from cmr_vault.oauth.scopes import all_scopes
@@ -255,7 +257,12 @@ class VaultCodeGrant(AuthorizationCodeGrant):
         server: VaultAuthorizationServer = self.server
         row = authorization_code.row
         if not oauth_service.spend_code(server.session, clock=server.clock, code=row):
-            oauth_service.revoke_family(server.session, clock=server.clock, family=row.code_hash)
+            revoked = oauth_service.revoke_family(server.session, clock=server.clock,
+                                                  family=row.code_hash)
+            grant = consent_service.get_grant(server.session, row.grant_id)
+            if grant is not None:
+                server.audit("code.replayed", grant.account_id, row.client_id, grant.id,
+                             {"tokens_revoked": revoked}, outcome="denied")
             raise InvalidGrantError("This code was already used; its tokens are revoked.")
         grant = consent_service.get_grant(server.session, row.grant_id)
         if grant is None or not consent_service.is_usable(grant, server.clock.now()):
@@ -312,7 +319,12 @@ class VaultRevocation(RevocationEndpoint):
 
     def revoke_token(self, token: IssuedToken, request: OAuth2Request) -> None:
         server: VaultAuthorizationServer = self.server
-        oauth_service.revoke_family(server.session, clock=server.clock, family=token.row.family)
+        revoked = oauth_service.revoke_family(server.session, clock=server.clock,
+                                              family=token.row.family)
+        grant = consent_service.get_grant(server.session, token.row.grant_id)
+        if grant is not None:
+            server.audit("token.revoked", grant.account_id, token.row.client_id, grant.id,
+                         {"tokens_revoked": revoked, "presented": token.kind})
 
 
 class VaultIntrospection(IntrospectionEndpoint):
@@ -397,21 +409,33 @@ class VaultAuthorizationServer(AuthorizationServer):
 
     def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:
         holder: GrantHolder = request.user
+        client_id = request.client.get_client_id()
         oauth_service.save_token(
-            self.session,
-            clock=self.clock,
-            access_token=token["access_token"],
-            refresh_token=token.get("refresh_token"),
-            client_id=request.client.get_client_id(),
-            grant_id=holder.grant_id,
-            family=request.family,
-            scope=token["scope"],
+            self.session, clock=self.clock, access_token=token["access_token"],
+            refresh_token=token.get("refresh_token"), client_id=client_id,
+            grant_id=holder.grant_id, family=request.family, scope=token["scope"],
             refresh_scope=getattr(request, "refresh_scope", token["scope"]),
         )
+        self.audit("token.issued", holder.account_id, client_id, holder.grant_id,
+                   {"grant_type": request.payload.grant_type, "scope": token["scope"]})
+
+    def audit(self, action: str, account_id: str, client_id: str, grant_id: str,
+              details: dict[str, Any] | None = None, outcome: str = "ok") -> None:
+        """Token events go to the audit log under the customer's pseudonym."""
+        audit_service.record(self.session, clock=self.clock, event=audit_service.AuditEvent(
+            actor=f"company:{client_id}", action=action,
+            subject=subject_pseudonym(self.pseudonym_key, account_id),
+            resource=f"grant:{grant_id}", outcome=outcome,
+            details={"company": client_id, **(details or {})},
+        ))
 
     def compromised(self, row: OAuthToken) -> None:
         """A spent refresh token came back: revoke its family and stop the grant."""
         oauth_service.revoke_family(self.session, clock=self.clock, family=row.family)
+        grant = consent_service.get_grant(self.session, row.grant_id)
+        if grant is not None:
+            self.audit("token.reuse_detected", grant.account_id, row.client_id, grant.id,
+                       outcome="denied")
         consent_service.mark_compromised(
             self.session, clock=self.clock, pseudonym_key=self.pseudonym_key, grant_id=row.grant_id
         )

@@ -25,7 +25,7 @@ from cmr_vault.accounts.deps import (
     session_token,
 )
 from cmr_vault.accounts.exceptions import WrongPassword
-from cmr_vault.accounts.models import Account
+from cmr_vault.accounts.models import Account, Role
 from cmr_vault.audit import transparency
 from cmr_vault.consent import service as consent_service
 from cmr_vault.crypto.blind_index import subject_pseudonym
@@ -178,6 +178,8 @@ class AccountPages(Controller):
                 next=target,
                 error="That e-mail and password do not match an account.",
             )
+        if result.account.role == Role.AUDITOR and target == "/profile":
+            target = "/auditor"
         return _signed_in_response(request, db_session, runtime, result.account, target)
 
     @post("/signout", status_code=200, sync_to_thread=True)

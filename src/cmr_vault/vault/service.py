@@ -9,8 +9,9 @@ is unreadable.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, col, delete, select
@@ -23,6 +24,17 @@ from cmr_vault.crypto.blind_index import blind_index, subject_pseudonym
 from cmr_vault.crypto.data_keys import DataKeyStore
 from cmr_vault.crypto.field_cipher import FieldCipher
 from cmr_vault.errors import ValidationFailed
+from cmr_vault.policy.engine import PolicySet
+from cmr_vault.policy.facts import (
+    Action,
+    ChannelPreferences,
+    Counters,
+    Decision,
+    DecisionRequest,
+    Facts,
+    GrantFacts,
+    Outcome,
+)
 from cmr_vault.vault.fields import CUSTOM_PREFIX, MAX_CUSTOM_FIELDS, normalise_changes
 from cmr_vault.vault.models import ProfileField
 
@@ -256,3 +268,58 @@ def erase(
         ),
     )
     return destroyed
+
+
+@dataclass(frozen=True)
+class CompanyReadRequest:
+    """A company's read of one customer's fields, for one stated purpose."""
+
+    company: str
+    subject: str
+    fields: list[str]
+    purpose: str
+
+
+@dataclass(frozen=True)
+class CompanyRead:
+    """What was decided for each field, and the opened values of those allowed."""
+
+    values: dict[str, Any]
+    decisions: dict[str, Decision]
+
+    @property
+    def refused(self) -> dict[str, Decision]:
+        """The fields the policy did not allow."""
+        return {name: d for name, d in self.decisions.items() if d.outcome != Outcome.ALLOW}
+
+
+def decide_company_read(
+    *, policy: PolicySet, request: CompanyReadRequest, grant_facts: Mapping[str, GrantFacts],
+    time_zone: str, now: datetime,
+) -> dict[str, Decision]:
+    """The policy engine's decision for each requested field (pure: no database, no keys).
+
+    `grant_facts` holds, per field, what the grant says about that field's scope: whether it
+    is in force and which purposes the customer consented to for it.
+    """
+    base = Facts(grant=GrantFacts(), preferences=ChannelPreferences(),
+                 global_preferences=ChannelPreferences(), counters=Counters(),
+                 time_zone=time_zone)
+    return {
+        name: policy.decide(
+            DecisionRequest(company=request.company, subject=request.subject,
+                            action=Action.READ, resource=f"profile.{name}",
+                            purpose=request.purpose, time=now),
+            replace(base, grant=grant_facts[name]),
+        )
+        for name in request.fields
+    }
+
+
+def open_for_company(
+    session: Session, *, cipher: FieldCipher, account_id: str, fields: list[str]
+) -> dict[str, Any]:
+    """Open exactly the allowed fields; list fields come back as lists."""
+    opened = read_fields(session, cipher=cipher, account_id=account_id, names=fields)
+    return {name: json.loads(opened[name]) if name in ("interests", "identities")
+            else opened.get(name) for name in fields}

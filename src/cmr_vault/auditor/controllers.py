@@ -1,0 +1,162 @@
+"""Auditor pages and API: search, entry detail with replay, integrity, company reports."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from litestar import Controller, get, post
+from litestar.di import Provide
+from litestar.params import FromPath, FromQuery
+from litestar.response import Redirect, Template
+
+from cmr_vault.accounts import service as accounts_service
+from cmr_vault.accounts.deps import Auditor, provide_auditor
+from cmr_vault.audit import transparency
+from cmr_vault.audit.models import AuditEntry
+from cmr_vault.auditor import service as auditor_service
+from cmr_vault.clock import utc_iso
+from cmr_vault.deps import DbSession, RuntimeDep
+from cmr_vault.errors import NotFound, ValidationFailed
+
+
+def _day(value: str, name: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    except ValueError as exc:
+        raise ValidationFailed("Dates are YYYY-MM-DD.", problems={name: "not a date"}) from exc
+
+
+def _filter(company: str, subject: str, action: str, outcome: str, reason: str, since: str,
+            until: str) -> auditor_service.LogFilter:
+    return auditor_service.LogFilter(company=company.strip(), subject=subject.strip(),
+                                     action=action.strip(), outcome=outcome.strip(),
+                                     reason=reason.strip(), since=_day(since, "since"),
+                                     until=_day(until, "until"))
+
+
+def entry_document(entry: AuditEntry) -> dict[str, Any]:
+    """An entry as the API shows it (details as an object)."""
+    return {"seq": entry.seq, "recorded_at": utc_iso(entry.recorded_at), "actor": entry.actor,
+            "action": entry.action, "subject": entry.subject, "resource": entry.resource,
+            "purpose": entry.purpose, "outcome": entry.outcome,
+            "details": json.loads(entry.details), "entry_hash": entry.entry_hash}
+
+
+def _report_document(report: auditor_service.CompanyReport) -> dict[str, Any]:
+    return {"company": report.company, "totals": dict(report.totals),
+            "refusals_by_reason": dict(report.refusals_by_reason.most_common()),
+            "days": {day.isoformat(): dict(counts) for day, counts in sorted(report.days.items())}}
+
+
+class AuditorPages(Controller):
+    """Server-rendered pages for auditors; they show pseudonyms and counts, never people."""
+
+    path = "/auditor"
+    dependencies = {"auditor": Provide(provide_auditor, sync_to_thread=True)}
+
+    @get("/", sync_to_thread=True)
+    def log(self, auditor: Auditor, db_session: DbSession, company: FromQuery[str] = "",
+            subject: FromQuery[str] = "", action: FromQuery[str] = "",
+            outcome: FromQuery[str] = "", reason: FromQuery[str] = "",
+            since: FromQuery[str] = "", until: FromQuery[str] = "",
+            before: FromQuery[int | None] = None) -> Template:
+        """Search and filter the log, newest first."""
+        flt = _filter(company, subject, action, outcome, reason, since, until)
+        entries = auditor_service.search(db_session, flt, before=before)
+        return Template("auditor/log.html", context={
+            "account": auditor, "entries": entries, "filter": flt, "since": since,
+            "until": until, "next_before": entries[-1].seq if len(entries) ==
+            auditor_service.PAGE_SIZE else None,
+            "details": {e.seq: json.loads(e.details) for e in entries},
+        })
+
+    @get("/entries/{seq:int}", sync_to_thread=True)
+    def entry(self, auditor: Auditor, db_session: DbSession, seq: FromPath[int]) -> Template:
+        """One entry: everything recorded about the decision, and its place in the tree."""
+        found = auditor_service.entry(db_session, seq)
+        if found is None:
+            raise NotFound(f"There is no entry {seq}.")
+        return Template("auditor/entry.html", context={
+            "account": auditor, "entry": found, "details": json.loads(found.details)})
+
+    @get("/integrity", sync_to_thread=True)
+    def integrity(self, auditor: Auditor, db_session: DbSession, runtime: RuntimeDep,
+                  checked: FromQuery[bool] = False) -> Template:
+        """The log's size, its latest signed head, and the last full verification."""
+        status = auditor_service.integrity(db_session)
+        key = transparency.verifier_key(runtime.keyring.signing_key, runtime.settings.issuer)
+        last = json.loads(status.last_verification.details) if status.last_verification else {}
+        return Template("auditor/integrity.html", context={
+            "account": auditor, "status": status, "verifier_key": key, "last": last,
+            "checked": checked})
+
+    @post("/integrity", status_code=303, sync_to_thread=True)
+    def verify(self, auditor: Auditor, db_session: DbSession, runtime: RuntimeDep) -> Redirect:
+        """Recompute every hash, root and signature now, and record the result."""
+        key = transparency.verifier_key(runtime.keyring.signing_key, runtime.settings.issuer)
+        auditor_service.verify_now(
+            db_session, verifier_key=key, clock=runtime.clock,
+            auditor=accounts_service.actor_for(runtime.keyring.pseudonym_key, auditor))
+        return Redirect(path="/auditor/integrity?checked=true", status_code=303)
+
+    @get("/reports", sync_to_thread=True)
+    def reports(self, auditor: Auditor, db_session: DbSession, company: FromQuery[str] = "",
+                since: FromQuery[str] = "", until: FromQuery[str] = "") -> Template:
+        """A company's reads, pushes, refusals by reason and consent changes, per day."""
+        report = (auditor_service.company_report(db_session, company=company.strip(),
+                                                 since=_day(since, "since"),
+                                                 until=_day(until, "until"))
+                  if company.strip() else None)
+        return Template("auditor/reports.html", context={
+            "account": auditor, "report": report, "company": company, "since": since,
+            "until": until, "measures": ["reads", "reads refused", "pushes", "consent changes",
+                                         "revocations"]})
+
+
+class AuditorApi(Controller):
+    """The same views as JSON, for scripts (GET only, with the auditor's session).
+
+    Each handler names `auditor` only so that the dependency runs: it is the access check.
+    """
+
+    path = "/api/v1/auditor"
+    tags = ["auditor"]
+    dependencies = {"auditor": Provide(provide_auditor, sync_to_thread=True)}
+
+    @get("/entries", sync_to_thread=True)
+    def entries(self, auditor: Auditor,  # noqa: ARG002
+                db_session: DbSession, company: FromQuery[str] = "",
+                subject: FromQuery[str] = "", action: FromQuery[str] = "",
+                outcome: FromQuery[str] = "", reason: FromQuery[str] = "",
+                since: FromQuery[str] = "", until: FromQuery[str] = "",
+                before: FromQuery[int | None] = None) -> dict[str, Any]:
+        """Entries matching every filter given, newest first, 100 a page (`before` pages on)."""
+        flt = _filter(company, subject, action, outcome, reason, since, until)
+        found = auditor_service.search(db_session, flt, before=before)
+        return {"entries": [entry_document(e) for e in found],
+                "next_before": found[-1].seq if len(found) == auditor_service.PAGE_SIZE
+                else None}
+
+    @get("/reports/{company:str}", sync_to_thread=True)
+    def report(self, auditor: Auditor,  # noqa: ARG002
+               db_session: DbSession, company: FromPath[str],
+               since: FromQuery[str] = "", until: FromQuery[str] = "") -> dict[str, Any]:
+        """Counts per day and refusals by reason for one company."""
+        return _report_document(auditor_service.company_report(
+            db_session, company=company, since=_day(since, "since"), until=_day(until, "until")))
+
+    @get("/integrity", sync_to_thread=True)
+    def integrity(self, auditor: Auditor,  # noqa: ARG002
+                  db_session: DbSession) -> dict[str, Any]:
+        """Log size, latest signed head, last verification."""
+        status = auditor_service.integrity(db_session)
+        head = status.latest_checkpoint
+        last = status.last_verification
+        return {"log_size": status.log_size,
+                "latest_checkpoint": {"size": head.size, "root_hash": head.root_hash,
+                                      "note": head.note} if head else None,
+                "last_verification": entry_document(last) if last else None}

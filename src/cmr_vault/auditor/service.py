@@ -1,0 +1,154 @@
+"""Searching the audit log, reporting on it and recording integrity checks.
+
+Auditors see only what the log holds: pseudonyms, company ids, actions, outcomes, rule ids and
+reasons. No query here touches profiles or keys, so no personal data can reach an auditor.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from sqlalchemy import or_
+from sqlmodel import Session, col, select
+
+from cmr_vault.audit import service as audit_service
+from cmr_vault.audit import transparency
+from cmr_vault.audit.models import AuditCheckpoint, AuditEntry
+from cmr_vault.audit.verify import VerifyReport, verify_database
+from cmr_vault.clock import Clock
+
+PAGE_SIZE = 100
+VERIFIED_ACTION = "audit.verified"
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    """What an auditor narrows the log to; empty means any."""
+
+    company: str = ""
+    subject: str = ""
+    action: str = ""
+    outcome: str = ""
+    reason: str = ""
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def _company_clause(company: str) -> object:
+    return or_(
+        col(AuditEntry.actor) == f"company:{company}",
+        col(AuditEntry.resource) == f"company:{company}",
+        col(AuditEntry.details).contains(json.dumps(company)),
+    )
+
+
+def search(session: Session, flt: LogFilter, *, before: int | None = None,
+           limit: int = PAGE_SIZE) -> list[AuditEntry]:
+    """The newest entries matching the filter, `limit` at a time, older than `before`."""
+    query = select(AuditEntry)
+    if flt.company:
+        query = query.where(_company_clause(flt.company))
+    if flt.subject:
+        query = query.where(AuditEntry.subject == flt.subject)
+    if flt.action:
+        query = query.where(col(AuditEntry.action).startswith(flt.action))
+    if flt.outcome:
+        query = query.where(AuditEntry.outcome == flt.outcome)
+    if flt.reason:
+        query = query.where(col(AuditEntry.details).contains(flt.reason))
+    if flt.since:
+        query = query.where(col(AuditEntry.recorded_at) >= flt.since)
+    if flt.until:
+        query = query.where(col(AuditEntry.recorded_at) < flt.until)
+    if before:
+        query = query.where(col(AuditEntry.seq) < before)
+    return list(session.exec(query.order_by(col(AuditEntry.seq).desc()).limit(limit)).all())
+
+
+def entry(session: Session, seq: int) -> AuditEntry | None:
+    """One entry by sequence number."""
+    return session.get(AuditEntry, seq)
+
+
+@dataclass
+class CompanyReport:
+    """A company's activity over time, by day, as counts only."""
+
+    company: str
+    days: dict[date, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    refusals_by_reason: Counter[str] = field(default_factory=Counter)
+    totals: Counter[str] = field(default_factory=Counter)
+
+    def series(self, name: str) -> list[tuple[date, int]]:
+        """(day, count) for one measure, oldest first, for the charts."""
+        return [(day, counts[name]) for day, counts in sorted(self.days.items())]
+
+
+def _measure(entry: AuditEntry) -> str | None:
+    action, outcome = entry.action, entry.outcome
+    if action == "profile.read":
+        return "reads" if outcome == "allow" else "reads refused"
+    if action.startswith("push."):
+        return "pushes" if outcome in ("allow", "accepted", "queued") else f"pushes {outcome}"
+    if action == "grant.revoked":
+        return "revocations"
+    if action.startswith("grant."):
+        return "consent changes"
+    if action.startswith("token."):
+        return "tokens"
+    return None
+
+
+def company_report(session: Session, *, company: str, since: datetime | None = None,
+                   until: datetime | None = None) -> CompanyReport:
+    """Reads, pushes, refusals by reason, consent changes and revocations, per day."""
+    report = CompanyReport(company)
+    last = None
+    while True:
+        batch = search(session, LogFilter(company=company, since=since, until=until),
+                       before=last, limit=5000)
+        for item in batch:
+            measure = _measure(item)
+            if measure is None:
+                continue
+            report.days[item.recorded_at.date()][measure] += 1
+            report.totals[measure] += 1
+            if item.outcome not in ("allow", "ok", "accepted", "queued"):
+                for reason in json.loads(item.details).get("reasons", []):
+                    report.refusals_by_reason[reason] += 1
+        if len(batch) < 5000:
+            return report
+        last = batch[-1].seq
+
+
+@dataclass(frozen=True)
+class IntegrityStatus:
+    """The latest signed head and what the last full verification found."""
+
+    log_size: int
+    latest_checkpoint: AuditCheckpoint | None
+    last_verification: AuditEntry | None
+
+
+def integrity(session: Session) -> IntegrityStatus:
+    """Where the log stands and when it was last verified end to end."""
+    last = session.exec(select(AuditEntry).where(AuditEntry.action == VERIFIED_ACTION)
+                        .order_by(col(AuditEntry.seq).desc()).limit(1)).first()
+    return IntegrityStatus(transparency.log_size(session),
+                           transparency.latest_checkpoint(session), last)
+
+
+def verify_now(session: Session, *, verifier_key: str, clock: Clock, auditor: str
+               ) -> VerifyReport:
+    """Verify the whole log and record the result in the log itself."""
+    report = verify_database(session, verifier_key=verifier_key)
+    audit_service.record(session, clock=clock, event=audit_service.AuditEvent(
+        actor=auditor, action=VERIFIED_ACTION, resource="audit-log",
+        outcome="ok" if report.ok else "broken",
+        details={"entries": report.entries, "checkpoints": report.checkpoints,
+                 "first_broken_seq": report.first_broken_seq, "problems": report.problems[:5]},
+    ))
+    return report

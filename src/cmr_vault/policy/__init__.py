@@ -1,0 +1,1 @@
+"""The permission-marketing policy engine: load, validate, compile, decide, explain."""

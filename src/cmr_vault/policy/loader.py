@@ -1,0 +1,258 @@
+"""Reading policy files: YAML in, a compiled PolicySet out, or every problem with file:line.
+
+The YAML is composed into nodes (not loaded straight to Python objects) so each value keeps its
+line, and every error names the file and line an operator must fix. All problems in all files
+are collected before failing, so one `policy check` run lists everything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from cmr_vault.policy.engine import CHANNELS, CompiledRule, Effect, PolicySet, Template
+from cmr_vault.policy.expressions import (
+    BOOL,
+    FACTS,
+    OPT_DATETIME,
+    TEMPLATE_ALIASES,
+    ExpressionError,
+    compile_expression,
+)
+
+RULE_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,79}$")
+RULE_KEYS = {"id", "description", "applies_to", "when", "effect", "until", "obligation",
+             "reason"}
+APPLIES_KEYS = {"action", "channel", "purpose", "topic"}
+ACTIONS = ("read", "push")
+
+
+class PolicyError(ValueError):
+    """The policy set cannot be loaded; `problems` are "path:line: message" strings."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass
+class _Problems:
+    path: str
+    found: list[str]
+
+    def add(self, node: Node | None, message: str, offset: int = 0) -> None:
+        line = (node.start_mark.line + 1 + offset) if node is not None else 1
+        self.found.append(f"{self.path}:{line}: {message}")
+
+
+def _mapping(node: Node) -> dict[str, tuple[Node, Node]]:
+    return {k.value: (k, v) for k, v in node.value} if isinstance(node, MappingNode) else {}
+
+
+def _scalar(node: Node) -> str | None:
+    return str(node.value) if isinstance(node, ScalarNode) else None
+
+
+def _strings(node: Node) -> list[str] | None:
+    if isinstance(node, ScalarNode):
+        return [str(node.value)]
+    if isinstance(node, SequenceNode) and all(isinstance(n, ScalarNode) for n in node.value):
+        return [str(n.value) for n in node.value]
+    return None
+
+
+def _expression_line_offset(node: Node) -> int:
+    # Block scalars (`when: |`) start their text on the line after the key.
+    return 1 if isinstance(node, ScalarNode) and node.style in ("|", ">") else 0
+
+
+def compile_template(text: str) -> Template:
+    """Split a reason template into literal text and fact getters; unknown names raise."""
+    parts: Template = []
+    for literal, name, spec, conversion in string.Formatter().parse(text):
+        if literal:
+            parts.append((literal, None))
+        if name is None:
+            continue
+        if spec or conversion:
+            raise ValueError(f"placeholder {{{name}}} takes no format or conversion")
+        fact = TEMPLATE_ALIASES.get(name, name)
+        if fact not in FACTS:
+            raise ValueError(f"reason names unknown fact {{{name}}}")
+        parts.append(("", FACTS[fact][1]))
+    return parts
+
+
+def _applies_to(node: Node | None, problems: _Problems) -> dict[str, frozenset[str] | None]:
+    result: dict[str, frozenset[str] | None] = dict.fromkeys(APPLIES_KEYS)
+    if node is None:
+        problems.add(node, "a rule needs applies_to (at least its action)")
+        return result
+    fields = _mapping(node)
+    if not isinstance(node, MappingNode):
+        problems.add(node, "applies_to is a mapping of action, channel, purpose, topic")
+        return result
+    for key, (key_node, value_node) in fields.items():
+        if key not in APPLIES_KEYS:
+            problems.add(key_node, f"unknown key {key!r} in applies_to; known: "
+                                   f"{', '.join(sorted(APPLIES_KEYS))}")
+            continue
+        values = _strings(value_node)
+        if values is None:
+            problems.add(value_node, f"applies_to.{key} is a string or a list of strings")
+            continue
+        allowed = {"action": ACTIONS, "channel": CHANNELS}.get(key)
+        wrong = [v for v in values if allowed is not None and v not in allowed]
+        if wrong:
+            problems.add(value_node, f"applies_to.{key} {', '.join(wrong)!s} is not one of "
+                                     f"{', '.join(allowed or ())}")
+        result[key] = frozenset(values)
+    if result["action"] is None:
+        problems.add(node, "applies_to needs an action (read or push)")
+    return result
+
+
+def _compile_rule(node: Node, problems: _Problems) -> CompiledRule | None:
+    fields = _mapping(node)
+    if not isinstance(node, MappingNode):
+        problems.add(node, "each rule is a mapping")
+        return None
+    before = len(problems.found)
+    for key, (key_node, _) in fields.items():
+        if key not in RULE_KEYS:
+            problems.add(key_node, f"unknown key {key!r}; a rule has "
+                                   f"{', '.join(sorted(RULE_KEYS))}")
+    for required in ("id", "description", "effect"):
+        if required not in fields:
+            problems.add(node, f"a rule needs {required!r}")
+    rule_id = _scalar(fields["id"][1]) if "id" in fields else ""
+    if rule_id is not None and rule_id and not RULE_ID.match(rule_id):
+        problems.add(fields["id"][1], f"rule id {rule_id!r} must be lower-case letters, "
+                                      "digits, '.', '_' or '-'")
+    effect_text = _scalar(fields["effect"][1]) if "effect" in fields else None
+    effect = None
+    if effect_text is not None:
+        try:
+            effect = Effect(effect_text)
+        except ValueError:
+            problems.add(fields["effect"][1], f"effect {effect_text!r} is not one of "
+                                              f"{', '.join(e.value for e in Effect)}")
+    applies = _applies_to(fields.get("applies_to", (None, None))[1], problems)
+    when = _compile_part(fields, "when", BOOL, problems)
+    until = _compile_part(fields, "until", OPT_DATETIME, problems)
+    if effect is Effect.DEFER and "until" not in fields:
+        problems.add(node, "a defer rule needs 'until' (when the request may go)")
+    if effect is not Effect.DEFER and "until" in fields:
+        problems.add(fields["until"][0], "'until' belongs to defer rules only")
+    obligation = _scalar(fields["obligation"][1]) if "obligation" in fields else ""
+    if effect is Effect.OBLIGATION and not obligation:
+        problems.add(node, "an obligation rule needs 'obligation' (what must be done)")
+    reason: Template = []
+    if "reason" in fields:
+        try:
+            reason = compile_template(_scalar(fields["reason"][1]) or "")
+        except ValueError as exc:
+            problems.add(fields["reason"][1], str(exc))
+    elif effect in (Effect.DENY, Effect.DEFER):
+        problems.add(node, "a deny or defer rule needs a 'reason' people can read")
+    if len(problems.found) > before or effect is None or not rule_id:
+        return None
+    return CompiledRule(
+        id=rule_id, description=_scalar(fields["description"][1]) or "",
+        actions=applies["action"] or frozenset(), channels=applies["channel"],
+        purposes=applies["purpose"], topics=applies["topic"], when=when, effect=effect,
+        until=until, obligation=obligation or "", reason=reason,
+        source=f"{problems.path}:{node.start_mark.line + 1}",
+    )
+
+
+def _compile_part(fields: dict[str, tuple[Node, Node]], key: str, wanted: object,
+                  problems: _Problems) -> object:
+    if key not in fields:
+        return None
+    value_node = fields[key][1]
+    text = _scalar(value_node)
+    if text is None:
+        problems.add(value_node, f"'{key}' is an expression string")
+        return None
+    try:
+        return compile_expression(text, wanted)  # type: ignore[arg-type]
+    except ExpressionError as exc:
+        offset = _expression_line_offset(value_node) + exc.line_offset
+        problems.add(value_node, f"in '{key}': {exc}", offset)
+        return None
+
+
+def _load_file(path: Path, shown: str, seen: dict[str, str], problems: list[str]
+               ) -> list[CompiledRule]:
+    found = _Problems(shown, problems)
+    try:
+        root = yaml.compose(path.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        context = (f" ({exc.context} at line {exc.context_mark.line + 1})"
+                   if exc.context and exc.context_mark else "")
+        problems.append(f"{shown}:{line}: not valid YAML: {exc.problem or exc}{context}")
+        return []
+    except (UnicodeDecodeError, OSError) as exc:
+        problems.append(f"{shown}:1: cannot read: {exc}")
+        return []
+    top = _mapping(root) if root is not None else {}
+    if root is None or not isinstance(root, MappingNode):
+        found.add(root, "a policy file is a mapping with 'version: 1' and 'rules'")
+        return []
+    for key, (key_node, _) in top.items():
+        if key not in ("version", "rules"):
+            found.add(key_node, f"unknown top-level key {key!r}")
+    if "version" not in top or _scalar(top["version"][1]) != "1":
+        found.add(root, "a policy file starts with 'version: 1'")
+    rules_node = top.get("rules", (None, None))[1]
+    if not isinstance(rules_node, SequenceNode):
+        found.add(rules_node or root, "'rules' is a list of rules")
+        return []
+    rules = []
+    for rule_node in rules_node.value:
+        rule = _compile_rule(rule_node, found)
+        if rule is None:
+            continue
+        if rule.id in seen:
+            found.add(rule_node, f"duplicate rule id {rule.id!r} (first at {seen[rule.id]})")
+            continue
+        seen[rule.id] = rule.source
+        rules.append(rule)
+    return rules
+
+
+def policy_files(directory: Path) -> list[Path]:
+    """The policy files of a directory, in name order (test cases live in tests/)."""
+    return sorted(p for p in directory.glob("*.yaml") if p.is_file())
+
+
+def version_of(files: list[Path]) -> str:
+    """SHA-256 over every file's name and bytes: changes when any rule changes."""
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def load_policy_set(directory: Path) -> PolicySet:
+    """Compile every policy file in `directory`, or raise PolicyError listing every problem."""
+    files = policy_files(directory)
+    problems: list[str] = []
+    if not files:
+        raise PolicyError([f"{directory}:1: no policy files (*.yaml) found"])
+    seen: dict[str, str] = {}
+    rules: list[CompiledRule] = []
+    for path in files:
+        rules.extend(_load_file(path, str(path), seen, problems))
+    if problems:
+        raise PolicyError(problems)
+    return PolicySet(rules, version_of(files))

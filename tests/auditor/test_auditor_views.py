@@ -1,0 +1,91 @@
+"""Auditors search the log, verify it, and read company reports, without seeing people."""
+
+from __future__ import annotations
+
+from litestar import Litestar
+from litestar.testing import TestClient
+from sqlalchemy import text
+from sqlmodel import Session, select
+
+from cmr_vault.consent.models import Grant
+from tests.factories import Browser
+from tests.oauth.flows import Company, get_code, redeem
+
+
+def _customer_connects_and_revokes(browser: Browser, client: TestClient[Litestar],
+                                   company: Company, session: Session) -> None:
+    code, verifier = get_code(browser, company)
+    assert redeem(client, company, code, verifier).status_code == 200
+    session.rollback()
+    grant = session.exec(select(Grant)).one()
+    browser.submit(f"/connections/{grant.id}/revoke", {}, page="/connections")
+
+
+def test_an_auditor_lands_on_the_log_and_sees_no_personal_data(
+    auditor_browser: Browser, browser: Browser, client: TestClient[Litestar],
+    company: Company, db_session: Session,
+) -> None:
+    _customer_connects_and_revokes(browser, client, company, db_session)
+    page = auditor_browser.client.get("/auditor")
+    assert page.status_code == 200
+    assert "grant.given" in page.text
+    assert "grant.revoked" in page.text
+    assert "ada@example.org" not in page.text
+    assert "Ada" not in page.text
+
+
+def test_the_log_filters_by_company_and_action(
+    auditor_browser: Browser, browser: Browser, client: TestClient[Litestar],
+    company: Company, db_session: Session,
+) -> None:
+    _customer_connects_and_revokes(browser, client, company, db_session)
+    api = auditor_browser.client.get("/api/v1/auditor/entries",
+                                     params={"company": company.client_id,
+                                             "action": "grant.revoked"}).json()
+    assert [e["action"] for e in api["entries"]] == ["grant.revoked"]
+    none = auditor_browser.client.get("/api/v1/auditor/entries",
+                                      params={"company": "c_nobody"}).json()
+    assert none["entries"] == []
+
+
+def test_customers_cannot_open_the_auditor_pages(browser: Browser) -> None:
+    assert browser.client.get("/auditor").status_code == 403
+    assert browser.client.get("/api/v1/auditor/entries").status_code == 403
+
+
+def test_the_auditor_api_needs_a_signed_in_auditor(client: TestClient[Litestar]) -> None:
+    response = client.get("/api/v1/auditor/entries", headers={"Accept": "application/json"})
+    assert response.status_code == 401
+
+
+def test_verifying_from_the_page_records_an_intact_log_then_names_a_tampered_entry(
+    auditor_browser: Browser, browser: Browser, client: TestClient[Litestar],
+    company: Company, db_session: Session,
+) -> None:
+    _customer_connects_and_revokes(browser, client, company, db_session)
+    response = auditor_browser.submit("/auditor/integrity", {})
+    assert response.status_code == 303
+    page = auditor_browser.client.get("/auditor/integrity")
+    assert "intact" in page.text
+    db_session.rollback()
+    if db_session.get_bind().dialect.name == "postgresql":
+        db_session.exec(text("ALTER TABLE audit_entry DISABLE TRIGGER audit_entry_append_only"))
+    db_session.exec(text("UPDATE audit_entry SET outcome = 'x' WHERE seq = 3"))
+    db_session.commit()
+    auditor_browser.submit("/auditor/integrity", {})
+    page = auditor_browser.client.get("/auditor/integrity")
+    assert "BROKEN" in page.text
+    assert "First broken entry: 3" in page.text
+
+
+def test_a_company_report_counts_consent_changes_and_revocations_with_a_chart(
+    auditor_browser: Browser, browser: Browser, client: TestClient[Litestar],
+    company: Company, db_session: Session,
+) -> None:
+    _customer_connects_and_revokes(browser, client, company, db_session)
+    report = auditor_browser.client.get(f"/api/v1/auditor/reports/{company.client_id}").json()
+    assert report["totals"]["consent changes"] == 1
+    assert report["totals"]["revocations"] == 1
+    page = auditor_browser.client.get("/auditor/reports", params={"company": company.client_id})
+    assert "<svg" in page.text
+    assert "revocations per day" in page.text

@@ -1,0 +1,98 @@
+"""A company's journey against the real server: discovery, consent in Chromium, tokens, reads,
+refresh, and a revocation in the portal that stops the company's next call.
+
+The company side is requests-oauthlib, a third-party OAuth client, given only the issuer URL.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from requests.auth import HTTPBasicAuth
+from requests_oauthlib import OAuth2Session
+
+pytestmark = pytest.mark.browser
+
+PASSWORD = "a long browser password"
+REDIRECT_URI = "https://shop.example/cb"
+
+
+def _register_company(live_vault: str, data_dir: str) -> tuple[str, str]:
+    env = {**os.environ, "CMR_VAULT_DATA_DIR": data_dir, "CMR_VAULT_BASE_URL": live_vault}
+    result = subprocess.run(
+        [sys.executable, "-m", "cmr_vault", "clients", "add", "--name", "Corner Shop",
+         "--description", "Your neighbourhood shop.", "--homepage", "https://shop.example",
+         "--privacy-policy", "https://shop.example/privacy", "--redirect-uri", REDIRECT_URI,
+         "--scope", "profile.email:read=Send your order receipts",
+         "--scope", "profile.given_name:read=Greet you by name"],
+        env=env, check=True, capture_output=True, text=True)
+    values = dict(line.split(": ", 1) for line in result.stdout.splitlines() if ": " in line)
+    return values["client_id"], values["client_secret"]
+
+
+def test_discover_consent_read_refresh_and_revoke(
+    live_vault: str, live_data_dir: str, page, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")  # the test server is on loopback
+    monkeypatch.setenv("OAUTHLIB_RELAX_TOKEN_SCOPE", "1")  # the customer may grant less
+    client_id, client_secret = _register_company(live_vault, live_data_dir)
+    email = f"journey-{secrets.token_hex(3)}@example.org"
+    page.goto(f"{live_vault}/signup")
+    page.fill("#email", email)
+    page.fill("#password", PASSWORD)
+    page.fill("#password_confirm", PASSWORD)
+    page.click("button:has-text('Create vault')")
+    page.wait_for_url(f"{live_vault}/profile")
+    page.fill("#given_name", "Jo")
+    page.click("button:has-text('Save profile')")
+
+    meta = httpx.get(f"{live_vault}/.well-known/oauth-authorization-server").json()
+    company = OAuth2Session(client_id, redirect_uri=REDIRECT_URI, pkce="S256",
+                            scope=["profile.email:read", "profile.given_name:read"])
+    url, _state = company.authorization_url(meta["authorization_endpoint"])
+
+    landed: list[str] = []
+    page.route("https://shop.example/**",
+               lambda route: (landed.append(route.request.url), route.fulfill(body="ok")))
+    page.goto(url)
+    assert "Corner Shop asks for access" in page.content()
+    page.uncheck("input[value='profile.given_name:read']")
+    page.click("button:has-text('Allow')")
+    page.wait_for_url("https://shop.example/cb**")
+    callback = landed[-1]
+    assert parse_qs(urlsplit(callback).query)["iss"] == [meta["issuer"]]
+
+    credentials = HTTPBasicAuth(client_id, client_secret)
+    token = company.fetch_token(meta["token_endpoint"], authorization_response=callback,
+                                auth=credentials, include_client_id=False)
+    assert token["scope"] == ["profile.email:read"]
+    grants = httpx.get(f"{live_vault}/api/v1/grants", auth=(client_id, client_secret)).json()
+    subject = grants["grants"][0]["subject"]
+    read = company.get(f"{live_vault}/api/v1/subjects/{subject}/profile",
+                       params={"fields": "email", "purpose": "Send your order receipts"})
+    assert read.status_code == 200, read.text
+    assert read.json()["fields"] == {"email": email}
+    refused = company.get(f"{live_vault}/api/v1/subjects/{subject}/profile",
+                          params={"fields": "given_name", "purpose": "Greet you by name"})
+    assert refused.status_code == 403
+    assert "given_name" in refused.json()["errors"]
+
+    company.refresh_token(meta["token_endpoint"], auth=credentials)
+    assert company.get(f"{live_vault}/api/v1/subjects/{subject}/profile",
+                       params={"fields": "email", "purpose": "Send your order receipts"}
+                       ).status_code == 200
+
+    page.goto(f"{live_vault}/connections")
+    page.click("button:has-text('Revoke all access for Corner Shop')")
+    page.wait_for_url(f"{live_vault}/connections?revoked=true")
+    assert "revoked" in page.content()
+    after = company.get(f"{live_vault}/api/v1/subjects/{subject}/profile",
+                        params={"fields": "email", "purpose": "Send your order receipts"})
+    assert after.status_code == 401
+    assert 'error="invalid_token"' in after.headers["www-authenticate"]
