@@ -72,6 +72,7 @@ def test_discover_consent_read_refresh_and_revoke(
     token = company.fetch_token(meta["token_endpoint"], authorization_response=callback,
                                 auth=credentials, include_client_id=False)
     assert token["scope"] == ["profile.email:read"]
+    company.scope = token["scope"]  # what was granted, not what was asked for
     grants = httpx.get(f"{live_vault}/api/v1/grants", auth=(client_id, client_secret)).json()
     subject = grants["grants"][0]["subject"]
     read = company.get(f"{live_vault}/api/v1/subjects/{subject}/profile",
