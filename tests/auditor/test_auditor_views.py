@@ -89,3 +89,28 @@ def test_a_company_report_counts_consent_changes_and_revocations_with_a_chart(
     page = auditor_browser.client.get("/auditor/reports", params={"company": company.client_id})
     assert "<svg" in page.text
     assert "revocations per day" in page.text
+
+
+def test_a_recorded_read_is_replayed_from_its_recorded_facts(
+    auditor_browser: Browser, browser: Browser, client: TestClient[Litestar],
+    company: Company, db_session: Session,
+) -> None:
+    code, verifier = get_code(browser, company, scopes=["profile.email:read"])
+    token = redeem(client, company, code, verifier).json()["access_token"]
+    db_session.rollback()
+    subject = db_session.exec(select(Grant)).one().pairwise_subject
+    client.get(f"/api/v1/subjects/{subject}/profile",
+               params={"fields": "email,phone", "purpose": "Send your order receipts"},
+               headers={"Authorization": f"Bearer {token}"})
+    entries = auditor_browser.client.get("/api/v1/auditor/entries",
+                                         params={"action": "profile.read"}).json()["entries"]
+    seq = entries[0]["seq"]
+    replays = auditor_browser.client.get(f"/api/v1/auditor/entries/{seq}/replay").json()
+    by_item = {r["item"]: r for r in replays["replays"]}
+    assert by_item["email"]["replayed_outcome"] == "allow"
+    assert by_item["phone"]["replayed_outcome"] == "deny"
+    assert "read.scope-missing" in by_item["phone"]["replayed_rules"]
+    assert all(r["same"] for r in replays["replays"])
+    page = auditor_browser.client.get(f"/auditor/entries/{seq}")
+    assert "Replay" in page.text
+    assert "ada@example.org" not in page.text

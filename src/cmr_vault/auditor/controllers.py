@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,6 +37,13 @@ def _filter(company: str, subject: str, action: str, outcome: str, reason: str, 
                                      action=action.strip(), outcome=outcome.strip(),
                                      reason=reason.strip(), since=_day(since, "since"),
                                      until=_day(until, "until"))
+
+
+def _entry_or_404(db_session: Any, seq: int) -> AuditEntry:
+    found = auditor_service.entry(db_session, seq)
+    if found is None:
+        raise NotFound(f"There is no entry {seq}.")
+    return found
 
 
 def entry_document(entry: AuditEntry) -> dict[str, Any]:
@@ -75,13 +83,13 @@ class AuditorPages(Controller):
         })
 
     @get("/entries/{seq:int}", sync_to_thread=True)
-    def entry(self, auditor: Auditor, db_session: DbSession, seq: FromPath[int]) -> Template:
-        """One entry: everything recorded about the decision, and its place in the tree."""
-        found = auditor_service.entry(db_session, seq)
-        if found is None:
-            raise NotFound(f"There is no entry {seq}.")
+    def entry(self, auditor: Auditor, db_session: DbSession, runtime: RuntimeDep,
+              seq: FromPath[int]) -> Template:
+        """One entry: what was recorded, the decision replayed, its place in the tree."""
+        found = _entry_or_404(db_session, seq)
         return Template("auditor/entry.html", context={
-            "account": auditor, "entry": found, "details": json.loads(found.details)})
+            "account": auditor, "entry": found, "details": json.loads(found.details),
+            "replays": auditor_service.replay_entry(found, runtime.policy.current)})
 
     @get("/integrity", sync_to_thread=True)
     def integrity(self, auditor: Auditor, db_session: DbSession, runtime: RuntimeDep,
@@ -140,6 +148,14 @@ class AuditorApi(Controller):
         return {"entries": [entry_document(e) for e in found],
                 "next_before": found[-1].seq if len(found) == auditor_service.PAGE_SIZE
                 else None}
+
+    @get("/entries/{seq:int}/replay", sync_to_thread=True)
+    def replay(self, auditor: Auditor,  # noqa: ARG002
+               db_session: DbSession, runtime: RuntimeDep, seq: FromPath[int]) -> dict[str, Any]:
+        """Decide the entry's recorded requests again from their recorded facts."""
+        replays = auditor_service.replay_entry(_entry_or_404(db_session, seq),
+                                               runtime.policy.current)
+        return {"seq": seq, "replays": [{**asdict(r), "same": r.same} for r in replays]}
 
     @get("/reports/{company:str}", sync_to_thread=True)
     def report(self, auditor: Auditor,  # noqa: ARG002

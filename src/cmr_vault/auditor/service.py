@@ -19,6 +19,8 @@ from cmr_vault.audit import transparency
 from cmr_vault.audit.models import AuditCheckpoint, AuditEntry
 from cmr_vault.audit.verify import VerifyReport, verify_database
 from cmr_vault.clock import Clock
+from cmr_vault.policy.cases import replay
+from cmr_vault.policy.engine import PolicySet
 
 PAGE_SIZE = 100
 VERIFIED_ACTION = "audit.verified"
@@ -152,3 +154,34 @@ def verify_now(session: Session, *, verifier_key: str, clock: Clock, auditor: st
                  "first_broken_seq": report.first_broken_seq, "problems": report.problems[:5]},
     ))
     return report
+
+
+@dataclass(frozen=True)
+class Replay:
+    """A recorded decision decided again from its recorded facts by today's policy set."""
+
+    item: str
+    recorded_outcome: str
+    recorded_rules: list[str]
+    recorded_version: str
+    replayed_outcome: str
+    replayed_rules: list[str]
+    replayed_reasons: list[str]
+    current_version: str
+
+    @property
+    def same(self) -> bool:
+        """Whether today's rules reach the same outcome."""
+        return self.recorded_outcome == self.replayed_outcome
+
+
+def replay_entry(found: AuditEntry, policy: PolicySet) -> list[Replay]:
+    """Replay every decision recorded in an entry ("why was this allowed?")."""
+    recorded = json.loads(found.details).get("decisions", {})
+    replays = []
+    for item, record in sorted(recorded.items()):
+        again = replay(policy, record)
+        replays.append(Replay(item, record["outcome"], record["rule_ids"],
+                              record["policy_version"], str(again.outcome), again.rule_ids,
+                              again.reasons, policy.version))
+    return replays

@@ -146,3 +146,47 @@ def load_cases(directory: Path) -> list[Case]:
 def run_cases(policy: PolicySet, cases: list[Case]) -> list[tuple[Case, list[str]]]:
     """(case, failures) for every case."""
     return [(case, case.failures(policy.decide(case.request, case.facts))) for case in cases]
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _preferences_record(prefs: ChannelPreferences) -> dict[str, Any]:
+    return {
+        "opted_in": prefs.opted_in, "confirmed_at": _iso(prefs.confirmed_at),
+        "topics": sorted(prefs.topics), "cap_day": prefs.cap_day, "cap_week": prefs.cap_week,
+        "cap_month": prefs.cap_month,
+        "quiet_start": prefs.quiet_start.isoformat() if prefs.quiet_start else None,
+        "quiet_end": prefs.quiet_end.isoformat() if prefs.quiet_end else None,
+        "paused_until": _iso(prefs.paused_until),
+    }
+
+
+def decision_record(request: DecisionRequest, facts: Facts) -> dict[str, Any]:
+    """The request and facts as JSON, in the shape of a test case, so a decision can be
+    replayed later (`replay`). The subject is left out: no decision depends on it."""
+    grant = facts.grant
+    return {
+        "request": {"action": str(request.action), "company": request.company,
+                    "resource": request.resource, "purpose": request.purpose,
+                    "time": request.time.isoformat(), "channel": request.channel,
+                    "topic": request.topic},
+        "facts": {
+            "grant": {"exists": grant.exists, "status": grant.status,
+                      "expires_at": _iso(grant.expires_at), "scopes": sorted(grant.scopes),
+                      "purposes": sorted(grant.purposes)},
+            "preferences": _preferences_record(facts.preferences),
+            "all_companies": _preferences_record(facts.global_preferences),
+            "counters": {name: getattr(facts.counters, name) for name in (
+                "company_day", "company_week", "company_month", "all_day", "all_week",
+                "all_month")},
+            "time_zone": facts.time_zone,
+        },
+    }
+
+
+def replay(policy: PolicySet, record: dict[str, Any]) -> Decision:
+    """Decide a recorded request again, from exactly the facts recorded with it."""
+    return policy.decide(request_from(record["request"], "recorded request"),
+                         facts_from(record["facts"], "recorded facts"))

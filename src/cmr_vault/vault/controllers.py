@@ -69,7 +69,8 @@ class CompanyProfileApi(Controller):
                                                         in_force=access.scopes, now=now)
                          for n in names},
         )
-        refused = {n: d for n, d in decisions.items() if d.outcome != "allow"}
+        refused = {n: d.decision for n, d in decisions.items() if d.decision.outcome != "allow"}
+        version = next(iter(decisions.values())).decision.policy_version
         keyring = runtime.keyring
         audit_service.record(db_session, clock=runtime.clock, event=audit_service.AuditEvent(
             actor=f"company:{access.client.client_id}", action="profile.read",
@@ -78,9 +79,10 @@ class CompanyProfileApi(Controller):
             details={
                 "company_name": access.client.name, "fields": names,
                 "refused": sorted(refused),
-                "rule_ids": sorted({hit.rule_id for d in decisions.values() for hit in d.rules}),
+                "rule_ids": sorted({r for d in decisions.values() for r in d.decision.rule_ids}),
                 "reasons": sorted({r for d in refused.values() for r in d.reasons}),
-                "policy_version": next(iter(decisions.values())).policy_version,
+                "policy_version": version,
+                "decisions": {n: d.record() for n, d in decisions.items()},
             },
         ))
         if refused:
@@ -92,4 +94,4 @@ class CompanyProfileApi(Controller):
         values = vault_service.open_for_company(db_session, cipher=runtime.cipher,
                                                 account_id=access.grant.account_id, fields=names)
         return {"subject": subject, "purpose": purpose, "fields": values,
-                "policy_version": next(iter(decisions.values())).policy_version}
+                "policy_version": version}

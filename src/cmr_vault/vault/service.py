@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -24,17 +24,9 @@ from cmr_vault.crypto.blind_index import blind_index, subject_pseudonym
 from cmr_vault.crypto.data_keys import DataKeyStore
 from cmr_vault.crypto.field_cipher import FieldCipher
 from cmr_vault.errors import ValidationFailed
+from cmr_vault.policy.cases import decision_record
 from cmr_vault.policy.engine import PolicySet
-from cmr_vault.policy.facts import (
-    Action,
-    ChannelPreferences,
-    Counters,
-    Decision,
-    DecisionRequest,
-    Facts,
-    GrantFacts,
-    Outcome,
-)
+from cmr_vault.policy.facts import Action, Decision, DecisionRequest, Facts, GrantFacts
 from cmr_vault.vault.fields import CUSTOM_PREFIX, MAX_CUSTOM_FIELDS, normalise_changes
 from cmr_vault.vault.models import ProfileField
 
@@ -281,39 +273,35 @@ class CompanyReadRequest:
 
 
 @dataclass(frozen=True)
-class CompanyRead:
-    """What was decided for each field, and the opened values of those allowed."""
+class FieldDecision:
+    """One field's decision with the request and facts it was made from (for replay)."""
 
-    values: dict[str, Any]
-    decisions: dict[str, Decision]
+    request: DecisionRequest
+    facts: Facts
+    decision: Decision
 
-    @property
-    def refused(self) -> dict[str, Decision]:
-        """The fields the policy did not allow."""
-        return {name: d for name, d in self.decisions.items() if d.outcome != Outcome.ALLOW}
+    def record(self) -> dict[str, Any]:
+        """Request, facts and decision as JSON for the audit log."""
+        return {**decision_record(self.request, self.facts), **self.decision.as_record()}
 
 
 def decide_company_read(
     *, policy: PolicySet, request: CompanyReadRequest, grant_facts: Mapping[str, GrantFacts],
     time_zone: str, now: datetime,
-) -> dict[str, Decision]:
+) -> dict[str, FieldDecision]:
     """The policy engine's decision for each requested field (pure: no database, no keys).
 
     `grant_facts` holds, per field, what the grant says about that field's scope: whether it
     is in force and which purposes the customer consented to for it.
     """
-    base = Facts(grant=GrantFacts(), preferences=ChannelPreferences(),
-                 global_preferences=ChannelPreferences(), counters=Counters(),
-                 time_zone=time_zone)
-    return {
-        name: policy.decide(
-            DecisionRequest(company=request.company, subject=request.subject,
-                            action=Action.READ, resource=f"profile.{name}",
-                            purpose=request.purpose, time=now),
-            replace(base, grant=grant_facts[name]),
-        )
-        for name in request.fields
-    }
+    decided = {}
+    for name in request.fields:
+        field_request = DecisionRequest(
+            company=request.company, subject=request.subject, action=Action.READ,
+            resource=f"profile.{name}", purpose=request.purpose, time=now)
+        facts = Facts(grant=grant_facts[name], time_zone=time_zone)
+        decided[name] = FieldDecision(field_request, facts, policy.decide(field_request, facts))
+    return decided
 
 
 def open_for_company(
