@@ -29,6 +29,7 @@ from cmr_vault.consent.controllers import CompanyGrantsApi
 from cmr_vault.db.engine import check_durability
 from cmr_vault.db.session import provide_db_session
 from cmr_vault.deps import RuntimeDep, provide_runtime
+from cmr_vault.oauth.admin import AdminClientsApi
 from cmr_vault.oauth.controllers import AuthorizationPages, TokenEndpoints, server_metadata
 from cmr_vault.portal.controllers import (
     AccountPages,
@@ -87,6 +88,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
             server_metadata,
             CompanyGrantsApi,
             CompanyProfileApi,
+            AdminClientsApi,
             AuditorPages,
             AuditorApi,
             TransparencyApi,

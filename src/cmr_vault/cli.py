@@ -6,8 +6,10 @@ does and what the server sees never disagree.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import secrets
 import sys
 from pathlib import Path
 
@@ -444,3 +446,12 @@ def auditors_add(email: str, password: str) -> None:
     finally:
         runtime.dispose()
     console.print("[green]Auditor created.[/] They sign in at /signin.")
+
+
+@main.command("admin-token")
+def admin_token() -> None:
+    """Make a new operator token for the admin API and print the setting that enables it."""
+    token = secrets.token_urlsafe(32)
+    click.echo(f"token: {token}")
+    click.echo(f"CMR_VAULT_ADMIN_TOKEN_SHA256={hashlib.sha256(token.encode()).hexdigest()}")
+    console.print("[yellow]Keep the token secret; configure only the hash.[/]")

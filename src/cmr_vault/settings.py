@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     checkpoint_interval_seconds: float = 10.0
     max_body_bytes: int = 1_000_000
     log_level: str = "INFO"
+    admin_token_sha256: str = Field(
+        default="",
+        description="SHA-256 (hex) of the operator's admin API token; empty disables the API. "
+        "`cmr-vault admin-token` makes one.",
+    )
 
     @property
     def resolved_database_url(self) -> str:

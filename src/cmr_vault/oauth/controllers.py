@@ -274,6 +274,24 @@ def _audit_denied(db_session: Any, runtime: Runtime, account: Account, client: V
     )
 
 
+def _request_problem(request: Request[Any, Any, Any], form_pairs: Pairs) -> str | None:
+    """What makes a token-endpoint request ambiguous, before authlib sees it (RFC 6749 §2.3,
+    §3.2: one authentication method, and no parameter more than once)."""
+    names = [name for name, _ in form_pairs]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        return f"Parameter sent more than once: {', '.join(repeated)}."
+    basic = request.headers.get("authorization", "").lower().startswith("basic ")
+    if basic and "client_secret" in names:
+        return "Authenticate with the Authorization header or the body, not both."
+    return None
+
+
+def _invalid_request(description: str) -> Response[Any]:
+    return Response(content={"error": "invalid_request", "error_description": description},
+                    status_code=400, media_type="application/json", headers=NO_STORE)
+
+
 class TokenEndpoints(Controller):
     """Token, revocation and introspection: machine endpoints, form in, JSON out."""
 
@@ -290,6 +308,8 @@ class TokenEndpoints(Controller):
         form_pairs: FormPairs,
     ) -> Response[Any]:
         """Exchange a code (with PKCE) or a refresh token for tokens (RFC 6749 §4.1.3, §6)."""
+        if problem := _request_problem(request, form_pairs):
+            return _invalid_request(problem)
         server = _server(db_session, runtime)
         answer = server.create_token_response(_oauth_request(request, runtime, form_pairs))
         return _to_litestar(answer)
@@ -303,6 +323,8 @@ class TokenEndpoints(Controller):
         form_pairs: FormPairs,
     ) -> Response[Any]:
         """RFC 7009: revoke a token and every token of its family."""
+        if problem := _request_problem(request, form_pairs):
+            return _invalid_request(problem)
         server = _server(db_session, runtime)
         answer = server.create_endpoint_response(
             "revocation", _oauth_request(request, runtime, form_pairs)
@@ -318,6 +340,8 @@ class TokenEndpoints(Controller):
         form_pairs: FormPairs,
     ) -> Response[Any]:
         """RFC 7662: whether one of the caller's own tokens is active, and what it allows."""
+        if problem := _request_problem(request, form_pairs):
+            return _invalid_request(problem)
         server = _server(db_session, runtime)
         answer = server.create_endpoint_response(
             "introspection", _oauth_request(request, runtime, form_pairs)

@@ -1,0 +1,111 @@
+"""The operator's admin API: register, list, approve and suspend companies.
+
+Authenticated with one operator token (`Authorization: Bearer …`) whose SHA-256 is configured
+as CMR_VAULT_ADMIN_TOKEN_SHA256; the token itself is never stored. Without that setting the
+API is off. Every change is written to the audit log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from typing import Any, TypeAlias
+
+from litestar import Controller, Request, get, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, JSONBody
+from pydantic import BaseModel, Field
+
+from cmr_vault.audit import service as audit_service
+from cmr_vault.deps import DbSession, RuntimeDep
+from cmr_vault.errors import Forbidden, Unauthenticated
+from cmr_vault.oauth import service as oauth_service
+from cmr_vault.oauth.models import ClientStatus, OAuthClient
+
+
+Operator: TypeAlias = NamedDependency[str]
+
+
+class ClientRegistrationBody(BaseModel):
+    """A company as the operator registers it."""
+
+    name: str = Field(min_length=1, max_length=120)
+    description: str = Field(default="", max_length=2000)
+    homepage: str = Field(max_length=500)
+    privacy_policy_url: str = Field(max_length=500)
+    redirect_uris: list[str] = Field(min_length=1, max_length=10)
+    notice: dict[str, list[str]] = Field(
+        min_length=1, description="Each scope the company may ask for, with its purposes.")
+    public: bool = False
+    approved: bool = True
+
+
+class StatusBody(BaseModel):
+    """The new status of a company."""
+
+    status: ClientStatus
+
+
+def provide_operator(request: Request[Any, Any, Any], runtime: RuntimeDep) -> str:
+    """Check the operator's bearer token in constant time; 'operator:api' when it matches."""
+    configured = runtime.settings.admin_token_sha256.strip().lower()
+    if not configured:
+        raise Forbidden("The admin API is off: set CMR_VAULT_ADMIN_TOKEN_SHA256 to enable it.")
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    presented = hashlib.sha256(token.strip().encode()).hexdigest()
+    if scheme.lower() != "bearer" or not hmac.compare_digest(presented, configured):
+        raise Unauthenticated("An operator token is required.",
+                              headers={"WWW-Authenticate": 'Bearer realm="cmr-vault-admin"'})
+    return "operator:api"
+
+
+def client_document(client: OAuthClient) -> dict[str, Any]:
+    """A company as the admin API shows it (never its secret hash)."""
+    return {
+        "client_id": client.client_id, "name": client.name, "description": client.description,
+        "homepage": client.homepage, "privacy_policy_url": client.privacy_policy_url,
+        "redirect_uris": json.loads(client.redirect_uris), "notice": json.loads(client.notice),
+        "notice_version": client.notice_version, "status": str(client.status),
+        "public": client.secret_hash is None, "created_at": client.created_at.isoformat(),
+    }
+
+
+class AdminClientsApi(Controller):
+    """Companies, for the operator."""
+
+    path = "/api/v1/admin/clients"
+    tags = ["admin"]
+    dependencies = {"operator": Provide(provide_operator, sync_to_thread=False)}
+
+    @get("/", sync_to_thread=True)
+    def list_clients(self, operator: Operator,  # noqa: ARG002 (the dependency is the guard)
+                     db_session: DbSession) -> dict[str, Any]:
+        """Every registered company."""
+        return {"clients": [client_document(c) for c in oauth_service.list_clients(db_session)]}
+
+    @post("/", status_code=201, sync_to_thread=True)
+    def register(self, operator: Operator, data: JSONBody[ClientRegistrationBody], db_session: DbSession,
+                 runtime: RuntimeDep) -> dict[str, Any]:
+        """Register a company; the answer holds its secret, shown this once only."""
+        client, secret = oauth_service.register_client(
+            db_session, clock=runtime.clock, approved=data.approved,
+            registration=oauth_service.ClientRegistration(
+                name=data.name, description=data.description, homepage=data.homepage,
+                privacy_policy_url=data.privacy_policy_url, redirect_uris=data.redirect_uris,
+                notice=data.notice, public=data.public))
+        audit_service.record(db_session, clock=runtime.clock, event=audit_service.AuditEvent(
+            actor=operator, action="client.registered", resource=f"company:{client.client_id}",
+            details={"company": client.client_id, "scopes": sorted(data.notice)}))
+        return {**client_document(client), "client_secret": secret}
+
+    @post("/{client_id:str}/status", status_code=200, sync_to_thread=True)
+    def set_status(self, operator: Operator, client_id: FromPath[str], data: JSONBody[StatusBody],
+                   db_session: DbSession, runtime: RuntimeDep) -> dict[str, Any]:
+        """Approve or suspend a company (suspension stops its tokens at once)."""
+        client = oauth_service.set_client_status(db_session, client_id=client_id,
+                                                 status=data.status)
+        audit_service.record(db_session, clock=runtime.clock, event=audit_service.AuditEvent(
+            actor=operator, action=f"client.{data.status}", resource=f"company:{client_id}",
+            details={"company": client_id}))
+        return client_document(client)
