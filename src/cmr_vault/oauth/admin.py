@@ -23,7 +23,6 @@ from cmr_vault.errors import Forbidden, Unauthenticated
 from cmr_vault.oauth import service as oauth_service
 from cmr_vault.oauth.models import ClientStatus, OAuthClient
 
-
 Operator: TypeAlias = NamedDependency[str]
 
 
