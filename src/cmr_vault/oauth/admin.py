@@ -35,7 +35,8 @@ class ClientRegistrationBody(BaseModel):
     privacy_policy_url: str = Field(max_length=500)
     redirect_uris: list[str] = Field(min_length=1, max_length=10)
     notice: dict[str, list[str]] = Field(
-        min_length=1, description="Each scope the company may ask for, with its purposes.")
+        min_length=1, description="Each scope the company may ask for, with its purposes."
+    )
     public: bool = False
     approved: bool = True
 
@@ -54,19 +55,27 @@ def provide_operator(request: Request[Any, Any, Any], runtime: RuntimeDep) -> st
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     presented = hashlib.sha256(token.strip().encode()).hexdigest()
     if scheme.lower() != "bearer" or not hmac.compare_digest(presented, configured):
-        raise Unauthenticated("An operator token is required.",
-                              headers={"WWW-Authenticate": 'Bearer realm="cmr-vault-admin"'})
+        raise Unauthenticated(
+            "An operator token is required.",
+            headers={"WWW-Authenticate": 'Bearer realm="cmr-vault-admin"'},
+        )
     return "operator:api"
 
 
 def client_document(client: OAuthClient) -> dict[str, Any]:
     """A company as the admin API shows it (never its secret hash)."""
     return {
-        "client_id": client.client_id, "name": client.name, "description": client.description,
-        "homepage": client.homepage, "privacy_policy_url": client.privacy_policy_url,
-        "redirect_uris": json.loads(client.redirect_uris), "notice": json.loads(client.notice),
-        "notice_version": client.notice_version, "status": str(client.status),
-        "public": client.secret_hash is None, "created_at": client.created_at.isoformat(),
+        "client_id": client.client_id,
+        "name": client.name,
+        "description": client.description,
+        "homepage": client.homepage,
+        "privacy_policy_url": client.privacy_policy_url,
+        "redirect_uris": json.loads(client.redirect_uris),
+        "notice": json.loads(client.notice),
+        "notice_version": client.notice_version,
+        "status": str(client.status),
+        "public": client.secret_hash is None,
+        "created_at": client.created_at.isoformat(),
     }
 
 
@@ -78,33 +87,70 @@ class AdminClientsApi(Controller):
     dependencies = {"operator": Provide(provide_operator, sync_to_thread=False)}
 
     @get("/", sync_to_thread=True)
-    def list_clients(self, operator: Operator,  # noqa: ARG002 (the dependency is the guard)
-                     db_session: DbSession) -> dict[str, Any]:
+    def list_clients(
+        self,
+        operator: Operator,  # noqa: ARG002 (the dependency is the guard)
+        db_session: DbSession,
+    ) -> dict[str, Any]:
         """Every registered company."""
         return {"clients": [client_document(c) for c in oauth_service.list_clients(db_session)]}
 
     @post("/", status_code=201, sync_to_thread=True)
-    def register(self, operator: Operator, data: JSONBody[ClientRegistrationBody], db_session: DbSession,
-                 runtime: RuntimeDep) -> dict[str, Any]:
+    def register(
+        self,
+        operator: Operator,
+        data: JSONBody[ClientRegistrationBody],
+        db_session: DbSession,
+        runtime: RuntimeDep,
+    ) -> dict[str, Any]:
         """Register a company; the answer holds its secret, shown this once only."""
         client, secret = oauth_service.register_client(
-            db_session, clock=runtime.clock, approved=data.approved,
+            db_session,
+            clock=runtime.clock,
+            approved=data.approved,
             registration=oauth_service.ClientRegistration(
-                name=data.name, description=data.description, homepage=data.homepage,
-                privacy_policy_url=data.privacy_policy_url, redirect_uris=data.redirect_uris,
-                notice=data.notice, public=data.public))
-        audit_service.record(db_session, clock=runtime.clock, event=audit_service.AuditEvent(
-            actor=operator, action="client.registered", resource=f"company:{client.client_id}",
-            details={"company": client.client_id, "scopes": sorted(data.notice)}))
+                name=data.name,
+                description=data.description,
+                homepage=data.homepage,
+                privacy_policy_url=data.privacy_policy_url,
+                redirect_uris=data.redirect_uris,
+                notice=data.notice,
+                public=data.public,
+            ),
+        )
+        audit_service.record(
+            db_session,
+            clock=runtime.clock,
+            event=audit_service.AuditEvent(
+                actor=operator,
+                action="client.registered",
+                resource=f"company:{client.client_id}",
+                details={"company": client.client_id, "scopes": sorted(data.notice)},
+            ),
+        )
         return {**client_document(client), "client_secret": secret}
 
     @post("/{client_id:str}/status", status_code=200, sync_to_thread=True)
-    def set_status(self, operator: Operator, client_id: FromPath[str], data: JSONBody[StatusBody],
-                   db_session: DbSession, runtime: RuntimeDep) -> dict[str, Any]:
+    def set_status(
+        self,
+        operator: Operator,
+        client_id: FromPath[str],
+        data: JSONBody[StatusBody],
+        db_session: DbSession,
+        runtime: RuntimeDep,
+    ) -> dict[str, Any]:
         """Approve or suspend a company (suspension stops its tokens at once)."""
-        client = oauth_service.set_client_status(db_session, client_id=client_id,
-                                                 status=data.status)
-        audit_service.record(db_session, clock=runtime.clock, event=audit_service.AuditEvent(
-            actor=operator, action=f"client.{data.status}", resource=f"company:{client_id}",
-            details={"company": client_id}))
+        client = oauth_service.set_client_status(
+            db_session, client_id=client_id, status=data.status
+        )
+        audit_service.record(
+            db_session,
+            clock=runtime.clock,
+            event=audit_service.AuditEvent(
+                actor=operator,
+                action=f"client.{data.status}",
+                resource=f"company:{client_id}",
+                details={"company": client_id},
+            ),
+        )
         return client_document(client)
