@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, make_url, text
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import QueuePool
 
 from cmr_vault.settings import UnsafeSettingsError
 
@@ -26,8 +26,10 @@ def make_engine(url: str, *, immediate: bool = True) -> Engine:
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    # Pooled: opening a connection and setting its PRAGMAs costs more than a whole read.
     engine = create_engine(
-        url, connect_args={"check_same_thread": False, "timeout": 30}, poolclass=NullPool
+        url, connect_args={"check_same_thread": False, "timeout": 30}, poolclass=QueuePool,
+        pool_size=8, max_overflow=16,
     )
     _configure_sqlite(engine, immediate=immediate)
     return engine
