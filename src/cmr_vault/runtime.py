@@ -6,11 +6,13 @@ the key store, so any number of workers can run side by side.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
 from cmr_vault.audit.appender import GroupCommitAppender
+from cmr_vault.audit.service import AuditEvent
 from cmr_vault.audit.transparency import TreeCache
 from cmr_vault.clock import Clock, SystemClock
 from cmr_vault.crypto.data_keys import DataKeyStore
@@ -18,7 +20,7 @@ from cmr_vault.crypto.field_cipher import FieldCipher
 from cmr_vault.crypto.kek import KeyProvider, KeyringFileProvider, StaticKeyProvider
 from cmr_vault.crypto.keyring import Keyring
 from cmr_vault.db.engine import make_engine
-from cmr_vault.policy.store import PolicyStore
+from cmr_vault.policy.store import PolicyStore, ReloadResult
 from cmr_vault.settings import Settings
 
 
@@ -58,6 +60,7 @@ class Runtime:
         )
         engine = make_engine(settings.resolved_database_url)
         clock = clock or SystemClock()
+        appender = GroupCommitAppender(engine=engine, clock=clock)
         return cls(
             settings=settings,
             engine=engine,
@@ -66,8 +69,8 @@ class Runtime:
             keyring_provider=keyring_provider,
             data_keys=data_keys,
             cipher=FieldCipher(data_keys),
-            audit_appender=GroupCommitAppender(engine=engine, clock=clock),
-            policy=PolicyStore(settings.policy_dir),
+            audit_appender=appender,
+            policy=PolicyStore(settings.policy_dir, on_reload=_audit_reload(appender)),
             clock=clock,
         )
 
@@ -76,3 +79,17 @@ class Runtime:
         self.audit_appender.close()
         self.engine.dispose()
         self.keystore_engine.dispose()
+
+
+def _audit_reload(appender: GroupCommitAppender) -> Callable[[ReloadResult], None]:
+    """Every policy reload, good or refused, goes to the audit log with its version."""
+
+    def record(result: ReloadResult) -> None:
+        appender.submit(AuditEvent(
+            actor="system:policy", action="policy.reloaded" if result.ok else "policy.refused",
+            resource="policies", outcome="ok" if result.ok else "refused",
+            details={"policy_version": result.version, "changed": result.changed,
+                     "problems": result.problems[:20]},
+        ))
+
+    return record

@@ -113,3 +113,45 @@ def test_asking_beyond_the_tree_is_an_error() -> None:
         tree.root(5)
     with pytest.raises(ValueError, match="not in a tree"):
         tree.inclusion_proof(4, 4)
+
+
+def _reference_path(m: int, leaves: list[bytes]) -> list[bytes]:
+    """PATH(m, D[n]) exactly as RFC 9162 §2.1.3.1 defines it."""
+    n = len(leaves)
+    if n == 1:
+        return []
+    k = 1 << ((n - 1).bit_length() - 1)
+    if m < k:
+        return [*_reference_path(m, leaves[:k]), _reference_root(leaves[k:])]
+    return [*_reference_path(m - k, leaves[k:]), _reference_root(leaves[:k])]
+
+
+def _reference_subproof(m: int, leaves: list[bytes], complete: bool) -> list[bytes]:
+    """SUBPROOF(m, D[n], b) exactly as RFC 9162 §2.1.4.1 defines it."""
+    n = len(leaves)
+    if m == n:
+        return [] if complete else [_reference_root(leaves)]
+    k = 1 << ((n - 1).bit_length() - 1)
+    if m <= k:
+        return [*_reference_subproof(m, leaves[:k], complete), _reference_root(leaves[k:])]
+    return [*_reference_subproof(m - k, leaves[k:], False), _reference_root(leaves[:k])]
+
+
+def test_proofs_equal_the_rfc_definitions_for_every_size_up_to_33() -> None:
+    tree, leaves = _tree(33)
+    for n in range(1, 34):
+        for m in range(n):
+            assert tree.inclusion_proof(m, n) == _reference_path(m, leaves[:n])
+        for m in range(1, n):
+            assert tree.consistency_proof(m, n) == _reference_subproof(m, leaves[:n], True)
+
+
+def test_the_reference_eight_leaf_tree_has_the_published_audit_paths() -> None:
+    tree = MerkleTree()
+    tree.extend(leaf_hash(bytes.fromhex(data)) for data in LEAVES)
+    # Leaf 0 of the 8-leaf reference tree (certificate-transparency test data).
+    assert [h.hex() for h in tree.inclusion_proof(0, 8)] == [
+        "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+        "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+        "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+    ]

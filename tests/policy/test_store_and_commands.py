@@ -6,9 +6,15 @@ import time
 from pathlib import Path
 
 from click.testing import CliRunner
+from sqlmodel import Session, col, select
 
+from cmr_vault.audit.models import AuditEntry
+from cmr_vault.db.engine import make_engine
 from cmr_vault.policy.commands import policy
 from cmr_vault.policy.store import PolicyStore
+from cmr_vault.runtime import Runtime
+from cmr_vault.settings import Settings
+from tests.conftest import FrozenClock
 from tests.policy.conftest import SHIPPED
 
 
@@ -89,3 +95,21 @@ def test_policy_explain_walks_through_every_rule(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "push.quiet-hours" in result.output
     assert "Decision: defer until 2026-11-24T06:00:00+00:00" in result.output
+
+
+def test_reloads_good_and_refused_are_written_to_the_audit_log(
+    policy_copy: Path, settings: Settings, clock: FrozenClock
+) -> None:
+    runtime = Runtime.build(settings.model_copy(update={"policy_dir": policy_copy}),
+                            clock=clock)
+    reads = policy_copy / "reads.yaml"
+    reads.write_text(reads.read_text().replace("not grant.exists", "not grant.existing"))
+    assert not runtime.policy.reload().ok
+    reads.write_text(reads.read_text().replace("not grant.existing", "not grant.exists"))
+    assert runtime.policy.reload().ok
+    runtime.dispose()
+    with Session(make_engine(settings.resolved_database_url, immediate=False)) as session:
+        entries = session.exec(select(AuditEntry).where(
+            col(AuditEntry.action).startswith("policy."))).all()
+    assert [e.action for e in entries] == ["policy.refused", "policy.reloaded"]
+    assert "grant.existing" in entries[0].details
