@@ -20,13 +20,13 @@ from datetime import UTC, datetime
 
 from cmr_vault.audit.checkpoint import verifier_key_for
 from cmr_vault.audit.merkle import MerkleTree, verify_consistency, verify_inclusion
-from cmr_vault.audit.models import AuditEntry
-from cmr_vault.audit.service import GENESIS_HASH, AuditEvent, _entry, leaf_bytes
+from cmr_vault.audit.service import GENESIS_HASH, AppendedEntry, AuditEvent, _entry, leaf_bytes
 from cmr_vault.audit.transparency import signing_key
 from cmr_vault.audit.verify import verify
+from cmr_vault.clock import utc_iso
 
 
-def _entries(count: int) -> list[AuditEntry]:
+def _entries(count: int) -> list[AppendedEntry]:
     at = datetime(2026, 11, 23, tzinfo=UTC)
     entries, prev = [], GENESIS_HASH
     for seq in range(1, count + 1):
@@ -34,7 +34,7 @@ def _entries(count: int) -> list[AuditEntry]:
                            subject=f"{seq % 997:032x}", resource="profile", purpose="receipts",
                            outcome="allow",
                            details={"fields": ["email"], "rule_ids": ["read.allow"]})
-        entry = _entry(seq, prev, at, event)
+        entry = _entry(seq, prev, at, utc_iso(at), event)
         entries.append(entry)
         prev = entry.entry_hash
     return entries

@@ -57,7 +57,7 @@ def canonical_json(value: Any) -> str:
     return json.dumps(_normalise(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def leaf_bytes(entry: AuditEntry) -> bytes:
+def leaf_bytes(entry: AuditEntry | AppendedEntry) -> bytes:
     """The canonical bytes of an entry: what its hash and its Merkle leaf cover.
 
     Equal to `canonical_json` of the entry's fields (sorted keys, no spaces), assembled by hand
@@ -65,17 +65,23 @@ def leaf_bytes(entry: AuditEntry) -> bytes:
     NFC and `details` is already canonical JSON (both fixed at append time), so a stored value
     that was changed, even to an equivalent spelling, changes these bytes.
     """
+    return _canonical(entry.seq, utc_iso(entry.recorded_at), entry.actor, entry.action,
+                      entry.subject, entry.resource, entry.purpose, entry.outcome,
+                      entry.details)
+
+
+def _canonical(seq: int, recorded_at: str, actor: str, action: str, subject: str,
+               resource: str, purpose: str, outcome: str, details: str) -> bytes:
     dumps = encode_basestring  # what json.dumps(ensure_ascii=False) does for a str
     return (
-        f'{{"action":{dumps(entry.action)},"actor":{dumps(entry.actor)},'
-        f'"details":{entry.details},"outcome":{dumps(entry.outcome)},'
-        f'"purpose":{dumps(entry.purpose)},"recorded_at":{dumps(utc_iso(entry.recorded_at))},'
-        f'"resource":{dumps(entry.resource)},"seq":{int(entry.seq)},'
-        f'"subject":{dumps(entry.subject)}}}'
+        f'{{"action":{dumps(action)},"actor":{dumps(actor)},"details":{details},'
+        f'"outcome":{dumps(outcome)},"purpose":{dumps(purpose)},'
+        f'"recorded_at":{dumps(recorded_at)},"resource":{dumps(resource)},"seq":{int(seq)},'
+        f'"subject":{dumps(subject)}}}'
     ).encode()
 
 
-def chain_hash(prev_hash: str, entry: AuditEntry) -> str:
+def chain_hash(prev_hash: str, entry: AuditEntry | AppendedEntry) -> str:
     """SHA-256 over the previous hash and this entry's canonical bytes."""
     return hashlib.sha256(bytes.fromhex(prev_hash) + leaf_bytes(entry)).hexdigest()
 
@@ -88,28 +94,43 @@ def _locked_head(session: Session) -> AuditHead:
     return head
 
 
-def _entry(seq: int, prev_hash: str, at: datetime, event: AuditEvent) -> AuditEntry:
-    entry = AuditEntry(
-        seq=seq,
-        recorded_at=at,
-        actor=_normalise(event.actor),
-        action=_normalise(event.action),
-        subject=_normalise(event.subject),
-        resource=_normalise(event.resource),
-        purpose=_normalise(event.purpose),
-        outcome=_normalise(event.outcome),
-        details=canonical_json(dict(event.details)),
-        prev_hash=prev_hash,
-        entry_hash="",
-        leaf_hash="",
+@dataclass(frozen=True, slots=True)
+class AppendedEntry:
+    """An entry as appended: the columns of one audit_entry row, without ORM overhead."""
+
+    seq: int
+    recorded_at: datetime
+    actor: str
+    action: str
+    subject: str
+    resource: str
+    purpose: str
+    outcome: str
+    details: str
+    prev_hash: str
+    entry_hash: str = ""
+    leaf_hash: str = ""
+
+    def row(self) -> dict[str, Any]:
+        """The values to insert."""
+        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+
+
+def _entry(seq: int, prev_hash: str, at: datetime, at_iso: str, event: AuditEvent
+           ) -> AppendedEntry:
+    actor, action = _normalise(event.actor), _normalise(event.action)
+    subject, resource = _normalise(event.subject), _normalise(event.resource)
+    purpose, outcome = _normalise(event.purpose), _normalise(event.outcome)
+    details = canonical_json(event.details)
+    data = _canonical(seq, at_iso, actor, action, subject, resource, purpose, outcome, details)
+    return AppendedEntry(
+        seq, at, actor, action, subject, resource, purpose, outcome, details, prev_hash,
+        entry_hash=hashlib.sha256(bytes.fromhex(prev_hash) + data).hexdigest(),
+        leaf_hash=leaf_hash(data).hex(),
     )
-    data = leaf_bytes(entry)
-    entry.entry_hash = hashlib.sha256(bytes.fromhex(prev_hash) + data).hexdigest()
-    entry.leaf_hash = leaf_hash(data).hex()
-    return entry
 
 
-def record(session: Session, *, clock: Clock, event: AuditEvent) -> AuditEntry:
+def record(session: Session, *, clock: Clock, event: AuditEvent) -> AppendedEntry:
     """Append one event inside the caller's transaction; it is durable when that commits.
 
     Use this when the event must commit atomically with a change (a grant revoked and its
@@ -120,18 +141,19 @@ def record(session: Session, *, clock: Clock, event: AuditEvent) -> AuditEntry:
 
 def record_many(
     session: Session, *, clock: Clock, events: Sequence[AuditEvent]
-) -> list[AuditEntry]:
+) -> list[AppendedEntry]:
     """Append a batch under one lock of the head: one chain, one transaction."""
     head = _locked_head(session)
     now = clock.now()
+    now_iso = utc_iso(now)
     entries = []
     prev = head.head_hash
     for offset, event in enumerate(events, start=1):
-        entry = _entry(head.size + offset, prev, now, event)
+        entry = _entry(head.size + offset, prev, now, now_iso, event)
         entries.append(entry)
         prev = entry.entry_hash
     # Core executemany: the ORM's per-object bookkeeping is most of an append's cost.
-    session.execute(insert(AuditEntry), [entry.model_dump() for entry in entries])
+    session.connection().execute(insert(AuditEntry.__table__), [e.row() for e in entries])
     head.size += len(entries)
     head.head_hash = prev
     session.add(head)
