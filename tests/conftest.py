@@ -123,6 +123,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         keystore_url=f"sqlite:///{tmp_path / 'keys' / 'keystore.db'}",
         base_url=BASE_URL,
         checkpoint_interval_seconds=0,
+        delivery_interval_seconds=0,
     )
     write_keyring(settings.resolved_key_file, Keyring.generate())
     return settings

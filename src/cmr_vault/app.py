@@ -29,6 +29,8 @@ from cmr_vault.consent.controllers import CompanyGrantsApi
 from cmr_vault.db.engine import check_durability
 from cmr_vault.db.session import provide_db_session
 from cmr_vault.deps import RuntimeDep, provide_runtime
+from cmr_vault.marketing.controllers import OptInLinks, PreferencePages, PushesApi
+from cmr_vault.marketing.worker import run_delivery_worker
 from cmr_vault.oauth.admin import AdminClientsApi
 from cmr_vault.oauth.controllers import AuthorizationPages, TokenEndpoints, server_metadata
 from cmr_vault.portal.controllers import (
@@ -44,8 +46,9 @@ from cmr_vault.web.errors import exception_to_http_response
 from cmr_vault.web.headers import security_headers_middleware
 
 # API clients authenticate with bearer tokens or client credentials, not cookies, so CSRF does
-# not apply to them; every cookie-authenticated form is covered.
-CSRF_EXEMPT = [r"^/api/", r"^/oauth/(token|revoke|introspect)$"]
+# not apply to them; unsubscribe links carry their own unguessable token (RFC 8058 one-click
+# POSTs come from mail clients, which cannot hold a CSRF cookie). Every cookie form is covered.
+CSRF_EXEMPT = [r"^/api/", r"^/oauth/(token|revoke|introspect)$", r"^/unsubscribe/"]
 
 
 @get("/health", sync_to_thread=True, tags=["operations"])
@@ -71,6 +74,8 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
         runtime.policy.install_sighup_handler()
         if settings.checkpoint_interval_seconds > 0:
             signer.append(asyncio.create_task(run_periodic_signer(runtime)))
+        if settings.delivery_interval_seconds > 0:
+            signer.append(asyncio.create_task(run_delivery_worker(runtime)))
 
     def on_shutdown() -> None:
         for task in signer:
@@ -90,6 +95,9 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
             CompanyGrantsApi,
             CompanyProfileApi,
             AdminClientsApi,
+            PushesApi,
+            PreferencePages,
+            OptInLinks,
             AuditorPages,
             AuditorApi,
             TransparencyApi,

@@ -20,6 +20,8 @@ from cmr_vault.crypto.field_cipher import FieldCipher
 from cmr_vault.crypto.kek import KeyProvider, KeyringFileProvider, StaticKeyProvider
 from cmr_vault.crypto.keyring import Keyring
 from cmr_vault.db.engine import make_engine
+from cmr_vault.marketing.delivery import DeliveryChannel, InboxChannel, SmtpChannel
+from cmr_vault.marketing.service import DeliveryContext
 from cmr_vault.policy.store import PolicyStore, ReloadResult
 from cmr_vault.settings import Settings
 
@@ -44,6 +46,22 @@ class Runtime:
     def keyring(self) -> Keyring:
         """Blind-index, pseudonym, CSRF and signing keys (re-read if the file changed)."""
         return self.keyring_provider.keyring()
+
+    @property
+    def delivery_channels(self) -> dict[str, DeliveryChannel]:
+        """The channels this vault can deliver on: the inbox always, e-mail with SMTP set."""
+        channels: dict[str, DeliveryChannel] = {"inbox": InboxChannel()}
+        if self.settings.smtp_host:
+            channels["email"] = SmtpChannel(self.settings.smtp_host, self.settings.smtp_port,
+                                            self.settings.smtp_sender, self.settings.smtp_starttls)
+        return channels
+
+    def delivery_context(self) -> DeliveryContext:
+        """What the delivery worker needs, with the policy set in force now."""
+        return DeliveryContext(clock=self.clock, policy=self.policy.current, cipher=self.cipher,
+                               pseudonym_key=self.keyring.pseudonym_key,
+                               channels=self.delivery_channels,
+                               unsubscribe_base=self.settings.issuer)
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock | None = None) -> Runtime:

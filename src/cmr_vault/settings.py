@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     checkpoint_interval_seconds: float = 10.0
     max_body_bytes: int = 1_000_000
     log_level: str = "INFO"
+    smtp_host: str = Field(default="", description="SMTP relay for e-mail; empty: no e-mail.")
+    smtp_port: int = 25
+    smtp_sender: str = "CMR Vault <vault@localhost>"
+    smtp_starttls: bool = False
+    delivery_interval_seconds: float = Field(
+        default=2.0, description="How often the in-process worker delivers due messages; 0 off.")
     admin_token_sha256: str = Field(
         default="",
         description="SHA-256 (hex) of the operator's admin API token; empty disables the API. "

@@ -1,0 +1,1 @@
+"""Marketing: customer preferences, pushes through the vault, delivery, unsubscribe."""

@@ -1,0 +1,284 @@
+"""Marketing over HTTP: the push and consent-check API, the preference center, the inbox and
+the one-click unsubscribe (RFC 8058)."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.di import Provide
+from litestar.enums import RequestEncodingType
+from litestar.params import Body, FromPath, FromQuery, JSONBody
+from litestar.response import Redirect, Template
+from pydantic import BaseModel, Field
+from sqlmodel import Session
+
+from cmr_vault.accounts.deps import Customer, provide_customer
+from cmr_vault.audit import service as audit_service
+from cmr_vault.crypto.blind_index import subject_pseudonym
+from cmr_vault.deps import DbSession, RuntimeDep
+from cmr_vault.errors import Forbidden, NotFound, ValidationFailed
+from cmr_vault.marketing import service as marketing_service
+from cmr_vault.marketing.delivery import Envelope
+from cmr_vault.marketing.models import ALL, Message
+from cmr_vault.oauth.deps import CompanyAccess, CompanyAccessDep, provide_company_access
+from cmr_vault.oauth.scopes import CHANNELS
+from cmr_vault.policy.cases import decision_record
+from cmr_vault.policy.facts import Action, DecisionRequest, Outcome
+from cmr_vault.runtime import Runtime
+from cmr_vault.vault import service as vault_service
+from cmr_vault.web.errors import exception_to_http_response
+
+Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
+
+
+class PushBody(BaseModel):
+    """A message for one customer, delivered by the vault on the customer's terms."""
+
+    subject: str = Field(description="Your pairwise subject for the customer.", max_length=64)
+    channel: str = Field(description=f"One of {', '.join(CHANNELS)}.", max_length=16)
+    topic: str = Field(default="", max_length=64)
+    purpose: str = Field(max_length=200)
+    title: str = Field(max_length=marketing_service.MAX_SUBJECT)
+    body: str = Field(max_length=marketing_service.MAX_BODY)
+    idempotency_key: str = Field(max_length=128)
+
+
+class ConsentCheckBody(BaseModel):
+    """May this company send this message to this customer now?"""
+
+    subject: str = Field(max_length=64)
+    channel: str = Field(max_length=16)
+    topic: str = Field(default="", max_length=64)
+    purpose: str = Field(max_length=200)
+
+
+def _own_subject(access: CompanyAccess, subject: str) -> None:
+    if not hmac.compare_digest(subject.encode(), access.grant.pairwise_subject.encode()):
+        raise NotFound("This token gives no access to that subject.")
+
+
+def _message_document(message: Message) -> dict[str, Any]:
+    return {"message_id": message.id, "status": str(message.status),
+            "not_before": message.not_before.isoformat(), "channel": message.channel,
+            "topic": message.topic, "purpose": message.purpose,
+            "delivered_at": message.delivered_at.isoformat() if message.delivered_at else None}
+
+
+class PushesApi(Controller):
+    """Companies push messages through the vault and ask before they send elsewhere."""
+
+    path = "/api/v1"
+    tags = ["marketing"]
+    dependencies = {"access": Provide(provide_company_access, sync_to_thread=True)}
+
+    @post("/pushes", status_code=202, sync_to_thread=True)
+    def push(self, request: Request[Any, Any, Any], data: JSONBody[PushBody],
+             access: CompanyAccessDep, db_session: DbSession, runtime: RuntimeDep
+             ) -> Response[Any] | dict[str, Any]:
+        """Queue a message (202), queue it deferred with the time it will go (202), or refuse
+        it with the reasons (403). The same idempotency key always gives the same answer."""
+        _own_subject(access, data.subject)
+        outcome = marketing_service.submit_push(
+            db_session, clock=runtime.clock, policy=runtime.policy.current,
+            cipher=runtime.cipher, pseudonym_key=runtime.keyring.pseudonym_key,
+            grant=access.grant, client=access.client, in_force=access.scopes,
+            channels=runtime.delivery_channels,
+            push=marketing_service.PushRequest(
+                subject=data.subject, channel=data.channel, topic=data.topic,
+                purpose=data.purpose, title=data.title, body=data.body,
+                idempotency_key=data.idempotency_key))
+        if outcome.message is None:
+            # Returned, not raised: the refusal's audit entry commits with the request.
+            return exception_to_http_response(request, Forbidden(
+                "The customer's permissions do not allow this message.",
+                problems={hit.rule_id: hit.reason for hit in outcome.decision.rules}))
+        return {**_message_document(outcome.message), "repeated": outcome.repeated,
+                "decision": outcome.decision.as_record()}
+
+    @get("/pushes/{message_id:str}", sync_to_thread=True)
+    def status(self, message_id: FromPath[str], access: CompanyAccessDep,
+               db_session: DbSession) -> dict[str, Any]:
+        """Where one of your messages is now (never where it went)."""
+        message = db_session.get(Message, message_id)
+        if message is None or message.client_id != access.client.client_id \
+                or message.account_id != access.grant.account_id:
+            raise NotFound("No such message for this token.")
+        return _message_document(message)
+
+    @post("/consent-check", status_code=200, sync_to_thread=True)
+    def consent_check(self, data: JSONBody[ConsentCheckBody], access: CompanyAccessDep,
+                      db_session: DbSession, runtime: RuntimeDep) -> dict[str, Any]:
+        """The decision a push would get now, with its reasons, without sending anything."""
+        _own_subject(access, data.subject)
+        if data.channel not in CHANNELS:
+            raise ValidationFailed("Unknown channel.", problems={"channel": ", ".join(CHANNELS)})
+        now = runtime.clock.now()
+        facts = marketing_service.push_facts(
+            db_session, cipher=runtime.cipher, grant=access.grant, in_force=access.scopes,
+            account_id=access.grant.account_id, client_id=access.client.client_id,
+            channel=data.channel, now=now)
+        request = DecisionRequest(company=access.client.client_id, subject="",
+                                  action=Action.PUSH, resource="message", purpose=data.purpose,
+                                  time=now, channel=data.channel, topic=data.topic)
+        decision = runtime.policy.current.decide(request, facts)
+        subject = subject_pseudonym(runtime.keyring.pseudonym_key, access.grant.account_id)
+        audit_service.record(db_session, clock=runtime.clock, event=audit_service.AuditEvent(
+            actor=f"company:{access.client.client_id}", action="push.checked", subject=subject,
+            resource="consent-check", purpose=data.purpose, outcome=str(decision.outcome),
+            details={"company": access.client.client_id, "channel": data.channel,
+                     "rule_ids": decision.rule_ids, "reasons": decision.reasons,
+                     "policy_version": decision.policy_version,
+                     "decisions": {data.channel: {**decision_record(request, facts),
+                                                  **decision.as_record()}}}))
+        return {"allowed": decision.outcome is Outcome.ALLOW, **decision.as_record()}
+
+
+def _int(value: str) -> int | None:
+    value = value.strip()
+    if not value:
+        return None
+    if not value.isdigit():
+        raise ValueError(value)
+    return int(value)
+
+
+def _pause(value: str) -> datetime | None:
+    return datetime.fromisoformat(value).replace(tzinfo=UTC) if value.strip() else None
+
+
+def _text(data: dict[str, Any], key: str) -> str:
+    value = data.get(key, "")
+    return str(value[-1] if isinstance(value, list) else value)
+
+
+def _change(data: dict[str, Any], client_id: str, channel: str
+            ) -> marketing_service.PreferenceChange:
+    key = f"{client_id}:{channel}"
+    try:
+        return marketing_service.PreferenceChange(
+            client_id=client_id, channel=channel,
+            opted_in=channel == ALL or _text(data, f"optin:{key}") == "on",
+            topics=[t.strip().lower() for t in _text(data, f"topics:{key}").split(",")
+                    if t.strip()],
+            cap_day=_int(_text(data, f"cap_day:{key}")),
+            cap_week=_int(_text(data, f"cap_week:{key}")),
+            cap_month=_int(_text(data, f"cap_month:{key}")),
+            quiet_start=_text(data, f"quiet_start:{key}").strip() or None,
+            quiet_end=_text(data, f"quiet_end:{key}").strip() or None,
+            paused_until=_pause(_text(data, f"pause:{key}")),
+        )
+    except ValueError as exc:
+        raise ValidationFailed("Caps are whole numbers and pauses are dates.",
+                               problems={key: "caps are whole numbers, pauses dates"}) from exc
+
+
+def _send_confirmation(runtime: Runtime, session: Session, account_id: str, company: str,
+                       token: str) -> bool:
+    """Double opt-in: a confirmation link to the customer's own address, from the vault."""
+    channel = runtime.delivery_channels.get("email")
+    if channel is None:
+        return False
+    address = vault_service.read_fields(session, cipher=runtime.cipher, account_id=account_id,
+                                        names=["email"]).get("email", "")
+    link = f"{runtime.settings.issuer}/preferences/confirm/{token}"
+    channel.deliver(Envelope(
+        message_id=token[:16], company_name="CMR Vault", address=address,
+        subject=f"Confirm e-mail from {company}",
+        body=f"You asked to receive e-mail from {company}. Confirm here: {link}\n"
+             "If this was not you, ignore this message: nothing will be sent.",
+        unsubscribe_url=f"{runtime.settings.issuer}/preferences"))
+    return True
+
+
+class PreferencePages(Controller):
+    """The preference center and the inbox, for the signed-in customer."""
+
+    dependencies = {"customer": Provide(provide_customer, sync_to_thread=True)}
+
+    def _page(self, customer: Customer, db_session: DbSession, runtime: RuntimeDep,
+              problems: dict[str, str] | None = None, notice: str = "",
+              status: int = 200) -> Template:
+        companies = marketing_service.marketing_connections(
+            db_session, account_id=customer.id, now=runtime.clock.now())
+        overall = marketing_service.get_preference(db_session, customer.id, ALL, ALL)
+        rows = {f"{ALL}:{ALL}": overall} | {f"{c.client_id}:{ch}": row
+                                            for c, _, prefs in companies
+                                            for ch, row in prefs.items()}
+        topics = {key: ", ".join(json.loads(row.topics)) for key, row in rows.items() if row}
+        return Template("marketing/preferences.html", status_code=status, context={
+            "account": customer, "companies": companies, "overall": overall, "topics": topics,
+            "problems": problems or {}, "notice": notice,
+            "email_available": "email" in runtime.delivery_channels})
+
+    @get("/preferences", sync_to_thread=True)
+    def preferences(self, customer: Customer, db_session: DbSession, runtime: RuntimeDep,
+                    saved: FromQuery[bool] = False, confirm: FromQuery[int] = 0) -> Template:
+        """Per company and channel: opt-in, topics, caps, quiet hours, pause; and overall."""
+        notice = "Saved." if saved else ""
+        if confirm:
+            notice += f" We sent {confirm} confirmation link(s) to your e-mail address."
+        return self._page(customer, db_session, runtime, notice=notice.strip())
+
+    @post("/preferences", status_code=303, sync_to_thread=True)
+    def save(self, data: Form, customer: Customer, db_session: DbSession,
+             runtime: RuntimeDep) -> Response[Any] | Template:
+        """Validate everything, then save it all; on any error nothing is saved."""
+        targets = [(c.client_id, ch) for c, channels, _ in marketing_service.marketing_connections(
+            db_session, account_id=customer.id, now=runtime.clock.now()) for ch in channels]
+        try:
+            changes = [_change(data, ALL, ALL)] + [_change(data, c, ch) for c, ch in targets]
+            tokens = []
+            for change in changes:
+                token = marketing_service.set_preference(
+                    db_session, clock=runtime.clock, pseudonym_key=runtime.keyring.pseudonym_key,
+                    account_id=customer.id, change=change)
+                if token:
+                    tokens.append((change.client_id, token))
+        except ValidationFailed as exc:
+            db_session.rollback()
+            return self._page(customer, db_session, runtime, exc.problems, exc.detail, 400)
+        sent = sum(_send_confirmation(runtime, db_session, customer.id, company, token)
+                   for company, token in tokens)
+        return Redirect(path=f"/preferences?saved=1&confirm={sent}", status_code=303)
+
+    @get("/inbox", sync_to_thread=True)
+    def inbox(self, customer: Customer, db_session: DbSession, runtime: RuntimeDep) -> Template:
+        """Messages companies sent to the in-vault inbox."""
+        return Template("marketing/inbox.html", context={
+            "account": customer,
+            "messages": marketing_service.inbox(db_session, cipher=runtime.cipher,
+                                                account_id=customer.id)})
+
+
+class OptInLinks(Controller):
+    """Links that arrive by e-mail: no sign-in, the unguessable token is the authority."""
+
+    include_in_schema = False
+
+    @get("/preferences/confirm/{token:str}", sync_to_thread=True)
+    def confirm(self, token: FromPath[str], db_session: DbSession,
+                runtime: RuntimeDep) -> Template:
+        """Double opt-in: confirming makes the e-mail opt-in count, and keeps the time."""
+        row = marketing_service.confirm_opt_in(db_session, clock=runtime.clock,
+                                               pseudonym_key=runtime.keyring.pseudonym_key,
+                                               token=token)
+        return Template("marketing/confirmed.html", context={"row": row})
+
+    @get("/unsubscribe/{token:str}", sync_to_thread=False)
+    def unsubscribe_form(self, token: FromPath[str]) -> Template:
+        """A page with one button (mail scanners follow GET links; only POST unsubscribes)."""
+        return Template("marketing/unsubscribe.html", context={"token": token, "done": None})
+
+    @post("/unsubscribe/{token:str}", status_code=200, sync_to_thread=True)
+    def unsubscribe(self, token: FromPath[str], db_session: DbSession,
+                    runtime: RuntimeDep) -> Template:
+        """RFC 8058 one-click: a POST with List-Unsubscribe=One-Click (or the page's button)."""
+        company = marketing_service.unsubscribe(db_session, clock=runtime.clock,
+                                                pseudonym_key=runtime.keyring.pseudonym_key,
+                                                token=token)
+        return Template("marketing/unsubscribe.html", context={"token": token,
+                                                               "done": company.name})
