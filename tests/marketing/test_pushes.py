@@ -13,7 +13,7 @@ from cmr_vault.audit.models import AuditEntry
 from cmr_vault.marketing.models import Message
 from cmr_vault.runtime import Runtime
 from tests.conftest import FrozenClock
-from tests.factories import Browser
+from tests.factories import DEFAULT_PASSWORD, Browser
 from tests.marketing.conftest import SALES, Mailbox, deliver, preferences_form
 from tests.oauth.flows import Company
 
@@ -180,3 +180,20 @@ def test_a_push_to_another_subject_is_not_found(
 ) -> None:
     response = _push(mail_client, {**connected, "subject": "someone-else"})
     assert response.status_code == 404
+
+
+def test_the_data_export_holds_connections_preferences_and_messages(
+    mail_client: TestClient[Litestar], connected: dict[str, Any], customer_browser: Browser,
+    shop: Company, mail_runtime: Runtime,
+) -> None:
+    _opt_in(customer_browser, shop)
+    _push(mail_client, connected)
+    deliver(mail_runtime)
+    response = customer_browser.submit("/export", {"password": DEFAULT_PASSWORD})
+    document = response.json()
+    connection = document["connections"][0]
+    assert connection["company"]["name"] == "Corner Shop"
+    assert [h["change"] for h in connection["history"]] == ["given"]
+    assert document["marketing"]["preferences"][0]["opted_in"] is True
+    message = document["marketing"]["messages"][0]
+    assert (message["title"], message["status"]) == ("Winter sale", "delivered")

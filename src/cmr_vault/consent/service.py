@@ -12,6 +12,7 @@ import json
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlmodel import Session, col, select
 
@@ -337,3 +338,23 @@ def grant_facts(grant: Grant | None, *, scope: str, in_force: frozenset[str], no
         exists=True, status=state_of(grant, now), expires_at=grant.expires_at,
         scopes=in_force, purposes=frozenset(purposes_of(grant).get(scope, [])),
     )
+
+
+def export_grants(session: Session, *, account_id: str, now: datetime) -> list[dict[str, Any]]:
+    """Every grant the customer gave, with its full consent history, for the data export."""
+    return [
+        {
+            "company": {"client_id": c.company.client_id, "name": c.company.name},
+            "state": c.state,
+            "scopes": [s.name for s in c.scopes],
+            "purposes": c.purposes,
+            "notice_version": c.grant.notice_version,
+            "granted_at": c.grant.created_at.isoformat(),
+            "expires_at": c.grant.expires_at.isoformat() if c.grant.expires_at else None,
+            "company_pseudonym_for_you": c.grant.pairwise_subject,
+            "history": [{"at": r.at.isoformat(), "change": r.change, "by": r.actor,
+                         "scopes": json.loads(r.scopes), "removed": json.loads(r.removed),
+                         "notice_version": r.notice_version} for r in c.history],
+        }
+        for c in connections(session, account_id=account_id, now=now)
+    ]

@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from typing import Any
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
@@ -495,3 +496,29 @@ def marketing_connections(session: Session, *, account_id: str, now: datetime
         result.append((connection.company, channels, rows))
     return result
 
+
+
+def export_marketing(session: Session, *, cipher: FieldCipher, account_id: str
+                     ) -> dict[str, Any]:
+    """The customer's marketing preferences and every message sent to them, for the export."""
+    preferences = session.exec(select(ChannelPreference).where(
+        ChannelPreference.account_id == account_id)).all()
+    messages = session.exec(select(Message).where(Message.account_id == account_id)
+                            .order_by(col(Message.created_at))).all()
+    opened = cipher.open_fields(account_id, {f"message:{m.id}": base64.b64decode(
+        m.sealed_content) for m in messages}) if messages else {}
+    return {
+        "preferences": [{
+            "company": p.client_id, "channel": p.channel, "opted_in": p.opted_in,
+            "confirmed_at": p.confirmed_at.isoformat() if p.confirmed_at else None,
+            "topics": json.loads(p.topics), "caps": [p.cap_day, p.cap_week, p.cap_month],
+            "quiet_hours": [p.quiet_start, p.quiet_end],
+            "paused_until": p.paused_until.isoformat() if p.paused_until else None,
+        } for p in preferences],
+        "messages": [{
+            "company": m.client_id, "channel": m.channel, "topic": m.topic,
+            "purpose": m.purpose, "status": str(m.status), "created_at": m.created_at.isoformat(),
+            "delivered_at": m.delivered_at.isoformat() if m.delivered_at else None,
+            **json.loads(opened[f"message:{m.id}"]),
+        } for m in messages],
+    }

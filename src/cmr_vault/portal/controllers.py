@@ -31,6 +31,7 @@ from cmr_vault.consent import service as consent_service
 from cmr_vault.crypto.blind_index import subject_pseudonym
 from cmr_vault.deps import DbSession, RuntimeDep
 from cmr_vault.errors import DomainError
+from cmr_vault.marketing import service as marketing_service
 from cmr_vault.portal.forms import form_text, profile_changes, profile_form_values
 from cmr_vault.vault import service as vault_service
 from cmr_vault.vault.fields import IDENTITY_KINDS, STANDARD_FIELDS, common_time_zones
@@ -332,6 +333,10 @@ class ProfilePages(Controller):
             pseudonym_key=runtime.keyring.pseudonym_key,
             account=customer,
         )
+        document["connections"] = consent_service.export_grants(
+            db_session, account_id=customer.id, now=runtime.clock.now())
+        document["marketing"] = marketing_service.export_marketing(
+            db_session, cipher=runtime.cipher, account_id=customer.id)
         return Response(
             content=json.dumps(document, indent=2, ensure_ascii=False).encode("utf-8"),
             media_type="application/json",
