@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from litestar import Litestar
@@ -12,10 +13,12 @@ from sqlmodel import Session, select
 from cmr_vault.audit.models import AuditEntry
 from cmr_vault.marketing.models import Message
 from cmr_vault.runtime import Runtime
+from cmr_vault.settings import Settings
 from tests.conftest import FrozenClock
 from tests.factories import DEFAULT_PASSWORD, Browser
 from tests.marketing.conftest import SALES, Mailbox, deliver, preferences_form
 from tests.oauth.flows import Company
+from tests.vault.test_no_plaintext_at_rest import _database_bytes
 
 
 def _push(client: TestClient[Litestar], connected: dict[str, Any], channel: str = "inbox",
@@ -197,3 +200,17 @@ def test_the_data_export_holds_connections_preferences_and_messages(
     assert document["marketing"]["preferences"][0]["opted_in"] is True
     message = document["marketing"]["messages"][0]
     assert (message["title"], message["status"]) == ("Winter sale", "delivered")
+
+
+def test_preference_topics_and_message_content_are_sealed_at_rest(
+    mail_client: TestClient[Litestar], connected: dict[str, Any], customer_browser: Browser,
+    shop: Company, mail_runtime: Runtime, settings: Settings, tmp_path: Path,
+) -> None:
+    _opt_in(customer_browser, shop, inbox__topics="canarytopicqq, sales")
+    _push(mail_client, connected, topic="sales")
+    deliver(mail_runtime)
+    page = customer_browser.client.get("/preferences")
+    assert "canarytopicqq" in page.text  # the customer sees it; the database does not
+    data = _database_bytes(settings, tmp_path)
+    assert b"canarytopicqq" not in data
+    assert b"Everything half price" not in data

@@ -4,7 +4,6 @@ the one-click unsubscribe (RFC 8058)."""
 from __future__ import annotations
 
 import hmac
-import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -132,8 +131,10 @@ class PushesApi(Controller):
             details={"company": access.client.client_id, "channel": data.channel,
                      "rule_ids": decision.rule_ids, "reasons": decision.reasons,
                      "policy_version": decision.policy_version,
-                     "decisions": {data.channel: {**decision_record(request, facts),
-                                                  **decision.as_record()}}}))
+                     "decisions": {data.channel: {
+                         **decision_record(request, facts, marketing_service.topic_alias(
+                             runtime.keyring.pseudonym_key)),
+                         **decision.as_record()}}}))
         return {"allowed": decision.outcome is Outcome.ALLOW, **decision.as_record()}
 
 
@@ -208,7 +209,8 @@ class PreferencePages(Controller):
         rows = {f"{ALL}:{ALL}": overall} | {f"{c.client_id}:{ch}": row
                                             for c, _, prefs in companies
                                             for ch, row in prefs.items()}
-        topics = {key: ", ".join(json.loads(row.topics)) for key, row in rows.items() if row}
+        topics = {key: ", ".join(marketing_service.open_topics(runtime.cipher, row))
+                  for key, row in rows.items() if row}
         return Template("marketing/preferences.html", status_code=status, context={
             "account": customer, "companies": companies, "overall": overall, "topics": topics,
             "problems": problems or {}, "notice": notice,
@@ -234,8 +236,9 @@ class PreferencePages(Controller):
             tokens = []
             for change in changes:
                 token = marketing_service.set_preference(
-                    db_session, clock=runtime.clock, pseudonym_key=runtime.keyring.pseudonym_key,
-                    account_id=customer.id, change=change)
+                    db_session, clock=runtime.clock, cipher=runtime.cipher,
+                    pseudonym_key=runtime.keyring.pseudonym_key, account_id=customer.id,
+                    change=change)
                 if token:
                     tokens.append((change.client_id, token))
         except ValidationFailed as exc:

@@ -17,7 +17,8 @@ class ChannelPreference(SQLModel, table=True):
     """What a customer allows on one channel from one company (or, with '*', from all).
 
     The e-mail opt-in counts only once confirmed (double opt-in); `confirmed_at` is kept as
-    evidence. Quiet hours are wall-clock "HH:MM" strings on the customer's own time zone.
+    evidence. Quiet hours are wall-clock "HH:MM" strings on the customer's own time zone. The
+    topics say what the person cares about, so they are sealed under the customer's data key.
     """
 
     __tablename__ = "channel_preference"
@@ -31,7 +32,7 @@ class ChannelPreference(SQLModel, table=True):
     opted_in: bool = False
     confirmation_hash: str | None = Field(default=None, max_length=64, index=True)
     confirmed_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
-    topics: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    topics: str = Field(default="", sa_column=Column(Text, nullable=False))  # sealed, base64
     cap_day: int | None = None
     cap_week: int | None = None
     cap_month: int | None = None

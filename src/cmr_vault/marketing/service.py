@@ -12,7 +12,7 @@ import base64
 import hashlib
 import json
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -24,7 +24,7 @@ from cmr_vault.audit import service as audit_service
 from cmr_vault.clock import Clock
 from cmr_vault.consent import service as consent_service
 from cmr_vault.consent.models import Grant
-from cmr_vault.crypto.blind_index import subject_pseudonym
+from cmr_vault.crypto.blind_index import blind_index, subject_pseudonym
 from cmr_vault.crypto.field_cipher import FieldCipher
 from cmr_vault.errors import NotFound, ValidationFailed
 from cmr_vault.marketing.delivery import DeliveryChannel, Envelope
@@ -100,6 +100,25 @@ def _check(change: PreferenceChange) -> None:
                                problems=problems)
 
 
+def _topics_field(row: ChannelPreference) -> str:
+    return f"topics:{row.client_id}:{row.channel}"
+
+
+def seal_topics(cipher: FieldCipher, row: ChannelPreference, topics: list[str]) -> str:
+    """Topics say what a person cares about: sealed like the profile's interests."""
+    sealed = cipher.seal_fields(row.account_id, {_topics_field(row): json.dumps(topics)})
+    return base64.b64encode(sealed[_topics_field(row)]).decode()
+
+
+def open_topics(cipher: FieldCipher, row: ChannelPreference) -> list[str]:
+    """The customer's topics for one preference row."""
+    if not row.topics:
+        return []
+    opened = cipher.open_fields(row.account_id,
+                                {_topics_field(row): base64.b64decode(row.topics)})
+    return list(json.loads(opened[_topics_field(row)]))
+
+
 def get_preference(session: Session, account_id: str, client_id: str, channel: str
                    ) -> ChannelPreference | None:
     """The stored preference row, if any."""
@@ -107,8 +126,8 @@ def get_preference(session: Session, account_id: str, client_id: str, channel: s
 
 
 def set_preference(
-    session: Session, *, clock: Clock, pseudonym_key: bytes, account_id: str,
-    change: PreferenceChange,
+    session: Session, *, clock: Clock, cipher: FieldCipher, pseudonym_key: bytes,
+    account_id: str, change: PreferenceChange,
 ) -> str | None:
     """Save one preference; returns a confirmation token when an e-mail opt-in needs one.
 
@@ -130,7 +149,7 @@ def set_preference(
     elif newly_opted_in:
         row.confirmed_at = now
     row.opted_in = change.opted_in
-    row.topics = json.dumps(sorted(set(change.topics)))
+    row.topics = seal_topics(cipher, row, sorted(set(change.topics))) if change.topics else ""
     row.cap_day, row.cap_week, row.cap_month = change.cap_day, change.cap_week, change.cap_month
     row.quiet_start, row.quiet_end = change.quiet_start or None, change.quiet_end or None
     row.paused_until = change.paused_until
@@ -167,13 +186,14 @@ def confirm_opt_in(session: Session, *, clock: Clock, pseudonym_key: bytes, toke
     return row
 
 
-def channel_preferences(row: ChannelPreference | None) -> ChannelPreferences:
+def channel_preferences(cipher: FieldCipher, row: ChannelPreference | None
+                        ) -> ChannelPreferences:
     """A stored row as the policy engine's facts (an absent row: nothing allowed)."""
     if row is None:
         return ChannelPreferences()
     return ChannelPreferences(
         opted_in=row.opted_in, confirmed_at=row.confirmed_at,
-        topics=frozenset(json.loads(row.topics)), cap_day=row.cap_day, cap_week=row.cap_week,
+        topics=frozenset(open_topics(cipher, row)), cap_day=row.cap_day, cap_week=row.cap_week,
         cap_month=row.cap_month, quiet_start=_clock_time(row.quiet_start),
         quiet_end=_clock_time(row.quiet_end), paused_until=row.paused_until,
     )
@@ -206,9 +226,10 @@ def push_facts(session: Session, *, cipher: FieldCipher, grant: Grant | None,
     return Facts(
         grant=consent_service.grant_facts(grant, scope=marketing_scope(channel),
                                           in_force=in_force, now=now),
-        preferences=channel_preferences(get_preference(session, account_id, client_id,
-                                                       channel)),
-        global_preferences=channel_preferences(get_preference(session, account_id, ALL, ALL)),
+        preferences=channel_preferences(cipher, get_preference(session, account_id, client_id,
+                                                               channel)),
+        global_preferences=channel_preferences(cipher, get_preference(session, account_id,
+                                                                      ALL, ALL)),
         counters=counters(session, account_id=account_id, client_id=client_id, now=now),
         time_zone=zone,
     )
@@ -260,19 +281,29 @@ def _decide(policy: PolicySet, client: OAuthClient, push: PushRequest | Message,
     return request, policy.decide(request, facts)
 
 
-def _audit_push(session: Session, *, clock: Clock, action: str, subject: str, client_id: str,
-                push: PushRequest | Message, request: DecisionRequest, facts: Facts,
-                decision: Decision, message_id: str | None, extra: dict[str, object] | None = None,
+def topic_alias(pseudonym_key: bytes) -> Callable[[str], str]:
+    """How the audit log names a topic: a keyed hash, joinable by auditors, readable by none."""
+    def alias(topic: str) -> str:
+        return "topic:" + blind_index(pseudonym_key, "topic", topic)[:16]
+    return alias
+
+
+def _audit_push(session: Session, *, clock: Clock, pseudonym_key: bytes, action: str,
+                subject: str, client_id: str, push: PushRequest | Message,
+                request: DecisionRequest, facts: Facts, decision: Decision,
+                message_id: str | None, extra: dict[str, object] | None = None,
                 outcome: str | None = None) -> None:
     audit_service.record(session, clock=clock, event=audit_service.AuditEvent(
         actor=f"company:{client_id}", action=action, subject=subject,
         resource=f"message:{message_id}" if message_id else "message", purpose=push.purpose,
         outcome=outcome or str(decision.outcome),
-        details={"company": client_id, "channel": push.channel, "topic": push.topic,
+        details={"company": client_id, "channel": push.channel,
+                 "topic": topic_alias(pseudonym_key)(push.topic) if push.topic else "",
                  "rule_ids": decision.rule_ids, "reasons": decision.reasons,
                  "policy_version": decision.policy_version,
-                 "decisions": {push.channel: {**decision_record(request, facts),
-                                              **decision.as_record()}},
+                 "decisions": {push.channel: {
+                     **decision_record(request, facts, topic_alias(pseudonym_key)),
+                     **decision.as_record()}},
                  **(extra or {})}))
 
 
@@ -315,7 +346,8 @@ def submit_push(
             unsubscribe_hash="", created_at=now)
         session.add(message)
         session.flush()
-    _audit_push(session, clock=clock, action="push.decided", subject=subject,
+    _audit_push(session, clock=clock, pseudonym_key=pseudonym_key, action="push.decided",
+                subject=subject,
                 client_id=client.client_id, push=push, request=request, facts=facts,
                 decision=decision, message_id=message.id if message else None)
     return PushOutcome(decision, message)
@@ -385,7 +417,8 @@ def deliver_one(session: Session, ctx: DeliveryContext, message: Message) -> str
     assert client is not None
     request, decision = _decide(ctx.policy, client, message, facts, now)
     subject = subject_pseudonym(ctx.pseudonym_key, message.account_id)
-    audit = {"clock": ctx.clock, "subject": subject, "client_id": message.client_id,
+    audit = {"clock": ctx.clock, "pseudonym_key": ctx.pseudonym_key, "subject": subject,
+             "client_id": message.client_id,
              "push": message, "request": request, "facts": facts, "decision": decision,
              "message_id": message.id}
     if decision.outcome is Outcome.DENY:
@@ -511,7 +544,7 @@ def export_marketing(session: Session, *, cipher: FieldCipher, account_id: str
         "preferences": [{
             "company": p.client_id, "channel": p.channel, "opted_in": p.opted_in,
             "confirmed_at": p.confirmed_at.isoformat() if p.confirmed_at else None,
-            "topics": json.loads(p.topics), "caps": [p.cap_day, p.cap_week, p.cap_month],
+            "topics": open_topics(cipher, p), "caps": [p.cap_day, p.cap_week, p.cap_month],
             "quiet_hours": [p.quiet_start, p.quiet_end],
             "paused_until": p.paused_until.isoformat() if p.paused_until else None,
         } for p in preferences],

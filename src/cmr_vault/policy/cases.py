@@ -6,6 +6,7 @@ pin it down, and `cmr-vault policy test` fails the moment a rule stops doing wha
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from pathlib import Path
@@ -152,32 +153,43 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
-def _preferences_record(prefs: ChannelPreferences) -> dict[str, Any]:
+def _preferences_record(prefs: ChannelPreferences, alias: Callable[[str], str]
+                        ) -> dict[str, Any]:
     return {
         "opted_in": prefs.opted_in, "confirmed_at": _iso(prefs.confirmed_at),
-        "topics": sorted(prefs.topics), "cap_day": prefs.cap_day, "cap_week": prefs.cap_week,
-        "cap_month": prefs.cap_month,
+        "topics": sorted(alias(t) for t in prefs.topics), "cap_day": prefs.cap_day,
+        "cap_week": prefs.cap_week, "cap_month": prefs.cap_month,
         "quiet_start": prefs.quiet_start.isoformat() if prefs.quiet_start else None,
         "quiet_end": prefs.quiet_end.isoformat() if prefs.quiet_end else None,
         "paused_until": _iso(prefs.paused_until),
     }
 
 
-def decision_record(request: DecisionRequest, facts: Facts) -> dict[str, Any]:
+def _same(value: str) -> str:
+    return value
+
+
+def decision_record(request: DecisionRequest, facts: Facts,
+                    alias: Callable[[str], str] = _same) -> dict[str, Any]:
     """The request and facts as JSON, in the shape of a test case, so a decision can be
-    replayed later (`replay`). The subject is left out: no decision depends on it."""
+    replayed later (`replay`). The subject is left out: no decision depends on it.
+
+    A customer's topics say what they care about, so the audit log records them through
+    `alias` (a keyed hash): the request's topic is aliased the same way, so `in` and equality
+    still replay exactly, while the log holds no interest in clear.
+    """
     grant = facts.grant
     return {
         "request": {"action": str(request.action), "company": request.company,
                     "resource": request.resource, "purpose": request.purpose,
                     "time": request.time.isoformat(), "channel": request.channel,
-                    "topic": request.topic},
+                    "topic": alias(request.topic) if request.topic else ""},
         "facts": {
             "grant": {"exists": grant.exists, "status": grant.status,
                       "expires_at": _iso(grant.expires_at), "scopes": sorted(grant.scopes),
                       "purposes": sorted(grant.purposes)},
-            "preferences": _preferences_record(facts.preferences),
-            "all_companies": _preferences_record(facts.global_preferences),
+            "preferences": _preferences_record(facts.preferences, alias),
+            "all_companies": _preferences_record(facts.global_preferences, alias),
             "counters": {name: getattr(facts.counters, name) for name in (
                 "company_day", "company_week", "company_month", "all_day", "all_week",
                 "all_month")},
