@@ -7,6 +7,7 @@ Without it these tests skip with a reason, except on CI, where a missing browser
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -108,3 +109,18 @@ def page(browser: object, tmp_path: Path) -> Iterator[object]:
     page = context.new_page()
     yield page
     context.close()
+
+
+BROWSER_PASSWORD = "a long browser password"
+
+
+def sign_up(page: object, live_vault: str, prefix: str) -> str:
+    """Create a vault through the sign-up page; returns the new e-mail, lands on /profile."""
+    email = f"{prefix}-{secrets.token_hex(3)}@example.org"
+    page.goto(f"{live_vault}/signup")  # type: ignore[attr-defined]
+    page.fill("#email", email)  # type: ignore[attr-defined]
+    page.fill("#password", BROWSER_PASSWORD)  # type: ignore[attr-defined]
+    page.fill("#password_confirm", BROWSER_PASSWORD)  # type: ignore[attr-defined]
+    page.click("button:has-text('Create vault')")  # type: ignore[attr-defined]
+    page.wait_for_url(f"{live_vault}/profile")  # type: ignore[attr-defined]
+    return email

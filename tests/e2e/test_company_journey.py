@@ -7,7 +7,6 @@ The company side is requests-oauthlib, a third-party OAuth client, given only th
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 import sys
 from urllib.parse import parse_qs, urlsplit
@@ -16,6 +15,8 @@ import httpx
 import pytest
 from requests.auth import HTTPBasicAuth
 from requests_oauthlib import OAuth2Session
+
+from tests.e2e.conftest import sign_up
 
 pytestmark = pytest.mark.browser
 
@@ -42,13 +43,7 @@ def test_discover_consent_read_refresh_and_revoke(
     monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")  # the test server is on loopback
     monkeypatch.setenv("OAUTHLIB_RELAX_TOKEN_SCOPE", "1")  # the customer may grant less
     client_id, client_secret = _register_company(live_vault, live_data_dir)
-    email = f"journey-{secrets.token_hex(3)}@example.org"
-    page.goto(f"{live_vault}/signup")
-    page.fill("#email", email)
-    page.fill("#password", PASSWORD)
-    page.fill("#password_confirm", PASSWORD)
-    page.click("button:has-text('Create vault')")
-    page.wait_for_url(f"{live_vault}/profile")
+    email = sign_up(page, live_vault, "journey")
     page.fill("#given_name", "Jo")
     page.click("button:has-text('Save profile')")
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.conftest import sign_up
+
 pytestmark = pytest.mark.browser
 
 PASSWORD = "a long browser password"
@@ -50,12 +52,7 @@ def test_sign_up_edit_profile_and_export(live_vault: str, page, tmp_path: Path) 
 
 
 def test_a_bad_value_is_explained_on_the_page(live_vault: str, page) -> None:
-    page.goto(f"{live_vault}/signup")
-    page.fill("#email", f"bad-{secrets.token_hex(3)}@example.org")
-    page.fill("#password", PASSWORD)
-    page.fill("#password_confirm", PASSWORD)
-    page.click("button:has-text('Create vault')")
-    page.wait_for_url(f"{live_vault}/profile")
+    sign_up(page, live_vault, "bad")
     page.fill("#country", "Deutschland")
     page.click("button:has-text('Save profile')")
     assert "two-letter country code" in page.content()
@@ -63,12 +60,7 @@ def test_a_bad_value_is_explained_on_the_page(live_vault: str, page) -> None:
 
 
 def test_activity_page_proves_every_entry_is_in_the_signed_log(live_vault: str, page) -> None:
-    page.goto(f"{live_vault}/signup")
-    page.fill("#email", f"activity-{secrets.token_hex(3)}@example.org")
-    page.fill("#password", PASSWORD)
-    page.fill("#password_confirm", PASSWORD)
-    page.click("button:has-text('Create vault')")
-    page.wait_for_url(f"{live_vault}/profile")
+    sign_up(page, live_vault, "activity")
     page.fill("#given_name", "Alex")
     page.click("button:has-text('Save profile')")
     page.click("nav >> text=Activity")

@@ -4,11 +4,12 @@ choices saved, and a bad value explained without saving anything."""
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 import sys
 
 import pytest
+
+from tests.e2e.conftest import sign_up
 
 pytestmark = pytest.mark.browser
 PASSWORD = "a long browser password"
@@ -27,12 +28,7 @@ def _register(live_vault: str, data_dir: str) -> str:
 
 def test_customer_sets_marketing_preferences(live_vault: str, live_data_dir: str, page) -> None:
     client_id = _register(live_vault, live_data_dir)
-    page.goto(f"{live_vault}/signup")
-    page.fill("#email", f"prefs-{secrets.token_hex(3)}@example.org")
-    page.fill("#password", PASSWORD)
-    page.fill("#password_confirm", PASSWORD)
-    page.click("button:has-text('Create vault')")
-    page.wait_for_url(f"{live_vault}/profile")
+    sign_up(page, live_vault, "prefs")
 
     page.route("https://news.example/**", lambda route: route.fulfill(body="ok"))
     page.goto(f"{live_vault}/oauth/authorize?response_type=code&client_id={client_id}"

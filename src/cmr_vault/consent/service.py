@@ -219,21 +219,26 @@ def revoke(
         grant.scopes, grant.purposes = json.dumps(remaining), json.dumps(purposes)
         change, removed = "narrowed", [scope]
     else:
-        grant.status = GrantStatus.REVOKED
-        change, removed = "revoked", scopes_of(grant)
-        oauth_service.revoke_grant_tokens(session, clock=clock, grant_id=grant.id)
+        return _end(session, clock=clock, pseudonym_key=pseudonym_key, grant=grant,
+                    status=GrantStatus.REVOKED, actor="customer", change="revoked")
     grant.updated_at = clock.now()
     session.add(grant)
     session.flush()
-    _record(
-        session,
-        clock=clock,
-        pseudonym_key=pseudonym_key,
-        grant=grant,
-        actor="customer",
-        change=change,
-        removed=removed,
-    )
+    _record(session, clock=clock, pseudonym_key=pseudonym_key, grant=grant, actor="customer",
+            change=change, removed=removed)
+    return grant
+
+
+def _end(session: Session, *, clock: Clock, pseudonym_key: bytes, grant: Grant,
+         status: GrantStatus, actor: str, change: str) -> Grant:
+    """Stop a whole grant: its status, every token of it, and the record of who and why."""
+    grant.status = status
+    grant.updated_at = clock.now()
+    session.add(grant)
+    oauth_service.revoke_grant_tokens(session, clock=clock, grant_id=grant.id)
+    session.flush()
+    _record(session, clock=clock, pseudonym_key=pseudonym_key, grant=grant, actor=actor,
+            change=change, removed=scopes_of(grant))
     return grant
 
 
@@ -244,21 +249,8 @@ def relinquish(
     grant = session.get(Grant, grant_id)
     if grant is None or grant.client_id != client_id:
         raise NotFound("No such grant for this company.")
-    grant.status = GrantStatus.RELINQUISHED
-    grant.updated_at = clock.now()
-    session.add(grant)
-    oauth_service.revoke_grant_tokens(session, clock=clock, grant_id=grant.id)
-    session.flush()
-    _record(
-        session,
-        clock=clock,
-        pseudonym_key=pseudonym_key,
-        grant=grant,
-        actor="company",
-        change="relinquished",
-        removed=scopes_of(grant),
-    )
-    return grant
+    return _end(session, clock=clock, pseudonym_key=pseudonym_key, grant=grant,
+                status=GrantStatus.RELINQUISHED, actor="company", change="relinquished")
 
 
 def mark_compromised(
@@ -268,19 +260,8 @@ def mark_compromised(
     grant = session.get(Grant, grant_id)
     if grant is None or grant.status != GrantStatus.ACTIVE:
         return
-    grant.status = GrantStatus.COMPROMISED
-    grant.updated_at = clock.now()
-    session.add(grant)
-    oauth_service.revoke_grant_tokens(session, clock=clock, grant_id=grant.id)
-    session.flush()
-    _record(
-        session,
-        clock=clock,
-        pseudonym_key=pseudonym_key,
-        grant=grant,
-        actor="system",
-        change="compromised",
-    )
+    _end(session, clock=clock, pseudonym_key=pseudonym_key, grant=grant,
+         status=GrantStatus.COMPROMISED, actor="system", change="compromised")
 
 
 @dataclass(frozen=True)

@@ -300,53 +300,34 @@ class TokenEndpoints(Controller):
     dependencies = {"form_pairs": Provide(provide_form_pairs)}
 
     @post("/token", sync_to_thread=True, status_code=200)
-    def token(
-        self,
-        request: Request[Any, Any, Any],
-        db_session: DbSession,
-        runtime: RuntimeDep,
-        form_pairs: FormPairs,
-    ) -> Response[Any]:
+    def token(self, request: Request[Any, Any, Any], db_session: DbSession, runtime: RuntimeDep,
+              form_pairs: FormPairs) -> Response[Any]:
         """Exchange a code (with PKCE) or a refresh token for tokens (RFC 6749 §4.1.3, §6)."""
-        if problem := _request_problem(request, form_pairs):
-            return _invalid_request(problem)
-        server = _server(db_session, runtime)
-        answer = server.create_token_response(_oauth_request(request, runtime, form_pairs))
-        return _to_litestar(answer)
+        return _answer(request, db_session, runtime, form_pairs, None)
 
     @post("/revoke", sync_to_thread=True, status_code=200)
-    def revoke(
-        self,
-        request: Request[Any, Any, Any],
-        db_session: DbSession,
-        runtime: RuntimeDep,
-        form_pairs: FormPairs,
-    ) -> Response[Any]:
+    def revoke(self, request: Request[Any, Any, Any], db_session: DbSession,
+               runtime: RuntimeDep, form_pairs: FormPairs) -> Response[Any]:
         """RFC 7009: revoke a token and every token of its family."""
-        if problem := _request_problem(request, form_pairs):
-            return _invalid_request(problem)
-        server = _server(db_session, runtime)
-        answer = server.create_endpoint_response(
-            "revocation", _oauth_request(request, runtime, form_pairs)
-        )
-        return _to_litestar(answer)
+        return _answer(request, db_session, runtime, form_pairs, "revocation")
 
     @post("/introspect", sync_to_thread=True, status_code=200)
-    def introspect(
-        self,
-        request: Request[Any, Any, Any],
-        db_session: DbSession,
-        runtime: RuntimeDep,
-        form_pairs: FormPairs,
-    ) -> Response[Any]:
+    def introspect(self, request: Request[Any, Any, Any], db_session: DbSession,
+                   runtime: RuntimeDep, form_pairs: FormPairs) -> Response[Any]:
         """RFC 7662: whether one of the caller's own tokens is active, and what it allows."""
-        if problem := _request_problem(request, form_pairs):
-            return _invalid_request(problem)
-        server = _server(db_session, runtime)
-        answer = server.create_endpoint_response(
-            "introspection", _oauth_request(request, runtime, form_pairs)
-        )
-        return _to_litestar(answer)
+        return _answer(request, db_session, runtime, form_pairs, "introspection")
+
+
+def _answer(request: Request[Any, Any, Any], db_session: Any, runtime: Runtime,
+            form_pairs: Pairs, endpoint: str | None) -> Response[Any]:
+    """Run one machine endpoint: the token endpoint (None) or a named authlib endpoint."""
+    if problem := _request_problem(request, form_pairs):
+        return _invalid_request(problem)
+    server = _server(db_session, runtime)
+    oauth_request = _oauth_request(request, runtime, form_pairs)
+    if endpoint is None:
+        return _to_litestar(server.create_token_response(oauth_request))
+    return _to_litestar(server.create_endpoint_response(endpoint, oauth_request))
 
 
 @get("/.well-known/oauth-authorization-server", sync_to_thread=False, tags=["oauth"])
