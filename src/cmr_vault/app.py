@@ -29,7 +29,12 @@ from cmr_vault.consent.controllers import CompanyGrantsApi
 from cmr_vault.db.engine import check_durability
 from cmr_vault.db.session import provide_db_session
 from cmr_vault.deps import RuntimeDep, provide_runtime
-from cmr_vault.marketing.controllers import OptInLinks, PreferencePages, PushesApi
+from cmr_vault.marketing.controllers import (
+    CampaignsApi,
+    OptInLinks,
+    PreferencePages,
+    PushesApi,
+)
 from cmr_vault.marketing.worker import run_delivery_worker
 from cmr_vault.oauth.admin import AdminClientsApi
 from cmr_vault.oauth.controllers import AuthorizationPages, TokenEndpoints, server_metadata
@@ -96,6 +101,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
             CompanyProfileApi,
             AdminClientsApi,
             PushesApi,
+            CampaignsApi,
             PreferencePages,
             OptInLinks,
             AuditorPages,

@@ -4,6 +4,7 @@ the one-click unsubscribe (RFC 8058)."""
 from __future__ import annotations
 
 import hmac
+import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -20,10 +21,17 @@ from cmr_vault.audit import service as audit_service
 from cmr_vault.crypto.blind_index import subject_pseudonym
 from cmr_vault.deps import DbSession, RuntimeDep
 from cmr_vault.errors import Forbidden, NotFound, ValidationFailed
+from cmr_vault.marketing import campaigns
 from cmr_vault.marketing import service as marketing_service
 from cmr_vault.marketing.delivery import Envelope
-from cmr_vault.marketing.models import ALL, Message
-from cmr_vault.oauth.deps import CompanyAccess, CompanyAccessDep, provide_company_access
+from cmr_vault.marketing.models import ALL, Campaign, Message
+from cmr_vault.oauth.deps import (
+    CompanyAccess,
+    CompanyAccessDep,
+    CompanyClient,
+    provide_company_access,
+    provide_company_client,
+)
 from cmr_vault.oauth.scopes import CHANNELS
 from cmr_vault.policy.cases import decision_record
 from cmr_vault.policy.facts import Action, DecisionRequest, Outcome
@@ -285,3 +293,71 @@ class OptInLinks(Controller):
                                                 token=token)
         return Template("marketing/unsubscribe.html", context={"token": token,
                                                                "done": company.name})
+
+
+class CampaignBody(BaseModel):
+    """One message for many subjects; `dry_run` decides without sending anything."""
+
+    subjects: list[str] = Field(max_length=campaigns.MAX_SUBJECTS)
+    channel: str = Field(max_length=16)
+    topic: str = Field(default="", max_length=64)
+    purpose: str = Field(max_length=200)
+    title: str = Field(max_length=marketing_service.MAX_SUBJECT)
+    body: str = Field(max_length=marketing_service.MAX_BODY)
+    dry_run: bool = False
+
+
+def _campaign_document(campaign: Campaign) -> dict[str, Any]:
+    return {"campaign_id": campaign.id, "status": campaign.status, "total": campaign.total,
+            "processed": campaign.processed, "counts": json.loads(campaign.counts),
+            "created_at": campaign.created_at.isoformat(),
+            "finished_at": campaign.finished_at.isoformat() if campaign.finished_at else None}
+
+
+class CampaignsApi(Controller):
+    """Campaigns, authenticated with the company's own client credentials."""
+
+    path = "/api/v1/campaigns"
+    tags = ["marketing"]
+    dependencies = {"company": Provide(provide_company_client, sync_to_thread=True)}
+
+    # A million pairwise subjects are about 45 MB of JSON.
+    @post("/", status_code=202, sync_to_thread=True, request_max_body_size=64 * 1024 * 1024)
+    def create(self, data: JSONBody[CampaignBody], company: CompanyClient,
+               db_session: DbSession, runtime: RuntimeDep) -> dict[str, Any]:
+        """Dry run: counts by outcome and rule, and a result per subject. Real run: 202 with
+        the campaign to poll; it is worked off in the background."""
+        request = campaigns.CampaignRequest(data.subjects, data.channel, data.topic,
+                                            data.purpose, data.title, data.body)
+        if data.dry_run:
+            tally, per_subject = campaigns.dry_run(
+                db_session, cipher=runtime.cipher, policy=runtime.policy.current,
+                client=company, request=request, now=runtime.clock.now())
+            return {"dry_run": True, "total": len(data.subjects), **tally.document(),
+                    "results": per_subject}
+        campaign = campaigns.start(db_session, clock=runtime.clock, client=company,
+                                   request=request)
+        return _campaign_document(campaign)
+
+    @get("/{campaign_id:str}", sync_to_thread=True)
+    def progress(self, campaign_id: FromPath[str], company: CompanyClient,
+                 db_session: DbSession) -> dict[str, Any]:
+        """How far a campaign has got, with counts by outcome."""
+        return _campaign_document(campaigns.get(db_session, client_id=company.client_id,
+                                                campaign_id=campaign_id))
+
+    @get("/{campaign_id:str}/results", sync_to_thread=True)
+    def results(self, campaign_id: FromPath[str], company: CompanyClient, db_session: DbSession,
+                after: FromQuery[int] = 0, limit: FromQuery[int] = 1000) -> dict[str, Any]:
+        """A result per subject, in order, `limit` (at most 10,000) at a time."""
+        campaign = campaigns.get(db_session, client_id=company.client_id,
+                                 campaign_id=campaign_id)
+        rows = campaigns.results(db_session, campaign, after=max(0, after),
+                                 limit=min(max(1, limit), 10_000))
+        return {"results": [{"position": r.position, "subject": r.subject,
+                             "outcome": r.outcome or "pending",
+                             "rule_ids": [x for x in r.rule_ids.split(",") if x],
+                             "message_id": r.message_id,
+                             "not_before": r.not_before.isoformat() if r.not_before else None}
+                            for r in rows],
+                "next_after": rows[-1].position + 1 if rows else None}

@@ -84,3 +84,43 @@ class Message(SQLModel, table=True):
     created_at: datetime = Field(sa_column=utc_column())
     delivered_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True,
                                                                              index=True))
+
+
+class Campaign(SQLModel, table=True):
+    """One message for many subjects, run in the background in chunks, with its progress."""
+
+    __tablename__ = "campaign"
+
+    id: str = Field(primary_key=True, max_length=32)
+    client_id: str = Field(
+        sa_column=Column(String(48), ForeignKey("oauth_client.client_id"), nullable=False,
+                         index=True)
+    )
+    channel: str = Field(max_length=16)
+    topic: str = Field(max_length=64)
+    purpose: str = Field(max_length=200)
+    title: str = Field(max_length=200)
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = Field(max_length=16, index=True)
+    total: int = Field(sa_column=Column(Integer, nullable=False))
+    processed: int = Field(default=0, sa_column=Column(Integer, nullable=False))
+    counts: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(sa_column=utc_column())
+    finished_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+
+
+class CampaignTarget(SQLModel, table=True):
+    """One subject of a campaign and what happened to it."""
+
+    __tablename__ = "campaign_target"
+
+    campaign_id: str = Field(
+        sa_column=Column(String(32), ForeignKey("campaign.id", ondelete="CASCADE"),
+                         primary_key=True)
+    )
+    position: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    subject: str = Field(max_length=64)
+    outcome: str = Field(default="", max_length=16)
+    rule_ids: str = Field(default="", sa_column=Column(Text, nullable=False))
+    not_before: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    message_id: str | None = Field(default=None, max_length=32)
