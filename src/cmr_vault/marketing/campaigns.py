@@ -36,6 +36,7 @@ from cmr_vault.policy.facts import (
     Decision,
     DecisionRequest,
     Facts,
+    GrantFacts,
 )
 from cmr_vault.vault import service as vault_service
 
@@ -73,37 +74,62 @@ def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
         yield items[start:start + CHUNK]
 
 
+@dataclass(frozen=True)
+class _GrantRow:
+    account_id: str
+    status: str
+    expires_at: datetime | None
+    scopes: str
+    purposes: str
+
+
 @dataclass
 class _Loaded:
-    grants: dict[str, Grant] = field(default_factory=dict)
+    grants: dict[str, _GrantRow] = field(default_factory=dict)
     preferences: dict[tuple[str, str], ChannelPreference] = field(default_factory=dict)
     delivered: dict[str, list[tuple[str, datetime]]] = field(default_factory=dict)
 
 
-def _load(session: Session, *, client_id: str, channel: str, subjects: Sequence[str],
+def _load(session: Session, *, client_id: str, channel: str, subjects: Sequence[str] | None,
           now: datetime) -> _Loaded:
+    """Grants, preferences and recent deliveries for `subjects`, or for every customer of
+    the company when `subjects` is None (one pass each, for large campaigns)."""
+    # Core rows, not ORM objects: at a million subjects the ORM's bookkeeping is the cost.
     loaded = _Loaded()
-    for grant in session.exec(select(Grant).where(
-            Grant.client_id == client_id, col(Grant.pairwise_subject).in_(subjects))).all():
-        loaded.grants[grant.pairwise_subject] = grant
-    accounts = [g.account_id for g in loaded.grants.values()]
-    if not accounts:
+    grants = select(Grant.pairwise_subject, Grant.account_id, Grant.status, Grant.expires_at,
+                    Grant.scopes, Grant.purposes).where(Grant.client_id == client_id)
+    if subjects is not None:
+        grants = grants.where(col(Grant.pairwise_subject).in_(subjects))
+    for subject, *values in session.execute(grants):
+        loaded.grants[subject] = _GrantRow(*values)
+    if not loaded.grants:
         return loaded
-    for row in session.exec(select(ChannelPreference).where(
-            col(ChannelPreference.account_id).in_(accounts),
-            tuple_(ChannelPreference.client_id, ChannelPreference.channel).in_(
-                [(client_id, channel), (ALL, ALL)]))).all():
+    accounts = select(Grant.account_id).where(Grant.client_id == client_id)
+    if subjects is not None:
+        accounts = accounts.where(col(Grant.pairwise_subject).in_(subjects))
+    preferences = select(ChannelPreference).where(
+        col(ChannelPreference.account_id).in_(accounts.scalar_subquery()),
+        tuple_(ChannelPreference.client_id, ChannelPreference.channel).in_(
+            [(client_id, channel), (ALL, ALL)]))
+    for row in session.exec(preferences).all():
         loaded.preferences[(row.account_id, row.client_id)] = row
     month = now - timedelta(days=30)
-    for account_id, sender, at in session.exec(
+    for account_id, sender, at in session.execute(
             select(Message.account_id, Message.client_id, Message.delivered_at).where(
-                col(Message.account_id).in_(accounts), col(Message.delivered_at) >= month)
-    ).all():
+                col(Message.account_id).in_(accounts.scalar_subquery()),
+                col(Message.delivered_at) >= month)):
         loaded.delivered.setdefault(account_id, []).append((sender, at))
     return loaded
 
 
+NO_COUNTS = Counters()
+NO_PREFERENCES = ChannelPreferences()
+NO_GRANT = Facts()
+
+
 def _counters(sent: list[tuple[str, datetime]], client_id: str, now: datetime) -> Counters:
+    if not sent:
+        return NO_COUNTS
     day, week = now - timedelta(days=1), now - timedelta(days=7)
     mine = [at for sender, at in sent if sender == client_id]
     return Counters(company_day=sum(at >= day for at in mine),
@@ -116,39 +142,85 @@ def _needs_zone(*prefs: ChannelPreferences) -> bool:
     return any(p.quiet_start is not None for p in prefs)
 
 
+class _FactCache:
+    """Grants and preferences repeat across a campaign's subjects: parse each shape once,
+    and decide each distinct set of facts once (a decision is a pure function of them)."""
+
+    def __init__(self, cipher: FieldCipher, policy: PolicySet) -> None:
+        self.cipher = cipher
+        self.policy = policy
+        self.grants: dict[tuple[object, ...], GrantFacts] = {}
+        self.shared_preferences: dict[tuple[object, ...], ChannelPreferences] = {}
+        self.decisions: dict[tuple[object, ...], Decision] = {}
+        self.keep: list[Facts] = []
+
+    def grant(self, row: _GrantRow, scope: str, now: datetime) -> GrantFacts:
+        expired = row.expires_at is not None and row.expires_at <= now
+        key = (row.status, expired, row.expires_at, row.scopes, row.purposes, scope)
+        found = self.grants.get(key)
+        if found is None:
+            status = "expired" if row.status == "active" and expired else row.status
+            scopes = frozenset(json.loads(row.scopes))
+            found = GrantFacts(True, status, row.expires_at, scopes,
+                               frozenset(json.loads(row.purposes).get(scope, [])))
+            self.grants[key] = found
+        return found
+
+    def preferences(self, row: ChannelPreference | None) -> ChannelPreferences:
+        if row is None:
+            return NO_PREFERENCES
+        if row.topics:  # sealed per customer: nothing to share
+            return marketing_service.channel_preferences(self.cipher, row)
+        key = (row.opted_in, row.confirmed_at, row.cap_day, row.cap_week, row.cap_month,
+               row.quiet_start, row.quiet_end, row.paused_until)
+        found = self.shared_preferences.get(key)
+        if found is None:
+            found = self.shared_preferences[key] = marketing_service.channel_preferences(
+                self.cipher, row)
+        return found
+
+    def decide(self, request: DecisionRequest, facts: Facts) -> Decision:
+        # Shared parts are the same objects, so their identities make a cheap, exact key.
+        key = (id(facts.grant), id(facts.preferences), id(facts.global_preferences),
+               facts.counters, facts.time_zone)
+        found = self.decisions.get(key)
+        if found is None:
+            found = self.decisions[key] = self.policy.decide(request, facts)
+            self.keep.append(facts)  # keeps the ids in the key from being reused
+        return found
+
+
 def decide_many(
-    session: Session, *, cipher: FieldCipher, policy: PolicySet, client: OAuthClient,
-    request: CampaignRequest, subjects: Sequence[str], now: datetime,
-) -> list[tuple[str, Grant | None, Decision]]:
-    """(subject, grant, decision) for each subject, facts read in bulk."""
-    loaded = _load(session, client_id=client.client_id, channel=request.channel,
-                   subjects=subjects, now=now)
+    session: Session, *, cache: _FactCache, client: OAuthClient, request: CampaignRequest,
+    subjects: Sequence[str], now: datetime, loaded: _Loaded | None = None,
+) -> list[tuple[str, Decision]]:
+    """(subject, decision) for each subject, facts read in bulk (or taken from `loaded`)."""
+    if loaded is None:
+        loaded = _load(session, client_id=client.client_id, channel=request.channel,
+                       subjects=subjects, now=now)
     base = DecisionRequest(company=client.client_id, subject="", action=Action.PUSH,
                            resource="message", purpose=request.purpose, time=now,
                            channel=request.channel, topic=request.topic)
+    scope = f"marketing.{request.channel}"
     results = []
     for subject in subjects:
         grant = loaded.grants.get(subject)
         if grant is None:
-            results.append((subject, None, policy.decide(base, Facts())))
+            results.append((subject, cache.decide(base, NO_GRANT)))
             continue
-        prefs = marketing_service.channel_preferences(
-            cipher, loaded.preferences.get((grant.account_id, client.client_id)))
-        overall = marketing_service.channel_preferences(
-            cipher, loaded.preferences.get((grant.account_id, ALL)))
+        prefs = cache.preferences(loaded.preferences.get((grant.account_id, client.client_id)))
+        overall = cache.preferences(loaded.preferences.get((grant.account_id, ALL)))
         zone = "UTC"
         if _needs_zone(prefs, overall):
-            zone = vault_service.read_fields(session, cipher=cipher, account_id=grant.account_id,
+            zone = vault_service.read_fields(session, cipher=cache.cipher,
+                                             account_id=grant.account_id,
                                              names=["time_zone"]).get("time_zone") or "UTC"
-        facts = Facts(
-            grant=consent_service.grant_facts(
-                grant, scope=f"marketing.{request.channel}",
-                in_force=frozenset(consent_service.scopes_of(grant)), now=now),
-            preferences=prefs, global_preferences=overall,
-            counters=_counters(loaded.delivered.get(grant.account_id, []), client.client_id,
-                               now),
-            time_zone=zone)
-        results.append((subject, grant, policy.decide(base, facts)))
+        facts = Facts(grant=cache.grant(grant, scope, now), preferences=prefs,
+                      global_preferences=overall,
+                      counters=_counters(loaded.delivered.get(grant.account_id, []),
+                                         client.client_id, now),
+                      time_zone=zone)
+        results.append((subject, cache.decide(base, facts)))
     return results
 
 
@@ -163,14 +235,14 @@ class Tally:
 
     def add(self, decision: Decision) -> None:
         """Count one decision."""
-        outcome = str(decision.outcome)
+        outcome = decision.outcome
         if outcome == "allow":
             self.sent += 1
         elif outcome == "defer":
             self.deferred += 1
         else:
             self.refused += 1
-            self.refused_by_rule.update(decision.rule_ids)
+            self.refused_by_rule.update(hit.rule_id for hit in decision.rules)
 
     def document(self) -> dict[str, object]:
         """JSON-ready counts."""
@@ -178,21 +250,37 @@ class Tally:
                 "refused_by_rule": dict(self.refused_by_rule.most_common())}
 
 
+class _Summaries:
+    """Each distinct decision summarised once for the per-subject results."""
+
+    def __init__(self) -> None:
+        self._done: dict[int, dict[str, object]] = {}
+
+    def of(self, decision: Decision) -> dict[str, object]:
+        found = self._done.get(id(decision))
+        if found is None:
+            found = self._done[id(decision)] = {
+                "outcome": str(decision.outcome), "rule_ids": decision.rule_ids,
+                "not_before": decision.defer_until.isoformat() if decision.defer_until
+                else None}
+        return found
+
+
 def dry_run(session: Session, *, cipher: FieldCipher, policy: PolicySet, client: OAuthClient,
             request: CampaignRequest, now: datetime) -> tuple[Tally, list[dict[str, object]]]:
     """Decide every subject and change nothing: counts by outcome and rule, and per subject."""
     validate(request)
-    tally, per_subject = Tally(), []
+    tally, per_subject, summaries = Tally(), [], _Summaries()
+    cache = _FactCache(cipher, policy)
+    # Past a few chunks, one pass over all of the company's customers beats many IN lists.
+    everyone = (_load(session, client_id=client.client_id, channel=request.channel,
+                      subjects=None, now=now) if len(request.subjects) > 20 * CHUNK else None)
     for chunk in _chunks(request.subjects):
-        for subject, _, decision in decide_many(session, cipher=cipher, policy=policy,
-                                                client=client, request=request,
-                                                subjects=chunk, now=now):
+        for subject, decision in decide_many(session, cache=cache, client=client,
+                                             request=request, subjects=chunk, now=now,
+                                             loaded=everyone):
             tally.add(decision)
-            per_subject.append({
-                "subject": subject, "outcome": str(decision.outcome),
-                "rule_ids": decision.rule_ids,
-                "not_before": decision.defer_until.isoformat() if decision.defer_until
-                else None})
+            per_subject.append({"subject": subject, **summaries.of(decision)})
     return tally, per_subject
 
 
