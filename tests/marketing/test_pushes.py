@@ -208,9 +208,13 @@ def test_preference_topics_and_message_content_are_sealed_at_rest(
 ) -> None:
     _opt_in(customer_browser, shop, inbox__topics="canarytopicqq, sales")
     _push(mail_client, connected, topic="sales")
+    refused = _push(mail_client, connected, topic="gambling", key="k2")
+    assert "push.topic-not-wanted" in refused.json()["errors"]
+    assert "canarytopicqq" not in refused.text  # nor does the company learn the topics
     deliver(mail_runtime)
     page = customer_browser.client.get("/preferences")
     assert "canarytopicqq" in page.text  # the customer sees it; the database does not
     data = _database_bytes(settings, tmp_path)
     assert b"canarytopicqq" not in data
     assert b"Everything half price" not in data
+    assert b"Europe/Berlin" not in data  # no quiet hours set: the zone did not matter

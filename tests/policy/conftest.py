@@ -14,6 +14,12 @@ SHIPPED = Path(__file__).parents[2] / "policies"
 
 
 @pytest.fixture(scope="session")
+def shipped_dir() -> Path:
+    """The policies/ folder the project ships."""
+    return SHIPPED
+
+
+@pytest.fixture(scope="session")
 def shipped() -> PolicySet:
     return load_policy_set(SHIPPED)
 

@@ -193,9 +193,16 @@ def decision_record(request: DecisionRequest, facts: Facts,
             "counters": {name: getattr(facts.counters, name) for name in (
                 "company_day", "company_week", "company_month", "all_day", "all_week",
                 "all_month")},
-            "time_zone": facts.time_zone,
+            # The zone says where a person lives; it is recorded only when quiet hours made it
+            # matter to the decision.
+            "time_zone": facts.time_zone if _has_quiet_hours(facts) else "UTC",
         },
     }
+
+
+def _has_quiet_hours(facts: Facts) -> bool:
+    return any(p.quiet_start is not None or p.quiet_end is not None
+               for p in (facts.preferences, facts.global_preferences))
 
 
 def replay(policy: PolicySet, record: dict[str, Any]) -> Decision:

@@ -6,14 +6,10 @@ from pathlib import Path
 
 import click
 import yaml
-from rich.console import Console
-from rich.table import Table
 
 from cmr_vault.policy.cases import CaseError, facts_from, load_cases, request_from, run_cases
 from cmr_vault.policy.engine import PolicySet
 from cmr_vault.policy.loader import PolicyError, load_policy_set
-
-console = Console()
 
 
 def _directory(directory: Path | None) -> Path:
@@ -47,7 +43,7 @@ def policy() -> None:
 def check(directory: Path | None) -> None:
     """Validate every policy file; list every problem as file:line: message."""
     policy_set = _load(_directory(directory))
-    click.echo(f"OK: {len(policy_set.rules)} rules, version {policy_set.version[:16]}")
+    click.echo(f"{len(policy_set.rules)} rules, version {policy_set.version}")
 
 
 @policy.command("test")
@@ -84,18 +80,25 @@ def test(directory: Path | None) -> None:
 def explain(request_file: Path, directory: Path | None) -> None:
     """Show, rule by rule, why a request is decided as it is."""
     policy_set = _load(_directory(directory))
-    document = yaml.safe_load(request_file.read_text(encoding="utf-8")) or {}
+    try:
+        document = yaml.safe_load(request_file.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise click.ClickException(f"{request_file}: not valid YAML: {exc}") from exc
     try:
         request = request_from(document.get("request") or {}, str(request_file))
         facts = facts_from(document.get("facts") or {}, str(request_file))
     except CaseError as exc:
         raise click.ClickException(str(exc)) from exc
-    table = Table("rule", "where", "applies", "condition", "effect", "reason")
+    rows = [("rule", "where", "applies", "condition", "effect", "reason")]
     for trace in policy_set.explain(request, facts):
-        condition = "-" if trace.condition is None else ("true" if trace.condition else "false")
-        table.add_row(trace.rule_id, trace.source, "yes" if trace.applies else "no", condition,
-                      trace.effect, trace.reason)
-    console.print(table)
+        condition = "-" if trace.condition is None else str(trace.condition).lower()
+        rows.append((trace.rule_id, trace.source, "yes" if trace.applies else "no", condition,
+                     trace.effect, trace.reason))
+    # Plain aligned columns rather than a drawn table: this output is read, grepped and diffed.
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    for row in rows:
+        line = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+        click.echo(f"{line}  {row[5]}".rstrip())
     decision = policy_set.decide(request, facts)
     until = f" until {decision.defer_until.isoformat()}" if decision.defer_until else ""
     click.echo(f"Decision: {decision.outcome}{until}")

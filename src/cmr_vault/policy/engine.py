@@ -10,14 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
-from cmr_vault.policy.expressions import Context, Getter
+from cmr_vault.policy.expressions import Context, Getter, Kind, Type
 from cmr_vault.policy.facts import Decision, DecisionRequest, Facts, Outcome, RuleHit
 
-DEFAULT_DENY = RuleHit("default.deny", "deny", "no policy rule allows this")
+
+def _always(_ctx: Context) -> bool:
+    return True
+
+
+DEFAULT_DENY = RuleHit("default.deny", "deny", "no rule allows this")
+ACTIONS = ("read", "push")
 CHANNELS = ("email", "sms", "inbox", "webhook")
 
 
@@ -30,27 +36,84 @@ class Effect(StrEnum):
     OBLIGATION = "obligation"
 
 
-Template = list[tuple[str, Getter | None]]
 
 
-def format_value(value: Any) -> str:
-    """A fact's value in a reason: times to the minute, sets as lists, empty as 'none'."""
-    if value is None:
-        return "none"
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M UTC")
-    if isinstance(value, time):
-        return value.strftime("%H:%M")
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, frozenset | set | list):
-        return ", ".join(sorted(value)) or "none"
-    return str(value)
+def _moment(value: datetime) -> str:
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "minutes") + " UTC"
 
 
-@dataclass(frozen=True)
+def _clock(value: time) -> str:
+    return value.isoformat("minutes")
+
+
+def _strings(value: frozenset[str]) -> str:
+    return ", ".join(sorted(value)) or "none"
+
+
+def _yes_no(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+#: How a reason shows each kind of value: times to the minute, sets as lists. Chosen per
+#: placeholder at load time (strftime and isinstance chains are slow on the hot path).
+FORMATS: dict[Kind, Callable[[Any], str]] = {
+    Kind.DATETIME: _moment, Kind.TIME: _clock, Kind.DATE: date.isoformat,
+    Kind.STRSET: _strings, Kind.BOOL: _yes_no,
+}
+
+
+def value_format(kind: Type) -> Callable[[Any], str] | None:
+    """The formatter for a placeholder of this type, None when `str.format` shows it right.
+
+    An empty (None) value shows as "none".
+    """
+    show = FORMATS.get(kind.kind)
+    if not kind.optional:
+        return show
+    present = show or str
+    return lambda value: "none" if value is None else present(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A reason template compiled to a `str.format` pattern and one getter per placeholder.
+
+    Getters of string facts are used as they are; others format their value as chosen once
+    at load time (`value_format`), so rendering a reason costs one `format` call.
+    """
+
+    pattern: str
+    values: tuple[Getter, ...] = ()
+
+    def renderer(self) -> Callable[[Context], str]:
+        """A closure that renders this reason, built without a loop for the usual few values."""
+        fill, values, pattern = self.pattern.format, self.values, self.pattern
+        if not values:
+            return lambda _ctx: pattern
+        if len(values) == 1:
+            (a,) = values
+            return lambda ctx: fill(a(ctx))
+        if len(values) == 2:
+            a, b = values
+            return lambda ctx: fill(a(ctx), b(ctx))
+        if len(values) == 3:
+            a, b, c = values
+            return lambda ctx: fill(a(ctx), b(ctx), c(ctx))
+        if len(values) == 4:
+            a, b, c, d = values
+            return lambda ctx: fill(a(ctx), b(ctx), c(ctx), d(ctx))
+        return lambda ctx: fill(*[value(ctx) for value in values])
+
+
+NO_REASON = Template("")
+
+
+@dataclass(frozen=True, slots=True)
 class CompiledRule:
-    """One rule, ready to evaluate; `source` is "file:line" for messages."""
+    """One rule, ready to evaluate; `source` is "file:line" for messages.
+
+    `channels`, `purposes` and `topics` are None when the rule does not restrict them.
+    """
 
     id: str
     description: str
@@ -58,28 +121,45 @@ class CompiledRule:
     channels: frozenset[str] | None
     purposes: frozenset[str] | None
     topics: frozenset[str] | None
-    when: Callable[[Context], bool] | None
+    when: Getter | None
     effect: Effect
-    until: Callable[[Context], datetime | None] | None
+    until: Getter | None
     obligation: str
     reason: Template
     source: str
 
     def matches_request(self, request: DecisionRequest) -> bool:
-        """Purpose and topic filters (action and channel are handled by the index)."""
-        if self.purposes is not None and request.purpose not in self.purposes:
-            return False
-        return self.topics is None or request.topic in self.topics
+        """Whether `applies_to` covers this request (action, channel, purpose, topic)."""
+        return (request.action in self.actions
+                and (self.channels is None or request.channel in self.channels)
+                and (self.purposes is None or request.purpose in self.purposes)
+                and (self.topics is None or request.topic in self.topics))
 
     def render(self, ctx: Context) -> str:
-        """The reason for this request, its placeholders filled in."""
-        return "".join(text if getter is None else format_value(getter(ctx))
-                       for text, getter in self.reason)
+        """The reason for this request, its placeholders filled in (for explain; decide uses
+        the closure from `Template.renderer`)."""
+        return self.reason.renderer()(ctx)
+
+    def test(self) -> Getter:
+        """One callable for "does this rule fire": filters and condition, built once."""
+        when, purposes, topics = self.when, self.purposes, self.topics
+        if purposes is None and topics is None:
+            return when or _always
+
+        def fires(ctx: Context) -> bool:
+            request = ctx.request
+            return ((purposes is None or request.purpose in purposes)
+                    and (topics is None or request.topic in topics)
+                    and (when is None or bool(when(ctx))))
+        return fires
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RuleTrace:
-    """How one rule fared for one request (for `policy explain`)."""
+    """How one rule fared for one request (for `policy explain`).
+
+    `condition` is None when the rule does not apply; `reason` is rendered only when it fired.
+    """
 
     rule_id: str
     source: str
@@ -89,63 +169,106 @@ class RuleTrace:
     reason: str
 
 
+#: Per rule: its test, the rule, and its reason renderer.
+Tested = tuple[tuple[Getter, CompiledRule, Callable[[Context], str]], ...]
+
+
+class _Bucket(NamedTuple):
+    """The rules that can apply to one action and channel, by effect, each with its test.
+
+    `obligations` is precomputed when no obligation rule has a condition, the common case;
+    `deny_tests` are the deny rules' tests alone, for the common case where none fires.
+    """
+
+    deny_tests: tuple[Getter, ...]
+    denies: Tested
+    defers: Tested
+    allows: Tested
+    obligation_rules: Tested
+    obligations: tuple[str, ...] | None
+
+
+def _bucket(rules: list[CompiledRule]) -> _Bucket:
+    def tested(effect: Effect) -> Tested:
+        return tuple((rule.test(), rule, rule.reason.renderer()) for rule in rules
+                     if rule.effect is effect)
+
+    obligation_rules = tested(Effect.OBLIGATION)
+    unconditional = all(test is _always for test, _, _ in obligation_rules)
+    denies = tested(Effect.DENY)
+    return _Bucket(tuple(test for test, _, _ in denies), denies, tested(Effect.DEFER),
+                   tested(Effect.ALLOW),
+                   obligation_rules,
+                   tuple(dict.fromkeys(r.obligation for _, r, _ in obligation_rules))
+                   if unconditional else None)
+
+
+_EMPTY = _Bucket((), (), (), (), (), ())
+_NO_CHANNELS: dict[str, _Bucket] = {}
+
+
 class PolicySet:
-    """An immutable, compiled set of rules with the version hash of its files."""
+    """An immutable, compiled set of rules with the version hash of its files.
 
-    def __init__(self, rules: list[CompiledRule], version: str) -> None:
-        self.rules = tuple(rules)
+    Rules are bucketed by action and channel (and within that by effect) once, here, so a
+    decision evaluates only the rules that can apply, and stops after the denies when one fires.
+    """
+
+    __slots__ = ("_index", "rules", "version")
+
+    def __init__(self, rules: list[CompiledRule] | tuple[CompiledRule, ...],
+                 version: str) -> None:
+        self.rules: tuple[CompiledRule, ...] = tuple(rules)
         self.version = version
-        self._index: dict[tuple[str, str], tuple[CompiledRule, ...]] = {}
-        for action in ("read", "push"):
-            for channel in ("", *CHANNELS):
-                self._index[(action, channel)] = tuple(
-                    r for r in self.rules if action in r.actions
-                    and (r.channels is None or channel in r.channels))
-
-    def _applicable(self, request: DecisionRequest) -> tuple[CompiledRule, ...]:
-        return self._index.get((str(request.action), request.channel), ())
+        self._index: dict[str, dict[str, _Bucket]] = {
+            action: {channel: _bucket([r for r in self.rules if action in r.actions
+                                       and (r.channels is None or channel in r.channels)])
+                     for channel in ("", *CHANNELS)}
+            for action in ACTIONS}
 
     def decide(self, request: DecisionRequest, facts: Facts) -> Decision:
-        """Allow, deny or defer-until, with the deciding rules, obligations and version."""
+        """Allow, deny or defer-until, with the deciding rules, obligations and version.
+
+        A pure function of its arguments: it reads no clock, file or database, so a recorded
+        request and its facts replay to the same decision under the same policy version.
+        """
         ctx = Context(request, facts)
-        denies: list[RuleHit] = []
-        defers: list[tuple[RuleHit, datetime]] = []
-        allows: list[RuleHit] = []
-        obligations: list[str] = []
-        for rule in self._applicable(request):
-            if not rule.matches_request(request) or (rule.when is not None
-                                                     and not rule.when(ctx)):
+        bucket = self._index.get(request.action, _NO_CHANNELS).get(request.channel, _EMPTY)
+        for test in bucket.deny_tests:
+            if test(ctx):
+                denies = tuple(RuleHit(rule.id, "deny", reason(ctx))
+                               for fires, rule, reason in bucket.denies if fires(ctx))
+                return Decision(Outcome.DENY, None, denies, (), self.version)
+        obligations = bucket.obligations
+        if obligations is None:
+            obligations = tuple(dict.fromkeys(rule.obligation for test, rule, _
+                                              in bucket.obligation_rules if test(ctx)))
+        latest: datetime | None = None
+        defers: list[RuleHit] = []
+        for test, rule, reason in bucket.defers:
+            if not test(ctx):
                 continue
-            if rule.effect is Effect.DENY:
-                denies.append(RuleHit(rule.id, "deny", rule.render(ctx)))
-            elif denies:
-                continue
-            elif rule.effect is Effect.DEFER:
-                until = rule.until(ctx) if rule.until else None
-                if until is not None and until > request.time:
-                    defers.append((RuleHit(rule.id, "defer", rule.render(ctx)), until))
-            elif rule.effect is Effect.ALLOW:
-                allows.append(RuleHit(rule.id, "allow", rule.render(ctx)))
-            elif rule.obligation not in obligations:
-                obligations.append(rule.obligation)
-        if denies:
-            return Decision(Outcome.DENY, None, tuple(denies), (), self.version)
+            until: datetime = rule.until(ctx)  # type: ignore[misc]  # the loader requires it
+            # A defer whose moment has already come holds nothing back.
+            if until > request.time:
+                defers.append(RuleHit(rule.id, "defer", reason(ctx)))
+                latest = until if latest is None or until > latest else latest
         if defers:
-            until = max(moment for _, moment in defers)
-            return Decision(Outcome.DEFER, until, tuple(hit for hit, _ in defers),
-                            tuple(obligations), self.version)
+            return Decision(Outcome.DEFER, latest, tuple(defers), obligations, self.version)
+        allows: list[RuleHit] = []
+        for test, rule, reason in bucket.allows:
+            if test is _always or test(ctx):
+                allows.append(RuleHit(rule.id, "allow", reason(ctx)))
         if allows:
-            return Decision(Outcome.ALLOW, None, tuple(allows), tuple(obligations),
-                            self.version)
+            return Decision(Outcome.ALLOW, None, tuple(allows), obligations, self.version)
         return Decision(Outcome.DENY, None, (DEFAULT_DENY,), (), self.version)
 
     def explain(self, request: DecisionRequest, facts: Facts) -> list[RuleTrace]:
         """Every rule in file order: whether it applies, what its condition gave, its effect."""
         ctx = Context(request, facts)
-        applicable = set(map(id, self._applicable(request)))
         traces = []
         for rule in self.rules:
-            applies = id(rule) in applicable and rule.matches_request(request)
+            applies = rule.matches_request(request)
             condition = None
             if applies:
                 condition = True if rule.when is None else bool(rule.when(ctx))

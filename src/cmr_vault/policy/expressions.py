@@ -2,26 +2,35 @@
 
 Python's own parser reads the text (`ast.parse(mode="eval")`); nothing is ever evaluated by
 Python. Each node is checked against a whitelist and the schema of known facts, type-checked,
-and compiled once into a closure over a decision context. What is allowed:
+and compiled once, at load time, into nested closures over a decision's `Context`. Allowed:
 
-- known fact names (`grant.scopes`, `preferences.cap_day`, `now`, `local_time`, …);
-- literals: numbers, strings, True/False/None, lists of strings;
+- known fact names (`grant.scopes`, `preferences.cap_day`, `global.quiet_end`, `now`, …; see
+  FACTS); `global` is a Python keyword, so it is renamed before parsing;
+- literals: integers, strings, True/False/None, lists of strings;
 - `and`, `or`, `not`; comparisons `== != < <= > >=`, `in`, `not in`, `is None`, `is not None`;
-- `+`/`-` on numbers, on a time and a duration, and `+` to join strings;
-- a fixed set of functions (FUNCTIONS below).
+- `+`/`-` on integers and durations, a datetime or date plus/minus a duration, `+` on strings;
+- the functions in FUNCTIONS.
 
-An optional fact (one that may be empty, like `grant.expires_at`) compared with `<`, `>`, … is
-false when empty, as in SQL; `is None` asks about emptiness directly.
+Empty values are explicit. A fact that may be empty (None, such as `grant.expires_at` or
+`preferences.cap_day`) may not be compared or computed with until the expression has shown it
+is present, the way a type checker narrows an Optional: `x is not None and x <= now`,
+`x is None or x <= now`, `not is_none(x) and …`. A function that is only true when its
+arguments are present (`in_quiet_hours`) proves them present too. A defer rule's `until` is
+evaluated only when its `when` is true, so it may use what `when` proved. Anything else is a
+type error at load time, so no rule silently means "deny when empty" or "allow when empty".
 """
 
 from __future__ import annotations
 
 import ast
+import io
+import operator
+import tokenize
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cmr_vault.policy.facts import DecisionRequest, Facts
@@ -34,13 +43,14 @@ class Kind(StrEnum):
     INT = "int"
     STR = "str"
     DATETIME = "datetime"
+    DATE = "date"
     TIME = "time"
     DURATION = "duration"
     STRSET = "set of strings"
     NONE = "None"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Type:
     """A kind, and whether the value may be empty (None)."""
 
@@ -48,19 +58,23 @@ class Type:
     optional: bool = False
 
     def __str__(self) -> str:
-        return f"optional {self.kind}" if self.optional else str(self.kind)
+        return f"optional {self.kind}" if self.optional and self.kind != Kind.NONE \
+            else str(self.kind)
 
 
 class ExpressionError(ValueError):
-    """An expression that cannot be compiled; `offset` is its line within the expression."""
+    """An expression that cannot be compiled; `line_offset` is its line within the text."""
 
     def __init__(self, message: str, line_offset: int = 0) -> None:
         super().__init__(message)
         self.line_offset = line_offset
 
 
+_UTC_ZONE = ZoneInfo("UTC")
+
+
 class Context:
-    """One decision's inputs, with the customer's local time worked out only when asked."""
+    """One decision's inputs; the customer's local time is worked out only when asked for."""
 
     __slots__ = ("_local", "facts", "request")
 
@@ -73,74 +87,76 @@ class Context:
     def local(self) -> datetime:
         """The request time on the customer's wall clock (UTC if the zone is unknown)."""
         if self._local is None:
-            try:
-                zone = ZoneInfo(self.facts.time_zone)
-            except (ZoneInfoNotFoundError, ValueError):
-                zone = ZoneInfo("UTC")
-            self._local = self.request.time.astimezone(zone)
+            self._local = self.request.time.astimezone(zone_of(self.facts.time_zone))
         return self._local
+
+
+_ZONES: dict[str, ZoneInfo] = {}
+
+
+def zone_of(name: str) -> ZoneInfo:
+    """The named IANA zone, UTC when unknown (a decision must not fail on a bad setting).
+
+    Known zones are kept in a plain dict, faster than ZoneInfo's own cache; only real zone
+    names enter it, so arbitrary strings cannot grow it.
+    """
+    zone = _ZONES.get(name)
+    if zone is None:
+        try:
+            zone = _ZONES[name] = ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):
+            return _UTC_ZONE
+    return zone
 
 
 Getter = Callable[[Context], Any]
 BOOL, INT, STR = Type(Kind.BOOL), Type(Kind.INT), Type(Kind.STR)
-DATETIME, TIME, STRSET = Type(Kind.DATETIME), Type(Kind.TIME), Type(Kind.STRSET)
-DURATION = Type(Kind.DURATION)
+DATETIME, DATE, TIME = Type(Kind.DATETIME), Type(Kind.DATE), Type(Kind.TIME)
+STRSET, DURATION = Type(Kind.STRSET), Type(Kind.DURATION)
 OPT_DATETIME, OPT_TIME, OPT_INT = (Type(Kind.DATETIME, True), Type(Kind.TIME, True),
                                    Type(Kind.INT, True))
 
-
-def _preference_facts(prefix: str, attr: str) -> dict[str, tuple[Type, Getter]]:
-    def get(name: str) -> Getter:
-        def getter(ctx: Context) -> Any:
-            return getattr(getattr(ctx.facts, attr), name)
-        return getter
-
-    kinds = {"opted_in": BOOL, "confirmed_at": OPT_DATETIME, "topics": STRSET,
-             "cap_day": OPT_INT, "cap_week": OPT_INT, "cap_month": OPT_INT,
-             "quiet_start": OPT_TIME, "quiet_end": OPT_TIME, "paused_until": OPT_DATETIME}
-    return {f"{prefix}.{name}": (kind, get(name)) for name, kind in kinds.items()}
+_PREFERENCES = {"opted_in": BOOL, "confirmed_at": OPT_DATETIME, "topics": STRSET,
+                "cap_day": OPT_INT, "cap_week": OPT_INT, "cap_month": OPT_INT,
+                "quiet_start": OPT_TIME, "quiet_end": OPT_TIME, "paused_until": OPT_DATETIME}
+_GRANT = {"exists": BOOL, "status": STR, "expires_at": OPT_DATETIME, "scopes": STRSET,
+          "purposes": STRSET}
+_COUNTERS = ("company_day", "company_week", "company_month", "all_day", "all_week",
+             "all_month")
+_REQUEST = {"action": STR, "company": STR, "subject": STR, "resource": STR, "field": STR,
+            "purpose": STR, "channel": STR, "topic": STR, "time": DATETIME}
 
 
-def _group(prefix: str, attr: str, kinds: dict[str, Type]) -> dict[str, tuple[Type, Getter]]:
-    def get(name: str) -> Getter:
-        def getter(ctx: Context) -> Any:
-            return getattr(getattr(ctx, attr), name)
-        return getter
-
-    return {f"{prefix}.{name}": (kind, get(name)) for name, kind in kinds.items()}
+def _local_time(ctx: Context) -> time:
+    return ctx.local.time()
 
 
-def _grant_get(name: str) -> Getter:
-    def getter(ctx: Context) -> Any:
-        return getattr(ctx.facts.grant, name)
-    return getter
-
-
-def _counter_get(name: str) -> Getter:
-    def getter(ctx: Context) -> Any:
-        return getattr(ctx.facts.counters, name)
-    return getter
+def _local_date(ctx: Context) -> date:
+    return ctx.local.date()
 
 
 #: Every fact the language knows: its type, and how to read it from a decision's context.
+#: `attrgetter` with a dotted path runs in C, which keeps a decision to a few microseconds.
 FACTS: dict[str, tuple[Type, Getter]] = {
-    **_group("request", "request", {
-        "action": STR, "company": STR, "subject": STR, "resource": STR, "field": STR,
-        "purpose": STR, "channel": STR, "topic": STR, "time": DATETIME}),
-    **{f"grant.{n}": (t, _grant_get(n)) for n, t in {
-        "exists": BOOL, "status": STR, "expires_at": OPT_DATETIME, "scopes": STRSET,
-        "purposes": STRSET}.items()},
-    **_preference_facts("preferences", "preferences"),
-    **_preference_facts("all_companies", "global_preferences"),
-    **{f"counters.{n}": (INT, _counter_get(n)) for n in (
-        "company_day", "company_week", "company_month", "all_day", "all_week", "all_month")},
-    "now": (DATETIME, lambda ctx: ctx.request.time),
-    "local_time": (TIME, lambda ctx: ctx.local.time().replace(tzinfo=None)),
-    "time_zone": (STR, lambda ctx: ctx.facts.time_zone),
+    **{f"request.{n}": (t, operator.attrgetter(f"request.{n}")) for n, t in _REQUEST.items()},
+    **{f"grant.{n}": (t, operator.attrgetter(f"facts.grant.{n}")) for n, t in _GRANT.items()},
+    **{f"preferences.{n}": (t, operator.attrgetter(f"facts.preferences.{n}"))
+       for n, t in _PREFERENCES.items()},
+    **{f"global.{n}": (t, operator.attrgetter(f"facts.global_preferences.{n}"))
+       for n, t in _PREFERENCES.items() if n != "opted_in"},
+    **{f"counters.{n}": (INT, operator.attrgetter(f"facts.counters.{n}")) for n in _COUNTERS},
+    "now": (DATETIME, operator.attrgetter("request.time")),
+    "local_time": (TIME, _local_time),
+    "local_date": (DATE, _local_date),
+    "time_zone": (STR, operator.attrgetter("facts.time_zone")),
 }
-#: Short names a reason template may use for the request.
+#: Short names a reason template may use for the request: `{company}` for `{request.company}`.
 TEMPLATE_ALIASES = {name.removeprefix("request."): name for name in FACTS
                     if name.startswith("request.")}
+
+# `global` is a keyword Python's parser refuses as a name; it is swapped for a name of the same
+# length (so column numbers stay right) that policies cannot write, as `_` names are refused.
+_GLOBAL_ALIAS = "_glob_"
 
 
 def in_quiet_hours(now: time, start: time | None, end: time | None) -> bool:
@@ -152,45 +168,375 @@ def in_quiet_hours(now: time, start: time | None, end: time | None) -> bool:
     return now >= start or now < end
 
 
-def next_local(ctx: Context, at: time | None) -> datetime | None:
-    """The next moment (UTC) the customer's wall clock shows `at`, DST-correct."""
-    if at is None:
-        return None
+def next_local(ctx: Context, at: time) -> datetime:
+    """The next moment (UTC) the customer's wall clock shows `at`, correct across DST changes.
+
+    Wall-clock arithmetic on purpose: 07:00 stays 07:00 local on the day the clocks change. A
+    time the clocks skip (02:30 on a spring-forward night) maps to just after the gap.
+    """
     local = ctx.local
-    candidate = local.replace(hour=at.hour, minute=at.minute, second=0, microsecond=0)
+    # Same tzinfo on both sides: Python compares and adds these as wall-clock times.
+    candidate = datetime.combine(local.date(), at, local.tzinfo)
     if candidate <= local:
-        candidate = (local + timedelta(days=1)).replace(hour=at.hour, minute=at.minute,
-                                                        second=0, microsecond=0)
-    # Re-attach the zone so a day across a DST change gets that day's offset.
-    zone = local.tzinfo
-    naive = candidate.replace(tzinfo=None)
-    return naive.replace(tzinfo=zone).astimezone(UTC)
+        candidate += _ONE_DAY
+    return candidate.astimezone(UTC)
 
 
-def _latest(*values: datetime | None) -> datetime | None:
-    present = [v for v in values if v is not None]
-    return max(present) if present else None
+_ONE_DAY = timedelta(days=1)
 
 
-@dataclass(frozen=True)
+_GRANTED_SCOPES = operator.attrgetter("facts.grant.scopes")
+
+
+def _is_none(value: object) -> bool:
+    return value is None
+
+
+def _days(n: int) -> timedelta:
+    return timedelta(days=n)
+
+
+def _hours(n: int) -> timedelta:
+    return timedelta(hours=n)
+
+
+def _minutes(n: int) -> timedelta:
+    return timedelta(minutes=n)
+
+
+#: A parameter that takes any value that may be empty (for `is_none`).
+ANY_OPTIONAL = Type(Kind.NONE, optional=True)
+
+
+@dataclass(frozen=True, slots=True)
 class Function:
-    """A function policies may call: argument types, result type, implementation."""
+    """A function policies may call: parameter and result types, the implementation.
+
+    `proves` lists the arguments a true result shows to be present; `proves_if_false` those a
+    false result shows present (see the module docstring on empty values).
+    """
 
     params: tuple[Type, ...]
     result: Type
     impl: Callable[..., Any]
     needs_context: bool = False
+    proves: tuple[int, ...] = ()
+    proves_if_false: tuple[int, ...] = ()
 
 
 FUNCTIONS: dict[str, Function] = {
-    "days": Function((INT,), DURATION, lambda n: timedelta(days=n)),
-    "hours": Function((INT,), DURATION, lambda n: timedelta(hours=n)),
-    "minutes": Function((INT,), DURATION, lambda n: timedelta(minutes=n)),
-    "in_quiet_hours": Function((TIME, OPT_TIME, OPT_TIME), BOOL, in_quiet_hours),
-    "next_local": Function((OPT_TIME,), OPT_DATETIME, next_local, needs_context=True),
-    "latest": Function((OPT_DATETIME, OPT_DATETIME), OPT_DATETIME, _latest),
+    "days": Function((INT,), DURATION, _days),
+    "hours": Function((INT,), DURATION, _hours),
+    "minutes": Function((INT,), DURATION, _minutes),
+    "in_quiet_hours": Function((TIME, OPT_TIME, OPT_TIME), BOOL, in_quiet_hours,
+                               proves=(1, 2)),
+    "next_local": Function((TIME,), DATETIME, next_local, needs_context=True),
+    "is_none": Function((ANY_OPTIONAL,), BOOL, _is_none, proves_if_false=(0,)),
+    "has_scope": Function((STR,), BOOL, _GRANTED_SCOPES, needs_context=True),
     "len": Function((STRSET,), INT, len),
 }
+
+
+class Typed(NamedTuple):
+    """A compiled node: how to compute it, its type, and which facts it proves present.
+
+    `if_true`/`if_false` are the optional facts known to be present when a boolean node is
+    true or false; `constant` holds a literal's value so comparisons can skip a call.
+    """
+
+    getter: Getter
+    type: Type
+    if_true: frozenset[str] = frozenset()
+    if_false: frozenset[str] = frozenset()
+    fact: str | None = None
+    constant: Any = None
+    is_constant: bool = False
+    guards: Getter | None = None  # set on `fact is not None`: that fact's getter
+
+
+_COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {
+    ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
+    ast.Gt: operator.gt, ast.GtE: operator.ge,
+}
+#: (operator, left kind, right kind) -> result type: the arithmetic the language allows.
+_ARITHMETIC: dict[tuple[type[ast.operator], Kind, Kind], Type] = {
+    (ast.Add, Kind.INT, Kind.INT): INT, (ast.Sub, Kind.INT, Kind.INT): INT,
+    (ast.Add, Kind.STR, Kind.STR): STR,
+    (ast.Add, Kind.DURATION, Kind.DURATION): DURATION,
+    (ast.Sub, Kind.DURATION, Kind.DURATION): DURATION,
+    (ast.Add, Kind.DATETIME, Kind.DURATION): DATETIME,
+    (ast.Sub, Kind.DATETIME, Kind.DURATION): DATETIME,
+    (ast.Add, Kind.DATE, Kind.DURATION): DATE, (ast.Sub, Kind.DATE, Kind.DURATION): DATE,
+    (ast.Sub, Kind.DATETIME, Kind.DATETIME): DURATION,
+}
+_ORDERABLE = (Kind.INT, Kind.DATETIME, Kind.DATE, Kind.TIME, Kind.DURATION)
+_DISALLOWED = {"Subscript": "indexing", "Lambda": "lambda", "ListComp": "a comprehension",
+               "GeneratorExp": "a generator", "DictComp": "a comprehension",
+               "SetComp": "a comprehension", "Dict": "a dict", "IfExp": "if/else",
+               "NamedExpr": "`:=`", "Await": "await", "Starred": "*", "JoinedStr": "an f-string",
+               "Slice": "slicing"}
+
+
+def _line(node: ast.expr) -> int:
+    """The node's line within the policy text (the parser saw it after an opening bracket)."""
+    return max(node.lineno - 2, 0)
+
+
+def _show(node: ast.AST) -> str:
+    return ast.unparse(node).replace(_GLOBAL_ALIAS, "global")
+
+
+def _dotted(node: ast.expr) -> str | None:
+    if isinstance(node, ast.Name):
+        return "global" if node.id == _GLOBAL_ALIAS else node.id
+    if isinstance(node, ast.Attribute):
+        base = _dotted(node.value)
+        return f"{base}.{node.attr}" if base else None
+    return None
+
+
+def _all_of(parts: list[Getter], present: Getter | None = None) -> Getter:
+    """All parts true, left to right; `present` is the first part's fact when that part is
+    only `fact is not None`, the usual guard, which is then read without a call of its own."""
+    if len(parts) == 2:
+        first, second = parts
+        if present is not None:
+            return lambda ctx: present(ctx) is not None and second(ctx)
+        return lambda ctx: first(ctx) and second(ctx)
+
+    def every(ctx: Context) -> bool:
+        return all(part(ctx) for part in parts)
+    return every
+
+
+def _any_of(parts: list[Getter]) -> Getter:
+    if len(parts) == 2:
+        first, second = parts
+        return lambda ctx: first(ctx) or second(ctx)
+
+    def some(ctx: Context) -> bool:
+        return any(part(ctx) for part in parts)
+    return some
+
+
+class _Compiler:
+    """Walks one expression's tree; `present` holds the optional facts proven present here."""
+
+    def compile(self, node: ast.expr, present: frozenset[str]) -> Typed:
+        method = getattr(self, f"_{type(node).__name__}", None)
+        if method is None:
+            what = _DISALLOWED.get(type(node).__name__, type(node).__name__)
+            raise ExpressionError(f"{what} is not allowed in a policy expression",
+                                  _line(node))
+        result: Typed = method(node, present)
+        return result
+
+    def expect(self, node: ast.expr, wanted: Type, present: frozenset[str]) -> Typed:
+        typed = self.compile(node, present)
+        if not _fits(typed.type, wanted):
+            hint = _empty_hint(typed) if typed.type.optional and not wanted.optional else ""
+            raise ExpressionError(f"expected {wanted}, got {typed.type} in {_show(node)!r}"
+                                  f"{hint}", _line(node))
+        return typed
+
+    def _Constant(self, node: ast.Constant, _present: frozenset[str]) -> Typed:
+        value = node.value
+        kind = {bool: Kind.BOOL, int: Kind.INT, str: Kind.STR, type(None): Kind.NONE}.get(
+            type(value))
+        if kind is None:
+            raise ExpressionError(f"the literal {value!r} is not allowed", _line(node))
+        return Typed(lambda _ctx: value, Type(kind, kind == Kind.NONE), constant=value,
+                     is_constant=True)
+
+    def _Name(self, node: ast.Name, present: frozenset[str]) -> Typed:
+        return self._fact(node, present)
+
+    def _Attribute(self, node: ast.Attribute, present: frozenset[str]) -> Typed:
+        return self._fact(node, present)
+
+    def _fact(self, node: ast.expr, present: frozenset[str]) -> Typed:
+        name = _dotted(node)
+        if name is None:
+            raise ExpressionError(f"{_show(node)!r}: attributes are only allowed on fact names "
+                                  "(request.*, grant.*, preferences.*, global.*, counters.*)",
+                                  _line(node))
+        if name not in FACTS:
+            raise ExpressionError(f"unknown fact {name!r}", _line(node))
+        kind, getter = FACTS[name]
+        if kind.optional and name in present:
+            kind = Type(kind.kind)
+        return Typed(getter, kind, fact=name)
+
+    def _List(self, node: ast.List | ast.Tuple | ast.Set, _present: frozenset[str]) -> Typed:
+        values = []
+        for element in node.elts:
+            if not (isinstance(element, ast.Constant) and isinstance(element.value, str)):
+                raise ExpressionError("a list holds only string literals", _line(node))
+            values.append(element.value)
+        frozen = frozenset(values)
+        return Typed(lambda _ctx: frozen, STRSET, constant=frozen, is_constant=True)
+
+    _Tuple = _List
+    _Set = _List
+
+    def _BoolOp(self, node: ast.BoolOp, present: frozenset[str]) -> Typed:
+        conjunction = isinstance(node.op, ast.And)
+        parts: list[Getter] = []
+        proven = frozenset[str]()
+        first_guard: Getter | None = None
+        for value in node.values:
+            typed = self.expect(value, BOOL, present | proven)
+            if not parts:
+                first_guard = typed.guards
+            parts.append(typed.getter)
+            # Later operands run only when earlier ones were true (and) or false (or).
+            proven |= typed.if_true if conjunction else typed.if_false
+        if conjunction:
+            return Typed(_all_of(parts, first_guard), BOOL, if_true=proven)
+        return Typed(_any_of(parts), BOOL, if_false=proven)
+
+    def _UnaryOp(self, node: ast.UnaryOp, present: frozenset[str]) -> Typed:
+        if isinstance(node.op, ast.Not):
+            inner = self.expect(node.operand, BOOL, present)
+            get = inner.getter
+            return Typed(lambda ctx: not get(ctx), BOOL, if_true=inner.if_false,
+                         if_false=inner.if_true)
+        if isinstance(node.op, ast.USub):
+            number = self.expect(node.operand, INT, present).getter
+            return Typed(lambda ctx: -number(ctx), INT)
+        raise ExpressionError("only `not` and unary minus are allowed", _line(node))
+
+    def _BinOp(self, node: ast.BinOp, present: frozenset[str]) -> Typed:
+        left, right = self.compile(node.left, present), self.compile(node.right, present)
+        line = _line(node)
+        for side in (left, right):
+            if side.type.optional:
+                raise ExpressionError(f"arithmetic on a value that may be empty"
+                                      f"{_empty_hint(side)}", line)
+        if not isinstance(node.op, ast.Add | ast.Sub):
+            raise ExpressionError("only + and - are allowed", line)
+        combine = operator.add if isinstance(node.op, ast.Add) else operator.sub
+        result = _ARITHMETIC.get((type(node.op), left.type.kind, right.type.kind))
+        if result is None:
+            raise ExpressionError(f"cannot combine {left.type} and {right.type} in "
+                                  f"{_show(node)!r}", line)
+        lg, rg = left.getter, right.getter
+        if left.is_constant:
+            value = left.constant
+            return Typed(lambda ctx: combine(value, rg(ctx)), result)
+        if right.is_constant:
+            value = right.constant
+            return Typed(lambda ctx: combine(lg(ctx), value), result)
+        return Typed(lambda ctx: combine(lg(ctx), rg(ctx)), result)
+
+    def _Compare(self, node: ast.Compare, present: frozenset[str]) -> Typed:
+        checks: list[Typed] = []
+        left_node = node.left
+        for op, right_node in zip(node.ops, node.comparators, strict=True):
+            checks.append(self._comparison(left_node, op, right_node, present))
+            left_node = right_node
+        if len(checks) == 1:
+            return checks[0]
+        return Typed(_all_of([c.getter for c in checks]), BOOL,
+                     if_true=frozenset().union(*(c.if_true for c in checks)))
+
+    def _comparison(self, left_node: ast.expr, op: ast.cmpop, right_node: ast.expr,
+                    present: frozenset[str]) -> Typed:
+        left, right = self.compile(left_node, present), self.compile(right_node, present)
+        line = _line(left_node)
+        lg, rg = left.getter, right.getter
+        if isinstance(op, ast.Is | ast.IsNot):
+            if right.type.kind != Kind.NONE:
+                raise ExpressionError("`is` only compares with None", line)
+            if not left.type.optional:
+                raise ExpressionError(f"{_show(left_node)!r} is a {left.type} and never "
+                                      "None", line)
+            shown = frozenset({left.fact}) if left.fact else frozenset()
+            if isinstance(op, ast.Is):
+                return Typed(lambda ctx: lg(ctx) is None, BOOL, if_false=shown)
+            return Typed(lambda ctx: lg(ctx) is not None, BOOL, if_true=shown, guards=lg)
+        if left.type.kind == Kind.NONE or right.type.kind == Kind.NONE:
+            raise ExpressionError("compare with None using `is None` or `is not None`", line)
+        for side in (left, right):
+            if side.type.optional:
+                raise ExpressionError(f"cannot compare a value that may be empty"
+                                      f"{_empty_hint(side)}", line)
+        if isinstance(op, ast.In | ast.NotIn):
+            if left.type.kind != Kind.STR or right.type.kind != Kind.STRSET:
+                raise ExpressionError(f"`in` needs a str on the left and a set of strings on "
+                                      f"the right, not {left.type} and {right.type}", line)
+            if right.is_constant:
+                members = right.constant
+                if isinstance(op, ast.In):
+                    return Typed(lambda ctx: lg(ctx) in members, BOOL)
+                return Typed(lambda ctx: lg(ctx) not in members, BOOL)
+            if isinstance(op, ast.In):
+                return Typed(lambda ctx: lg(ctx) in rg(ctx), BOOL)
+            return Typed(lambda ctx: lg(ctx) not in rg(ctx), BOOL)
+        if left.type.kind != right.type.kind:
+            raise ExpressionError(f"cannot compare {left.type} with {right.type} in "
+                                  f"{_show(left_node)} … {_show(right_node)}", line)
+        if type(op) not in (ast.Eq, ast.NotEq) and left.type.kind not in _ORDERABLE:
+            raise ExpressionError(f"{left.type} values have no order", line)
+        compare = _COMPARE[type(op)]
+        if right.is_constant:
+            value = right.constant
+            return Typed(lambda ctx: compare(lg(ctx), value), BOOL)
+        return Typed(lambda ctx: compare(lg(ctx), rg(ctx)), BOOL)
+
+    def _Call(self, node: ast.Call, present: frozenset[str]) -> Typed:
+        line = _line(node)
+        known = ", ".join(sorted(FUNCTIONS))
+        if not isinstance(node.func, ast.Name):
+            raise ExpressionError(f"calling {_show(node.func)!r} is not allowed; "
+                                  f"functions: {known}", line)
+        name = node.func.id
+        if name not in FUNCTIONS:
+            raise ExpressionError(f"unknown function {name!r}; functions: {known}", line)
+        if node.keywords:
+            raise ExpressionError(f"{name}() takes positional arguments only", line)
+        function = FUNCTIONS[name]
+        if len(node.args) != len(function.params):
+            raise ExpressionError(f"{name}() takes {len(function.params)} argument(s), "
+                                  f"not {len(node.args)}", line)
+        args: list[Typed] = []
+        for position, (arg, wanted) in enumerate(zip(node.args, function.params, strict=True),
+                                                 start=1):
+            typed = self.compile(arg, present)
+            if wanted is ANY_OPTIONAL:
+                if not typed.type.optional or typed.type.kind == Kind.NONE:
+                    raise ExpressionError(f"argument {position} of {name}() must be a fact "
+                                          f"that may be empty, not {typed.type}", line)
+            elif not _fits(typed.type, wanted):
+                raise ExpressionError(f"argument {position} of {name}() must be {wanted}, "
+                                      f"not {typed.type}{_empty_hint(typed)}", line)
+            args.append(typed)
+
+        def facts_at(indexes: tuple[int, ...]) -> frozenset[str]:
+            return frozenset(f for i in indexes if (f := args[i].fact) is not None)
+
+        getter = _call(function, [a.getter for a in args])
+        return Typed(getter, function.result, if_true=facts_at(function.proves),
+                     if_false=facts_at(function.proves_if_false))
+
+
+def _call(function: Function, args: list[Getter]) -> Getter:
+    impl = function.impl
+    if impl is _GRANTED_SCOPES:  # has_scope(s) is `s in grant.scopes`, one call the less
+        (scope,) = args
+        return lambda ctx: scope(ctx) in impl(ctx)
+    if function.needs_context:
+        if len(args) == 1:
+            (only,) = args
+            return lambda ctx: impl(ctx, only(ctx))
+        return lambda ctx: impl(ctx, *[a(ctx) for a in args])
+    if len(args) == 1:
+        (only,) = args
+        return lambda ctx: impl(only(ctx))
+    if len(args) == 3:
+        first, second, third = args
+        return lambda ctx: impl(first(ctx), second(ctx), third(ctx))
+    return lambda ctx: impl(*[a(ctx) for a in args])
 
 
 def _fits(actual: Type, wanted: Type) -> bool:
@@ -199,201 +545,67 @@ def _fits(actual: Type, wanted: Type) -> bool:
     return actual.kind == wanted.kind and (wanted.optional or not actual.optional)
 
 
-def _dotted(node: ast.expr) -> str | None:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        base = _dotted(node.value)
-        return f"{base}.{node.attr}" if base else None
-    return None
+def _empty_hint(typed: Typed) -> str:
+    if not typed.type.optional or typed.fact is None:
+        return ""
+    return (f": {typed.fact} may be empty; write `{typed.fact} is not None and …` "
+            f"(or `{typed.fact} is None or …`) first")
 
 
-Compiled = tuple[Getter, Type]
-ORDERING = (ast.Lt, ast.LtE, ast.Gt, ast.GtE)
-ORDERABLE = (Kind.INT, Kind.DATETIME, Kind.TIME, Kind.DURATION)
+def _parse(text: str) -> ast.expr:
+    """Python's parser over the text, after checking names and brackets token by token.
 
-
-class _Compiler:
-    def compile(self, node: ast.expr) -> Compiled:
-        method = getattr(self, f"_{type(node).__name__}", None)
-        if method is None:
-            raise ExpressionError(f"{_describe(node)} is not allowed in a policy expression",
-                                  node.lineno - 1)
-        result: Compiled = method(node)
-        return result
-
-    def _Constant(self, node: ast.Constant) -> Compiled:
-        value = node.value
-        kind = {bool: Kind.BOOL, int: Kind.INT, str: Kind.STR, type(None): Kind.NONE}.get(
-            type(value))
-        if kind is None:
-            raise ExpressionError(f"the literal {value!r} is not allowed", node.lineno - 1)
-        return (lambda _ctx: value), Type(kind, kind == Kind.NONE)
-
-    def _Name(self, node: ast.Name) -> Compiled:
-        return self._fact(node)
-
-    def _Attribute(self, node: ast.Attribute) -> Compiled:
-        return self._fact(node)
-
-    def _fact(self, node: ast.expr) -> Compiled:
-        name = _dotted(node)
-        if name is None or name not in FACTS:
-            raise ExpressionError(f"unknown fact {name or _describe(node)!r}", node.lineno - 1)
-        kind, getter = FACTS[name]
-        return getter, kind
-
-    def _List(self, node: ast.List | ast.Tuple | ast.Set) -> Compiled:
-        values = []
-        for element in node.elts:
-            if not (isinstance(element, ast.Constant) and isinstance(element.value, str)):
-                raise ExpressionError("a list holds only string literals", node.lineno - 1)
-            values.append(element.value)
-        frozen = frozenset(values)
-        return (lambda _ctx: frozen), STRSET
-
-    _Tuple = _List
-    _Set = _List
-
-    def _BoolOp(self, node: ast.BoolOp) -> Compiled:
-        parts = [self._expect(v, BOOL) for v in node.values]
-        if isinstance(node.op, ast.And):
-            return (lambda ctx: all(p(ctx) for p in parts)), BOOL
-        return (lambda ctx: any(p(ctx) for p in parts)), BOOL
-
-    def _UnaryOp(self, node: ast.UnaryOp) -> Compiled:
-        if isinstance(node.op, ast.Not):
-            inner = self._expect(node.operand, BOOL)
-            return (lambda ctx: not inner(ctx)), BOOL
-        if isinstance(node.op, ast.USub):
-            number = self._expect(node.operand, INT)
-            return (lambda ctx: -number(ctx)), INT
-        raise ExpressionError("only `not` and unary minus are allowed", node.lineno - 1)
-
-    def _BinOp(self, node: ast.BinOp) -> Compiled:
-        left, lt = self.compile(node.left)
-        right, rt = self.compile(node.right)
-        line = node.lineno - 1
-        if lt.optional or rt.optional:
-            raise ExpressionError(f"arithmetic on an optional value ({lt}, {rt}); use "
-                                  "latest() or check `is None` first", line)
-        if isinstance(node.op, ast.Add):
-            if lt.kind == rt.kind and lt.kind in (Kind.INT, Kind.STR, Kind.DURATION):
-                return (lambda ctx: left(ctx) + right(ctx)), lt
-            if lt.kind in (Kind.DATETIME,) and rt.kind == Kind.DURATION:
-                return (lambda ctx: left(ctx) + right(ctx)), DATETIME
-        elif isinstance(node.op, ast.Sub):
-            if lt.kind == rt.kind and lt.kind in (Kind.INT, Kind.DURATION):
-                return (lambda ctx: left(ctx) - right(ctx)), lt
-            if lt.kind == Kind.DATETIME and rt.kind == Kind.DURATION:
-                return (lambda ctx: left(ctx) - right(ctx)), DATETIME
-            if lt.kind == rt.kind == Kind.DATETIME:
-                return (lambda ctx: left(ctx) - right(ctx)), DURATION
-        else:
-            raise ExpressionError("only + and - are allowed", line)
-        raise ExpressionError(f"cannot combine {lt} and {rt} with that operator", line)
-
-    def _Compare(self, node: ast.Compare) -> Compiled:
-        checks = []
-        left_node = node.left
-        for op, right_node in zip(node.ops, node.comparators, strict=True):
-            checks.append(self._comparison(left_node, op, right_node))
-            left_node = right_node
-        if len(checks) == 1:
-            return checks[0], BOOL
-        return (lambda ctx: all(c(ctx) for c in checks)), BOOL
-
-    def _comparison(self, left_node: ast.expr, op: ast.cmpop, right_node: ast.expr) -> Getter:
-        left, lt = self.compile(left_node)
-        right, rt = self.compile(right_node)
-        line = left_node.lineno - 1
-        if isinstance(op, ast.Is | ast.IsNot):
-            if rt.kind != Kind.NONE:
-                raise ExpressionError("`is` only compares with None", line)
-            if not lt.optional:
-                raise ExpressionError(f"a {lt} value is never None", line)
-            if isinstance(op, ast.Is):
-                return lambda ctx: left(ctx) is None
-            return lambda ctx: left(ctx) is not None
-        if isinstance(op, ast.In | ast.NotIn):
-            if lt.kind != Kind.STR or rt.kind != Kind.STRSET:
-                raise ExpressionError(f"`in` needs a string on the left and a set of "
-                                      f"strings on the right, not {lt} and {rt}", line)
-            if isinstance(op, ast.In):
-                return lambda ctx: left(ctx) in right(ctx)
-            return lambda ctx: left(ctx) not in right(ctx)
-        if lt.kind != rt.kind:
-            raise ExpressionError(f"cannot compare {lt} with {rt}", line)
-        if isinstance(op, ORDERING) and lt.kind not in ORDERABLE:
-            raise ExpressionError(f"{lt} values have no order", line)
-        compare = _OPERATORS[type(op)]
-        if lt.optional or rt.optional:
-            def guarded(ctx: Context) -> bool:
-                a, b = left(ctx), right(ctx)
-                return a is not None and b is not None and compare(a, b)
-            return guarded
-        return lambda ctx: compare(left(ctx), right(ctx))
-
-    def _Call(self, node: ast.Call) -> Compiled:
-        line = node.lineno - 1
-        known = ", ".join(sorted(FUNCTIONS))
-        if not isinstance(node.func, ast.Name):
-            raise ExpressionError(f"calling {ast.unparse(node.func)!r} is not allowed; "
-                                  f"functions: {known}", line)
-        if node.func.id not in FUNCTIONS:
-            raise ExpressionError(f"unknown function {node.func.id!r}; functions: {known}",
-                                  line)
-        if node.keywords:
-            raise ExpressionError("functions take positional arguments only", line)
-        function = FUNCTIONS[node.func.id]
-        if len(node.args) != len(function.params):
-            raise ExpressionError(f"{node.func.id}() takes {len(function.params)} "
-                                  f"argument(s), not {len(node.args)}", line)
-        args = []
-        for position, (arg, wanted) in enumerate(zip(node.args, function.params, strict=True),
-                                                 start=1):
-            getter, actual = self.compile(arg)
-            if not _fits(actual, wanted):
-                raise ExpressionError(f"argument {position} of {node.func.id}() must be "
-                                      f"{wanted}, not {actual}", line)
-            args.append(getter)
-        impl = function.impl
-        if function.needs_context:
-            return (lambda ctx: impl(ctx, *(a(ctx) for a in args))), function.result
-        return (lambda ctx: impl(*(a(ctx) for a in args))), function.result
-
-    def _expect(self, node: ast.expr, wanted: Type) -> Getter:
-        getter, actual = self.compile(node)
-        if not _fits(actual, wanted):
-            raise ExpressionError(f"expected {wanted}, got {actual}", node.lineno - 1)
-        return getter
-
-
-_OPERATORS: dict[type, Callable[[Any, Any], bool]] = {
-    ast.Eq: lambda a, b: a == b, ast.NotEq: lambda a, b: a != b,
-    ast.Lt: lambda a, b: a < b, ast.LtE: lambda a, b: a <= b,
-    ast.Gt: lambda a, b: a > b, ast.GtE: lambda a, b: a >= b,
-}
-
-
-def _describe(node: ast.AST) -> str:
-    return {"Subscript": "indexing", "Lambda": "lambda", "ListComp": "a comprehension",
-            "GeneratorExp": "a generator", "DictComp": "a comprehension",
-            "SetComp": "a comprehension", "Dict": "a dict", "IfExp": "if/else",
-            "NamedExpr": "`:=`", "Await": "await", "Starred": "*"}.get(
-        type(node).__name__, type(node).__name__)
-
-
-def compile_expression(text: str, wanted: Type) -> Getter:
-    """Parse, check and compile one expression that must produce a `wanted` value."""
+    The text is parsed inside brackets of its own, so a long condition may span lines (a YAML
+    block scalar) the way it would inside brackets in Python; brackets in the text must
+    balance, so the wrapping cannot join anything that was written apart.
+    """
+    source = text.strip()
+    lines = source.splitlines(keepends=True)
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    except (tokenize.TokenError, SyntaxError):
+        tokens = []  # ast.parse below reports the syntax error with its line
+    depth = 0
+    for token in tokens:
+        row, column = token.start
+        if token.type == tokenize.OP and token.string in "([{":
+            depth += 1
+        elif token.type == tokenize.OP and token.string in ")]}":
+            depth -= 1
+            if depth < 0:
+                raise ExpressionError(f"unbalanced {token.string!r}", row - 1)
+        elif token.type == tokenize.NAME and token.string.startswith("_"):
+            raise ExpressionError(f"names starting with '_' ({token.string}) are not allowed",
+                                  row - 1)
+        elif token.type == tokenize.NAME and token.string == "global":
+            line = lines[row - 1]
+            lines[row - 1] = line[:column] + _GLOBAL_ALIAS + line[column + len("global"):]
+    try:
+        return ast.parse("(\n" + "".join(lines) + "\n)", mode="eval").body
     except SyntaxError as exc:
         raise ExpressionError(f"not a valid expression: {exc.msg}",
-                              (exc.lineno or 1) - 1) from None
-    return _Compiler()._expect(tree.body, wanted)
+                              max((exc.lineno or 2) - 2, 0)) from None
 
 
-def now_utc() -> datetime:
-    """The current time, aware, in UTC (for tools that build requests)."""
-    return datetime.now(UTC)
+@dataclass(frozen=True, slots=True)
+class Expression:
+    """A compiled expression and the optional facts it proves present when it is true."""
+
+    getter: Getter
+    proves: frozenset[str]
+
+
+def compile_expression(text: str, wanted: Type,
+                       present: frozenset[str] = frozenset()) -> Expression:
+    """Parse, check and compile one expression that must produce a `wanted` value.
+
+    Args:
+        text: The expression as written in the policy file.
+        wanted: The type the expression must have (bool for conditions).
+        present: Optional facts already known to be present where this expression runs.
+
+    Raises:
+        ExpressionError: With the problem and its line within `text`.
+    """
+    typed = _Compiler().expect(_parse(text), wanted, present)
+    return Expression(typed.getter, typed.if_true | present)

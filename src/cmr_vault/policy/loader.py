@@ -10,19 +10,33 @@ from __future__ import annotations
 import hashlib
 import re
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from cmr_vault.policy.engine import CHANNELS, CompiledRule, Effect, PolicySet, Template
+from cmr_vault.policy.engine import (
+    ACTIONS,
+    CHANNELS,
+    NO_REASON,
+    CompiledRule,
+    Effect,
+    PolicySet,
+    Template,
+    value_format,
+)
 from cmr_vault.policy.expressions import (
     BOOL,
+    DATETIME,
     FACTS,
-    OPT_DATETIME,
     TEMPLATE_ALIASES,
+    Expression,
     ExpressionError,
+    Getter,
+    Type,
     compile_expression,
 )
 
@@ -30,7 +44,6 @@ RULE_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,79}$")
 RULE_KEYS = {"id", "description", "applies_to", "when", "effect", "until", "obligation",
              "reason"}
 APPLIES_KEYS = {"action", "channel", "purpose", "topic"}
-ACTIONS = ("read", "push")
 
 
 class PolicyError(ValueError):
@@ -72,12 +85,16 @@ def _expression_line_offset(node: Node) -> int:
     return 1 if isinstance(node, ScalarNode) and node.style in ("|", ">") else 0
 
 
-def compile_template(text: str) -> Template:
-    """Split a reason template into literal text and fact getters; unknown names raise."""
-    parts: Template = []
+def compile_template(text: str, present: frozenset[str] = frozenset()) -> Template:
+    """Compile a reason template over request fields and facts; unknown names raise.
+
+    `present` are the optional facts the rule's condition proved present: a reason is only
+    rendered when the condition held, so those are shown without the check for None.
+    """
+    pattern: list[str] = []
+    values: list[Getter] = []
     for literal, name, spec, conversion in string.Formatter().parse(text):
-        if literal:
-            parts.append((literal, None))
+        pattern.append(literal.replace("{", "{{").replace("}", "}}"))
         if name is None:
             continue
         if spec or conversion:
@@ -85,14 +102,24 @@ def compile_template(text: str) -> Template:
         fact = TEMPLATE_ALIASES.get(name, name)
         if fact not in FACTS:
             raise ValueError(f"reason names unknown fact {{{name}}}")
-        parts.append(("", FACTS[fact][1]))
-    return parts
+        kind, getter = FACTS[fact]
+        if fact in present:
+            kind = Type(kind.kind)
+        pattern.append("{}")
+        show = value_format(kind)
+        values.append(getter if show is None else _formatted(getter, show))
+    return Template("".join(pattern), tuple(values))
 
 
-def _applies_to(node: Node | None, problems: _Problems) -> dict[str, frozenset[str] | None]:
+def _formatted(getter: Getter, show: Callable[[Any], str]) -> Getter:
+    return lambda ctx: show(getter(ctx))
+
+
+def _applies_to(rule: Node, node: Node | None, problems: _Problems
+                ) -> dict[str, frozenset[str] | None]:
     result: dict[str, frozenset[str] | None] = dict.fromkeys(APPLIES_KEYS)
     if node is None:
-        problems.add(node, "a rule needs applies_to (at least its action)")
+        problems.add(rule, "a rule needs applies_to (at least its action)")
         return result
     fields = _mapping(node)
     if not isinstance(node, MappingNode):
@@ -128,7 +155,7 @@ def _compile_rule(node: Node, problems: _Problems) -> CompiledRule | None:
         if key not in RULE_KEYS:
             problems.add(key_node, f"unknown key {key!r}; a rule has "
                                    f"{', '.join(sorted(RULE_KEYS))}")
-    for required in ("id", "description", "effect"):
+    for required in ("id", "effect"):
         if required not in fields:
             problems.add(node, f"a rule needs {required!r}")
     rule_id = _scalar(fields["id"][1]) if "id" in fields else ""
@@ -143,9 +170,11 @@ def _compile_rule(node: Node, problems: _Problems) -> CompiledRule | None:
         except ValueError:
             problems.add(fields["effect"][1], f"effect {effect_text!r} is not one of "
                                               f"{', '.join(e.value for e in Effect)}")
-    applies = _applies_to(fields.get("applies_to", (None, None))[1], problems)
-    when = _compile_part(fields, "when", BOOL, problems)
-    until = _compile_part(fields, "until", OPT_DATETIME, problems)
+    applies = _applies_to(node, fields.get("applies_to", (None, None))[1], problems)
+    when = _compile_part(fields, "when", BOOL, frozenset(), problems)
+    # `until` runs only when `when` held, so it may use the facts `when` proved present.
+    until = _compile_part(fields, "until", DATETIME, when.proves if when else frozenset(),
+                          problems)
     if effect is Effect.DEFER and "until" not in fields:
         problems.add(node, "a defer rule needs 'until' (when the request may go)")
     if effect is not Effect.DEFER and "until" in fields:
@@ -153,10 +182,11 @@ def _compile_rule(node: Node, problems: _Problems) -> CompiledRule | None:
     obligation = _scalar(fields["obligation"][1]) if "obligation" in fields else ""
     if effect is Effect.OBLIGATION and not obligation:
         problems.add(node, "an obligation rule needs 'obligation' (what must be done)")
-    reason: Template = []
+    reason = NO_REASON
     if "reason" in fields:
         try:
-            reason = compile_template(_scalar(fields["reason"][1]) or "")
+            reason = compile_template(_scalar(fields["reason"][1]) or "",
+                                      when.proves if when else frozenset())
         except ValueError as exc:
             problems.add(fields["reason"][1], str(exc))
     elif effect in (Effect.DENY, Effect.DEFER):
@@ -164,16 +194,18 @@ def _compile_rule(node: Node, problems: _Problems) -> CompiledRule | None:
     if len(problems.found) > before or effect is None or not rule_id:
         return None
     return CompiledRule(
-        id=rule_id, description=_scalar(fields["description"][1]) or "",
+        id=rule_id,
+        description=(_scalar(fields["description"][1]) or "") if "description" in fields else "",
         actions=applies["action"] or frozenset(), channels=applies["channel"],
-        purposes=applies["purpose"], topics=applies["topic"], when=when, effect=effect,
-        until=until, obligation=obligation or "", reason=reason,
+        purposes=applies["purpose"], topics=applies["topic"],
+        when=when.getter if when else None, effect=effect,
+        until=until.getter if until else None, obligation=obligation or "", reason=reason,
         source=f"{problems.path}:{node.start_mark.line + 1}",
     )
 
 
-def _compile_part(fields: dict[str, tuple[Node, Node]], key: str, wanted: object,
-                  problems: _Problems) -> object:
+def _compile_part(fields: dict[str, tuple[Node, Node]], key: str, wanted: Type,
+                  present: frozenset[str], problems: _Problems) -> Expression | None:
     if key not in fields:
         return None
     value_node = fields[key][1]
@@ -182,7 +214,7 @@ def _compile_part(fields: dict[str, tuple[Node, Node]], key: str, wanted: object
         problems.add(value_node, f"'{key}' is an expression string")
         return None
     try:
-        return compile_expression(text, wanted)  # type: ignore[arg-type]
+        return compile_expression(text, wanted, present)
     except ExpressionError as exc:
         offset = _expression_line_offset(value_node) + exc.line_offset
         problems.add(value_node, f"in '{key}': {exc}", offset)

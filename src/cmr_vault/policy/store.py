@@ -31,14 +31,18 @@ class ReloadResult:
 
 
 class PolicyStore:
-    """Thread-safe holder of the current PolicySet; watches its directory for edits."""
+    """Thread-safe holder of the current PolicySet; watches its directory for edits.
+
+    Readers take `current` without a lock: replacing the set is one reference assignment, and
+    a PolicySet never changes, so a request sees either the old set or the new one, whole.
+    """
 
     def __init__(self, directory: Path, *, check_every: float = 2.0,
                  on_reload: Callable[[ReloadResult], None] | None = None) -> None:
         self.directory = directory
-        self._current = load_policy_set(directory)
-        self._stamp = self._files_stamp()
         self._lock = threading.Lock()
+        self._stamp = self._files_stamp()  # before loading, so an edit meanwhile is seen
+        self._current = load_policy_set(directory)
         self._check_every = check_every
         self._checked_at = time.monotonic()
         self._on_reload = on_reload
@@ -80,7 +84,17 @@ class PolicyStore:
         return result
 
     def install_sighup_handler(self) -> None:
-        """`kill -HUP <pid>` reloads now (only possible from the main thread)."""
-        if threading.current_thread() is not threading.main_thread():
+        """`kill -HUP <pid>` reloads now; a no-op off the main thread or without SIGHUP.
+
+        The handler only starts a thread: a signal handler runs on the main thread between
+        two bytecodes, possibly while that thread holds the reload lock, so reloading inside
+        the handler itself could deadlock.
+        """
+        hangup = getattr(signal, "SIGHUP", None)
+        if hangup is None or threading.current_thread() is not threading.main_thread():
             return
-        signal.signal(signal.SIGHUP, lambda *_: self.reload())
+
+        def on_hangup(_signum: int, _frame: object) -> None:
+            threading.Thread(target=self.reload, name="policy-reload", daemon=True).start()
+
+        signal.signal(hangup, on_hangup)
