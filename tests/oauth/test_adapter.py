@@ -12,6 +12,7 @@ from litestar.testing import TestClient
 from sqlmodel import Session
 
 from cmr_vault.app import create_app
+from cmr_vault.oauth import service as oauth_service
 from cmr_vault.oauth.server import VaultPayload, VaultRequest
 from cmr_vault.runtime import Runtime
 from cmr_vault.settings import Settings
@@ -107,3 +108,34 @@ def test_every_authorization_response_carries_iss(
         response = consent(browser, authorize_query(company, challenge=challenge),
                            decision=decision)
         assert redirect_params(response)["iss"] == "http://127.0.0.1:8000"
+
+
+@pytest.mark.parametrize(
+    ("uri", "public", "problem"),
+    [
+        ("https://shop.example/cb", False, None),
+        ("http://shop.example/cb", False, "must be https"),
+        ("http://127.0.0.1/cb", False, "plain http"),
+        ("http://127.0.0.1/cb", True, None),
+        ("com.example.app:/cb", True, None),
+        ("myapp:/cb", True, "must be https"),
+        ("https://shop.example/cb#frag", False, "fragment"),
+        ("https://user@shop.example/cb", False, "user-info"),
+    ],
+)
+def test_registration_accepts_only_safe_redirect_uris(uri: str, public: bool,
+                                                      problem: str | None) -> None:
+    why = oauth_service.check_redirect_uri(uri, public=public)
+    assert (why is None) if problem is None else (problem in (why or ""))
+
+
+def test_a_native_app_may_use_any_loopback_port_and_nothing_else_varies() -> None:
+    registered = "http://127.0.0.1/cb"
+    assert oauth_service.redirect_uri_matches(registered, "http://127.0.0.1:53121/cb",
+                                              public=True)
+    assert not oauth_service.redirect_uri_matches(registered, "http://127.0.0.1:53121/other",
+                                                  public=True)
+    assert not oauth_service.redirect_uri_matches(registered, "http://localhost:53121/cb",
+                                                  public=True)
+    assert not oauth_service.redirect_uri_matches(registered, "http://127.0.0.1:53121/cb",
+                                                  public=False)
