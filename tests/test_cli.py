@@ -13,7 +13,9 @@ from sqlmodel import Session
 
 from cmr_vault import cli
 from cmr_vault.accounts import service as accounts_service
-from cmr_vault.demo import DEMO_EMAIL, DEMO_PASSWORD, seed_demo_data
+from cmr_vault.consent import service as consent_service
+from cmr_vault.demo import DEMO_AUDITOR, DEMO_EMAIL, DEMO_PASSWORD, seed_demo_data
+from cmr_vault.marketing import service as marketing_service
 from cmr_vault.runtime import Runtime
 from cmr_vault.settings import Settings, get_settings
 from cmr_vault.vault import service as vault_service
@@ -60,6 +62,14 @@ def test_demo_data_gives_a_customer_who_can_sign_in(fresh_env: Path) -> None:
         assert accounts_service.password_matches(account, DEMO_PASSWORD)
         profile = vault_service.read_profile(session, cipher=runtime.cipher, account_id=account.id)
         assert profile.standard["given_name"] == "Dana"
+        connections = consent_service.connections(session, account_id=account.id,
+                                                  now=runtime.clock.now())
+        assert [c.company.name for c in connections] == ["Velo Bike Shop"]
+        inbox = marketing_service.inbox(session, cipher=runtime.cipher, account_id=account.id)
+        assert [content["title"] for _, content, _ in inbox] == ["Spring service week"]
+        auditor = accounts_service.find_by_email(
+            session, index_key=runtime.keyring.index_key, email=DEMO_AUDITOR)
+        assert auditor is not None and auditor.role == "auditor"
     runtime.dispose()
 
 
@@ -67,5 +77,6 @@ def test_python_dash_m_is_the_same_command() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "cmr_vault", "--help"], capture_output=True, text=True, check=True
     )
-    for command in ("init", "serve", "demo", "db", "keys", "audit"):
+    for command in ("init", "serve", "demo", "db", "keys", "audit", "clients", "auditors",
+                    "policy", "admin-token"):
         assert command in result.stdout

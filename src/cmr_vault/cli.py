@@ -35,7 +35,7 @@ from cmr_vault.crypto.keyring import Keyring, KeyringError, read_keyring, write_
 from cmr_vault.db import migrate
 from cmr_vault.db.engine import make_engine
 from cmr_vault.db.session import unit_of_work
-from cmr_vault.demo import DEMO_EMAIL, DEMO_PASSWORD, seed_demo_data
+from cmr_vault.demo import DEMO_AUDITOR, DEMO_EMAIL, DEMO_PASSWORD, seed_demo_data
 from cmr_vault.errors import DomainError
 from cmr_vault.oauth import service as oauth_service
 from cmr_vault.oauth.models import ClientStatus
@@ -134,7 +134,9 @@ def demo(host: str, port: int) -> None:
     runtime.dispose()
     url = settings.issuer
     console.print(f"\n[bold green]CMR Vault demo[/] is starting at [bold]{url}/[/]")
-    console.print(f"Sign in as [bold]{DEMO_EMAIL}[/] with password [bold]{DEMO_PASSWORD}[/]\n")
+    console.print(f"Sign in as [bold]{DEMO_EMAIL}[/] with password [bold]{DEMO_PASSWORD}[/]"
+                  f" (customer), or as [bold]{DEMO_AUDITOR}[/] with the same password"
+                  " (auditor)\n")
     click.echo(f"Open {url}/ in your browser", err=False)
     sys.stdout.flush()
     _serve(settings, host, port, 1)
