@@ -1,5 +1,5 @@
 """Demo data for `cmr-vault demo`, created once: a customer with a filled profile, a company
-she is connected to (a read, a message in her inbox), and an auditor, so each of the three
+she is connected to (with a message in her inbox), and an auditor, so each of the three
 journeys has something to show on first start."""
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def seed_demo_data(session: Session, runtime: Runtime) -> None:
 
 
 def _demo_company(session: Session, runtime: Runtime, account: Account) -> None:
-    """A company with a grant from the demo customer, one audited read and one message."""
+    """A company with a grant from the demo customer and one message in her inbox."""
     keyring = runtime.keyring
     client, _ = oauth_service.register_client(
         session, clock=runtime.clock, registration=oauth_service.ClientRegistration(
