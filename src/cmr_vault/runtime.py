@@ -20,7 +20,12 @@ from cmr_vault.crypto.field_cipher import FieldCipher
 from cmr_vault.crypto.kek import KeyProvider, KeyringFileProvider, StaticKeyProvider
 from cmr_vault.crypto.keyring import Keyring
 from cmr_vault.db.engine import make_engine
-from cmr_vault.marketing.delivery import DeliveryChannel, InboxChannel, SmtpChannel
+from cmr_vault.marketing.delivery import (
+    DeliveryChannel,
+    InboxChannel,
+    SmtpChannel,
+    WebhookChannel,
+)
 from cmr_vault.marketing.service import DeliveryContext
 from cmr_vault.policy.store import PolicyStore, ReloadResult
 from cmr_vault.settings import Settings
@@ -49,8 +54,12 @@ class Runtime:
 
     @property
     def delivery_channels(self) -> dict[str, DeliveryChannel]:
-        """The channels this vault can deliver on: the inbox always, e-mail with SMTP set."""
-        channels: dict[str, DeliveryChannel] = {"inbox": InboxChannel()}
+        """The channels this vault delivers on: inbox and signed webhooks always, e-mail when
+        an SMTP relay is configured (SMS needs a provider adapter this vault does not have)."""
+        channels: dict[str, DeliveryChannel] = {
+            "inbox": InboxChannel(),
+            "webhook": WebhookChannel(allow_loopback=self.settings.webhook_allow_loopback),
+        }
         if self.settings.smtp_host:
             channels["email"] = SmtpChannel(self.settings.smtp_host, self.settings.smtp_port,
                                             self.settings.smtp_sender, self.settings.smtp_starttls)

@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     smtp_port: int = 25
     smtp_sender: str = "CMR Vault <vault@localhost>"
     smtp_starttls: bool = False
+    webhook_allow_loopback: bool = Field(
+        default=False, description="Let customers' push endpoints be on 127.0.0.1 (tests only).")
     delivery_interval_seconds: float = Field(
         default=2.0, description="How often the in-process worker delivers due messages; 0 off.")
     admin_token_sha256: str = Field(

@@ -24,7 +24,7 @@ from tests.factories import Browser, make_customer
 from tests.oauth.flows import Company, get_code, redeem, register_company
 
 SALES = "Tell you about sales"
-NOTICE = {"marketing.email": [SALES], "marketing.inbox": [SALES],
+NOTICE = {"marketing.email": [SALES], "marketing.inbox": [SALES], "marketing.webhook": [SALES],
           "profile.email:read": ["Send your order receipts"]}
 
 

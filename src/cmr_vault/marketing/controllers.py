@@ -210,7 +210,7 @@ class PreferencePages(Controller):
 
     def _page(self, customer: Customer, db_session: DbSession, runtime: RuntimeDep,
               problems: dict[str, str] | None = None, notice: str = "",
-              status: int = 200) -> Template:
+              status: int = 200, new_secret: str = "") -> Template:
         companies = marketing_service.marketing_connections(
             db_session, account_id=customer.id, now=runtime.clock.now())
         overall = marketing_service.get_preference(db_session, customer.id, ALL, ALL)
@@ -221,7 +221,10 @@ class PreferencePages(Controller):
                   for key, row in rows.items() if row}
         return Template("marketing/preferences.html", status_code=status, context={
             "account": customer, "companies": companies, "overall": overall, "topics": topics,
-            "problems": problems or {}, "notice": notice,
+            "problems": problems or {}, "notice": notice, "new_secret": new_secret,
+            "webhook_url": marketing_service.open_endpoint(
+                db_session, cipher=runtime.cipher, account_id=customer.id)[0]
+            if marketing_service.has_endpoint(db_session, customer.id) else "",
             "email_available": "email" in runtime.delivery_channels})
 
     @get("/preferences", sync_to_thread=True)
@@ -233,7 +236,7 @@ class PreferencePages(Controller):
             notice += f" We sent {confirm} confirmation link(s) to your e-mail address."
         return self._page(customer, db_session, runtime, notice=notice.strip())
 
-    @post("/preferences", status_code=303, sync_to_thread=True)
+    @post("/preferences", status_code=200, sync_to_thread=True)
     def save(self, data: Form, customer: Customer, db_session: DbSession,
              runtime: RuntimeDep) -> Response[Any] | Template:
         """Validate everything, then save it all; on any error nothing is saved."""
@@ -249,12 +252,30 @@ class PreferencePages(Controller):
                     change=change)
                 if token:
                     tokens.append((change.client_id, token))
+            new_secret = self._endpoint(data, customer, db_session, runtime)
         except ValidationFailed as exc:
             db_session.rollback()
             return self._page(customer, db_session, runtime, exc.problems, exc.detail, 400)
         sent = sum(_send_confirmation(runtime, db_session, customer.id, company, token)
                    for company, token in tokens)
+        if new_secret:
+            # Shown once, on this page, never in a URL.
+            return self._page(customer, db_session, runtime, notice="Saved.",
+                              new_secret=new_secret)
         return Redirect(path=f"/preferences?saved=1&confirm={sent}", status_code=303)
+
+    def _endpoint(self, data: Form, customer: Customer, db_session: DbSession,
+                  runtime: RuntimeDep) -> str:
+        url = _text(data, "webhook_url").strip()
+        current = (marketing_service.open_endpoint(db_session, cipher=runtime.cipher,
+                                                   account_id=customer.id)[0]
+                   if marketing_service.has_endpoint(db_session, customer.id) else "")
+        if not url or url == current:
+            return ""
+        return marketing_service.set_endpoint(
+            db_session, clock=runtime.clock, cipher=runtime.cipher,
+            pseudonym_key=runtime.keyring.pseudonym_key, account_id=customer.id, url=url,
+            allow_loopback=runtime.settings.webhook_allow_loopback)
 
     @get("/inbox", sync_to_thread=True)
     def inbox(self, customer: Customer, db_session: DbSession, runtime: RuntimeDep) -> Template:

@@ -7,11 +7,20 @@ e-mail goes out over SMTP with RFC 8058 one-click unsubscribe headers.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import ipaddress
+import json
 import smtplib
+import socket
+import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import make_msgid
 from typing import Protocol
+from urllib.parse import urlsplit
+
+import httpx
 
 
 @dataclass(frozen=True)
@@ -24,6 +33,7 @@ class Envelope:
     subject: str
     body: str
     unsubscribe_url: str
+    signing_secret: str = ""
 
 
 class DeliveryChannel(Protocol):
@@ -67,3 +77,69 @@ class SmtpChannel:
             if self.starttls:
                 smtp.starttls()
             smtp.send_message(mail)
+
+
+class UnsafeEndpoint(ValueError):
+    """A webhook URL the vault will not call (not https, or an internal address)."""
+
+
+def check_endpoint(url: str, *, allow_loopback: bool = False) -> None:
+    """Refuse URLs that would let a customer aim the vault at its own network (SSRF).
+
+    Every address the host name resolves to must be public; plain http only to loopback, and
+    loopback only when the operator allows it (tests, a single-machine setup).
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.username:
+        raise UnsafeEndpoint("use an https URL without user name or password")
+    try:
+        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise UnsafeEndpoint(f"{parts.hostname} does not resolve") from exc
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if address.is_loopback and allow_loopback:
+            continue
+        if not address.is_global:
+            raise UnsafeEndpoint(f"{parts.hostname} points at a private address")
+    if parts.scheme == "http" and not allow_loopback:
+        raise UnsafeEndpoint("use https")
+
+
+def signature(secret: str, timestamp: int, body: bytes) -> str:
+    """HMAC-SHA256 over "timestamp.body", hex: what the receiving app recomputes to verify."""
+    return hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class WebhookChannel:
+    """A signed JSON POST to the customer's own app (the address is their push endpoint)."""
+
+    allow_loopback: bool = False
+    timeout: float = 5.0
+
+    def deliver(self, envelope: Envelope) -> None:
+        """POST the message; a non-2xx answer or an unsafe URL raises, so the outbox retries."""
+        check_endpoint(envelope.address, allow_loopback=self.allow_loopback)
+        body = json.dumps(
+            {
+                "message_id": envelope.message_id,
+                "from": envelope.company_name,
+                "title": envelope.subject,
+                "body": envelope.body,
+                "unsubscribe_url": envelope.unsubscribe_url,
+            }
+        ).encode()
+        stamp = int(time.time())
+        signed = signature(envelope.signing_secret, stamp, body)
+        response = httpx.post(
+            envelope.address,
+            content=body,
+            timeout=self.timeout,
+            follow_redirects=False,
+            headers={
+                "Content-Type": "application/json",
+                "X-CMR-Vault-Signature": f"t={stamp},v1={signed}",
+            },
+        )
+        response.raise_for_status()

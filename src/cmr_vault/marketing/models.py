@@ -124,3 +124,21 @@ class CampaignTarget(SQLModel, table=True):
     rule_ids: str = Field(default="", sa_column=Column(Text, nullable=False))
     not_before: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     message_id: str | None = Field(default=None, max_length=32)
+
+
+class PushEndpoint(SQLModel, table=True):
+    """Where the customer's own app receives webhook pushes, and the key that signs them.
+
+    Both are sealed under the customer's data key: the URL says where the person's device or
+    automation lives, and the signing key must be readable only by the vault.
+    """
+
+    __tablename__ = "push_endpoint"
+
+    account_id: str = Field(
+        sa_column=Column(String(32), ForeignKey("account.id", ondelete="CASCADE"),
+                         primary_key=True)
+    )
+    sealed_url: str = Field(sa_column=Column(Text, nullable=False))
+    sealed_secret: str = Field(sa_column=Column(Text, nullable=False))
+    updated_at: datetime = Field(sa_column=utc_column())

@@ -27,8 +27,14 @@ from cmr_vault.consent.models import Grant
 from cmr_vault.crypto.blind_index import blind_index, subject_pseudonym
 from cmr_vault.crypto.field_cipher import FieldCipher
 from cmr_vault.errors import NotFound, ValidationFailed
-from cmr_vault.marketing.delivery import DeliveryChannel, Envelope
-from cmr_vault.marketing.models import ALL, ChannelPreference, Message, MessageStatus
+from cmr_vault.marketing.delivery import DeliveryChannel, Envelope, UnsafeEndpoint, check_endpoint
+from cmr_vault.marketing.models import (
+    ALL,
+    ChannelPreference,
+    Message,
+    MessageStatus,
+    PushEndpoint,
+)
 from cmr_vault.oauth.models import OAuthClient
 from cmr_vault.oauth.scopes import CHANNELS, marketing_scope
 from cmr_vault.policy.cases import decision_record
@@ -459,7 +465,10 @@ def _envelope(session: Session, ctx: DeliveryContext, message: Message, client: 
     sealed = {f"message:{message.id}": base64.b64decode(message.sealed_content)}
     opened = ctx.cipher.open_fields(message.account_id, sealed)
     content = json.loads(opened[names[0]])
-    address = ""
+    address, secret = "", ""
+    if message.channel == "webhook":
+        address, secret = open_endpoint(session, cipher=ctx.cipher,
+                                        account_id=message.account_id)
     if message.channel == "email":
         address = vault_service.read_fields(session, cipher=ctx.cipher,
                                             account_id=message.account_id,
@@ -468,7 +477,8 @@ def _envelope(session: Session, ctx: DeliveryContext, message: Message, client: 
             raise ValueError("the customer has no e-mail address in the vault")
     return Envelope(message_id=message.id, company_name=client.name, address=address,
                     subject=content["title"], body=content["body"],
-                    unsubscribe_url=f"{ctx.unsubscribe_base}/unsubscribe/{token}")
+                    unsubscribe_url=f"{ctx.unsubscribe_base}/unsubscribe/{token}",
+                    signing_secret=secret)
 
 
 def deliver_due(session: Session, ctx: DeliveryContext, *, limit: int = 100) -> DeliveryReport:
@@ -555,3 +565,45 @@ def export_marketing(session: Session, *, cipher: FieldCipher, account_id: str
             **json.loads(opened[f"message:{m.id}"]),
         } for m in messages],
     }
+
+
+def set_endpoint(session: Session, *, clock: Clock, cipher: FieldCipher, pseudonym_key: bytes,
+                 account_id: str, url: str, allow_loopback: bool) -> str:
+    """Register (or replace) the customer's webhook endpoint; returns the new signing key,
+    shown to the customer once so their app can verify every push."""
+    try:
+        check_endpoint(url, allow_loopback=allow_loopback)
+    except UnsafeEndpoint as exc:
+        raise ValidationFailed("That address cannot receive pushes.",
+                               problems={"webhook_url": str(exc)}) from exc
+    secret = secrets.token_urlsafe(32)
+    sealed = cipher.seal_fields(account_id, {"push-endpoint:url": url,
+                                             "push-endpoint:secret": secret})
+    row = session.get(PushEndpoint, account_id) or PushEndpoint(
+        account_id=account_id, sealed_url="", sealed_secret="", updated_at=clock.now())
+    row.sealed_url = base64.b64encode(sealed["push-endpoint:url"]).decode()
+    row.sealed_secret = base64.b64encode(sealed["push-endpoint:secret"]).decode()
+    row.updated_at = clock.now()
+    session.add(row)
+    subject = subject_pseudonym(pseudonym_key, account_id)
+    audit_service.record(session, clock=clock, event=audit_service.AuditEvent(
+        actor=f"customer:{subject}", action="push-endpoint.changed", subject=subject,
+        resource="push-endpoint"))
+    return secret
+
+
+def open_endpoint(session: Session, *, cipher: FieldCipher, account_id: str
+                  ) -> tuple[str, str]:
+    """(url, signing key) of the customer's webhook endpoint; raises when there is none."""
+    row = session.get(PushEndpoint, account_id)
+    if row is None:
+        raise ValueError("the customer has no push endpoint")
+    opened = cipher.open_fields(account_id, {
+        "push-endpoint:url": base64.b64decode(row.sealed_url),
+        "push-endpoint:secret": base64.b64decode(row.sealed_secret)})
+    return opened["push-endpoint:url"], opened["push-endpoint:secret"]
+
+
+def has_endpoint(session: Session, account_id: str) -> bool:
+    """Whether pushes to the customer's app have somewhere to go."""
+    return session.get(PushEndpoint, account_id) is not None
