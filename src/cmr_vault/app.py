@@ -79,7 +79,8 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
         runtime.policy.install_sighup_handler()
         if settings.checkpoint_interval_seconds > 0:
             signer.append(asyncio.create_task(run_periodic_signer(runtime)))
-        if settings.delivery_interval_seconds > 0:
+        # On PostgreSQL `cmr-vault worker` processes (procrastinate) do this work instead.
+        if settings.delivery_interval_seconds > 0 and not settings.uses_job_engine:
             signer.append(asyncio.create_task(run_delivery_worker(runtime)))
 
     def on_shutdown() -> None:

@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -37,6 +38,9 @@ from cmr_vault.db.engine import make_engine
 from cmr_vault.db.session import unit_of_work
 from cmr_vault.demo import DEMO_AUDITOR, DEMO_EMAIL, DEMO_PASSWORD, seed_demo_data
 from cmr_vault.errors import DomainError
+from cmr_vault.marketing import jobs
+from cmr_vault.marketing.service import DeliveryReport
+from cmr_vault.marketing.worker import campaign_pass, deliver_pass
 from cmr_vault.oauth import service as oauth_service
 from cmr_vault.oauth.models import ClientStatus
 from cmr_vault.policy.commands import policy
@@ -457,3 +461,25 @@ def admin_token() -> None:
     click.echo(f"token: {token}")
     click.echo(f"CMR_VAULT_ADMIN_TOKEN_SHA256={hashlib.sha256(token.encode()).hexdigest()}")
     console.print("[yellow]Keep the token secret; configure only the hash.[/]")
+
+
+@main.command()
+@click.option("--until-idle", is_flag=True, help="Stop once nothing is left to do.")
+def worker(until_idle: bool) -> None:
+    """Deliver messages and work on campaigns: a procrastinate worker on PostgreSQL, the
+    in-process loop on SQLite (`serve` already runs one there)."""
+    settings = _settings()
+    runtime = Runtime.build(settings)
+    try:
+        if settings.uses_job_engine:
+            jobs.run_worker(runtime, wait=not until_idle)
+            return
+        while True:
+            done = campaign_pass(runtime)
+            report = deliver_pass(runtime)
+            if until_idle and not done and report == DeliveryReport():
+                return
+            if not done:
+                time.sleep(settings.delivery_interval_seconds or 2.0)
+    finally:
+        runtime.dispose()

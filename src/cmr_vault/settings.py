@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr
@@ -57,6 +58,9 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     webhook_allow_loopback: bool = Field(
         default=False, description="Let customers' push endpoints be on 127.0.0.1 (tests only).")
+    job_engine: Literal["auto", "in-process"] = Field(
+        default="auto", description="auto: procrastinate workers on PostgreSQL, the in-process "
+        "worker on SQLite; in-process: always the in-process worker.")
     delivery_interval_seconds: float = Field(
         default=2.0, description="How often the in-process worker delivers due messages; 0 off.")
     admin_token_sha256: str = Field(
@@ -64,6 +68,11 @@ class Settings(BaseSettings):
         description="SHA-256 (hex) of the operator's admin API token; empty disables the API. "
         "`cmr-vault admin-token` makes one.",
     )
+
+    @property
+    def uses_job_engine(self) -> bool:
+        """Whether background work runs on procrastinate (PostgreSQL with job_engine=auto)."""
+        return self.job_engine == "auto" and self.resolved_database_url.startswith("postgresql")
 
     @property
     def resolved_database_url(self) -> str:

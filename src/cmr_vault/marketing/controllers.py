@@ -21,7 +21,7 @@ from cmr_vault.audit import service as audit_service
 from cmr_vault.crypto.blind_index import subject_pseudonym
 from cmr_vault.deps import DbSession, RuntimeDep
 from cmr_vault.errors import Forbidden, NotFound, ValidationFailed
-from cmr_vault.marketing import campaigns
+from cmr_vault.marketing import campaigns, jobs
 from cmr_vault.marketing import service as marketing_service
 from cmr_vault.marketing.delivery import Envelope
 from cmr_vault.marketing.models import ALL, Campaign, Message
@@ -103,6 +103,8 @@ class PushesApi(Controller):
             return exception_to_http_response(request, Forbidden(
                 "The customer's permissions do not allow this message.",
                 problems={hit.rule_id: hit.reason for hit in outcome.decision.rules}))
+        if runtime.settings.uses_job_engine and not outcome.repeated:
+            jobs.enqueue_delivery(runtime, outcome.message.not_before)
         return {**_message_document(outcome.message), "repeated": outcome.repeated,
                 "decision": outcome.decision.as_record()}
 
@@ -358,6 +360,8 @@ class CampaignsApi(Controller):
                     "results": per_subject}
         campaign = campaigns.start(db_session, clock=runtime.clock, client=company,
                                    request=request)
+        if runtime.settings.uses_job_engine:
+            jobs.enqueue_campaign(runtime)
         return _campaign_document(campaign)
 
     @get("/{campaign_id:str}", sync_to_thread=True)

@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import Engine
 
 from cmr_vault.db.engine import make_engine
+from cmr_vault.db.migrate import owned_by_us
 from cmr_vault.db.schema import load_metadata
 
 config = context.config
@@ -23,6 +24,7 @@ def run_migrations_online() -> None:
             target_metadata=target_metadata,
             render_as_batch=connection.dialect.name == "sqlite",
             compare_type=True,
+            include_name=owned_by_us,
         )
         with context.begin_transaction():
             context.run_migrations()
