@@ -37,8 +37,9 @@ def _push(client: TestClient[Litestar], connected: dict[str, Any], key: str) -> 
 
 def test_a_push_is_a_job_that_a_worker_delivers(
     mail_client: TestClient[Litestar], connected: dict[str, Any], customer_browser: Browser,
-    shop: Company, mail_runtime: Runtime, db_session: Session,
+    shop: Company, mail_runtime: Runtime, db_session: Session, clock: FrozenClock,
 ) -> None:
+    clock.current = datetime.now(UTC) - timedelta(minutes=1)  # procrastinate runs on real time
     customer_browser.submit("/preferences", preferences_form(shop, inbox__optin="on"))
     assert _push(mail_client, connected, "j1").status_code == 202
     queued = db_session.exec(text(  # type: ignore[call-overload]

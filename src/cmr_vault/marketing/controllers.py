@@ -104,7 +104,8 @@ class PushesApi(Controller):
                 "The customer's permissions do not allow this message.",
                 problems={hit.rule_id: hit.reason for hit in outcome.decision.rules}))
         if runtime.settings.uses_job_engine and not outcome.repeated:
-            jobs.enqueue_delivery(runtime, outcome.message.not_before)
+            deferred = outcome.message.status == "deferred"
+            jobs.enqueue_delivery(runtime, outcome.message.not_before if deferred else None)
         return {**_message_document(outcome.message), "repeated": outcome.repeated,
                 "decision": outcome.decision.as_record()}
 

@@ -62,8 +62,9 @@ def _build(runtime: Runtime) -> procrastinate.App:
     return app
 
 
-def enqueue_delivery(runtime: Runtime, not_before: datetime) -> None:
-    """Ask a worker to deliver what is due at `not_before` (the periodic relay is the net)."""
+def enqueue_delivery(runtime: Runtime, not_before: datetime | None) -> None:
+    """Ask a worker to deliver what is due, now or at `not_before` for a deferred message
+    (the periodic sweep is the safety net)."""
     app = job_app(runtime)
     with app.open():
         app.configure_task("cmr.deliver", schedule_at=not_before).defer()
