@@ -32,7 +32,6 @@ from cmr_vault.policy.engine import PolicySet
 from cmr_vault.policy.facts import (
     Action,
     ChannelPreferences,
-    Counters,
     Decision,
     DecisionRequest,
     Facts,
@@ -122,20 +121,8 @@ def _load(session: Session, *, client_id: str, channel: str, subjects: Sequence[
     return loaded
 
 
-NO_COUNTS = Counters()
 NO_PREFERENCES = ChannelPreferences()
 NO_GRANT = Facts()
-
-
-def _counters(sent: list[tuple[str, datetime]], client_id: str, now: datetime) -> Counters:
-    if not sent:
-        return NO_COUNTS
-    day, week = now - timedelta(days=1), now - timedelta(days=7)
-    mine = [at for sender, at in sent if sender == client_id]
-    return Counters(company_day=sum(at >= day for at in mine),
-                    company_week=sum(at >= week for at in mine), company_month=len(mine),
-                    all_day=sum(at >= day for _, at in sent),
-                    all_week=sum(at >= week for _, at in sent), all_month=len(sent))
 
 
 def _needs_zone(*prefs: ChannelPreferences) -> bool:
@@ -215,10 +202,10 @@ def decide_many(
             zone = vault_service.read_fields(session, cipher=cache.cipher,
                                              account_id=grant.account_id,
                                              names=["time_zone"]).get("time_zone") or "UTC"
+        sent = loaded.delivered.get(grant.account_id, [])
         facts = Facts(grant=cache.grant(grant, scope, now), preferences=prefs,
                       global_preferences=overall,
-                      counters=_counters(loaded.delivered.get(grant.account_id, []),
-                                         client.client_id, now),
+                      counters=marketing_service.count_sent(sent, client.client_id, now),
                       time_zone=zone)
         results.append((subject, cache.decide(base, facts)))
     return results

@@ -225,9 +225,8 @@ class PreferencePages(Controller):
         return Template("marketing/preferences.html", status_code=status, context={
             "account": customer, "companies": companies, "overall": overall, "topics": topics,
             "problems": problems or {}, "notice": notice, "new_secret": new_secret,
-            "webhook_url": marketing_service.open_endpoint(
-                db_session, cipher=runtime.cipher, account_id=customer.id)[0]
-            if marketing_service.has_endpoint(db_session, customer.id) else "",
+            "webhook_url": marketing_service.endpoint_url(
+                db_session, cipher=runtime.cipher, account_id=customer.id),
             "email_available": "email" in runtime.delivery_channels})
 
     @get("/preferences", sync_to_thread=True)
@@ -270,9 +269,8 @@ class PreferencePages(Controller):
     def _endpoint(self, data: Form, customer: Customer, db_session: DbSession,
                   runtime: RuntimeDep) -> str:
         url = _text(data, "webhook_url").strip()
-        current = (marketing_service.open_endpoint(db_session, cipher=runtime.cipher,
-                                                   account_id=customer.id)[0]
-                   if marketing_service.has_endpoint(db_session, customer.id) else "")
+        current = marketing_service.endpoint_url(db_session, cipher=runtime.cipher,
+                                                 account_id=customer.id)
         if not url or url == current:
             return ""
         return marketing_service.set_endpoint(

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from cmr_vault.audit import service as audit_service
@@ -208,19 +207,28 @@ def channel_preferences(cipher: FieldCipher, row: ChannelPreference | None
 # --- facts and decisions -------------------------------------------------------------------
 
 
-def counters(session: Session, *, account_id: str, client_id: str, now: datetime) -> Counters:
-    """Messages delivered to this customer in the last day, week and month."""
-    def count(since: datetime, company: str | None) -> int:
-        query = select(func.count()).select_from(Message).where(
-            Message.account_id == account_id, col(Message.delivered_at) >= since)
-        if company is not None:
-            query = query.where(Message.client_id == company)
-        return int(session.exec(query).one())
+NO_COUNTS = Counters()
 
-    day, week, month = now - timedelta(days=1), now - timedelta(days=7), now - timedelta(days=30)
-    return Counters(company_day=count(day, client_id), company_week=count(week, client_id),
-                    company_month=count(month, client_id), all_day=count(day, None),
-                    all_week=count(week, None), all_month=count(month, None))
+
+def count_sent(sent: list[tuple[str, datetime]], client_id: str, now: datetime) -> Counters:
+    """Counters from (sender, delivered_at) pairs of the last 30 days."""
+    if not sent:
+        return NO_COUNTS
+    day, week = now - timedelta(days=1), now - timedelta(days=7)
+    mine = [at for sender, at in sent if sender == client_id]
+    return Counters(company_day=sum(at >= day for at in mine),
+                    company_week=sum(at >= week for at in mine), company_month=len(mine),
+                    all_day=sum(at >= day for _, at in sent),
+                    all_week=sum(at >= week for _, at in sent), all_month=len(sent))
+
+
+def counters(session: Session, *, account_id: str, client_id: str, now: datetime) -> Counters:
+    """Messages delivered to this customer in the last day, week and month (one query)."""
+    sent = session.execute(
+        select(Message.client_id, Message.delivered_at).where(
+            Message.account_id == account_id,
+            col(Message.delivered_at) >= now - timedelta(days=30))).all()
+    return count_sent([(sender, at) for sender, at in sent], client_id, now)
 
 
 def push_facts(session: Session, *, cipher: FieldCipher, grant: Grant | None,
@@ -461,10 +469,10 @@ def deliver_one(session: Session, ctx: DeliveryContext, message: Message) -> str
 
 def _envelope(session: Session, ctx: DeliveryContext, message: Message, client: OAuthClient,
               token: str) -> Envelope:
-    names = [f"message:{message.id}"] + (["email"] if message.channel == "email" else [])
-    sealed = {f"message:{message.id}": base64.b64decode(message.sealed_content)}
-    opened = ctx.cipher.open_fields(message.account_id, sealed)
-    content = json.loads(opened[names[0]])
+    field = f"message:{message.id}"
+    opened = ctx.cipher.open_fields(message.account_id,
+                                    {field: base64.b64decode(message.sealed_content)})
+    content = json.loads(opened[field])
     address, secret = "", ""
     if message.channel == "webhook":
         address, secret = open_endpoint(session, cipher=ctx.cipher,
@@ -607,3 +615,10 @@ def open_endpoint(session: Session, *, cipher: FieldCipher, account_id: str
 def has_endpoint(session: Session, account_id: str) -> bool:
     """Whether pushes to the customer's app have somewhere to go."""
     return session.get(PushEndpoint, account_id) is not None
+
+
+def endpoint_url(session: Session, *, cipher: FieldCipher, account_id: str) -> str:
+    """The customer's webhook address, or "" when none is registered."""
+    if not has_endpoint(session, account_id):
+        return ""
+    return open_endpoint(session, cipher=cipher, account_id=account_id)[0]
