@@ -82,13 +82,11 @@ def _demo_company(session: Session, runtime: Runtime, account: Account) -> None:
                     "profile.email:read": ["Send your repair receipts"],
                     "marketing.inbox": [SALES], "marketing.email": [SALES]}))
     grant = consent_service.give_consent(
-        session, clock=runtime.clock, pseudonym_key=keyring.pseudonym_key,
-        account_id=account.id, client=client,
+        session, runtime.consent_context(), account_id=account.id, client=client,
         scopes=["profile.given_name:read", "marketing.inbox"],
         expires_at=runtime.clock.now() + timedelta(days=365))
     marketing_service.set_preference(
-        session, clock=runtime.clock, cipher=runtime.cipher,
-        pseudonym_key=keyring.pseudonym_key, account_id=account.id,
+        session, runtime.consent_context(), cipher=runtime.cipher, account_id=account.id,
         change=marketing_service.PreferenceChange(
             client_id=client.client_id, channel="inbox", opted_in=True,
             topics=["bikes", "sales"], cap_day=2, cap_week=None, cap_month=None,

@@ -15,6 +15,8 @@ from cmr_vault.audit.appender import GroupCommitAppender
 from cmr_vault.audit.service import AuditEvent
 from cmr_vault.audit.transparency import TreeCache
 from cmr_vault.clock import Clock, SystemClock
+from cmr_vault.consent.receipts import ReceiptSigner
+from cmr_vault.consent.service import ConsentContext
 from cmr_vault.crypto.data_keys import DataKeyStore
 from cmr_vault.crypto.field_cipher import FieldCipher
 from cmr_vault.crypto.kek import KeyProvider, KeyringFileProvider, StaticKeyProvider
@@ -71,6 +73,15 @@ class Runtime:
                                pseudonym_key=self.keyring.pseudonym_key,
                                channels=self.delivery_channels,
                                unsubscribe_base=self.settings.issuer)
+
+    def consent_context(self) -> ConsentContext:
+        """What consent changes need, with the lifecycle of the policy set in force now."""
+        keyring = self.keyring
+        return ConsentContext(
+            clock=self.clock, pseudonym_key=keyring.pseudonym_key,
+            signer=ReceiptSigner(seed=keyring.signing_key, issuer=self.settings.issuer,
+                                 jurisdiction=self.settings.jurisdiction, clock=self.clock),
+            lifecycle=self.policy.current.lifecycle)
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock | None = None) -> Runtime:

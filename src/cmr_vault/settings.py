@@ -57,7 +57,10 @@ class Settings(BaseSettings):
     smtp_sender: str = "CMR Vault <vault@localhost>"
     smtp_starttls: bool = False
     webhook_allow_loopback: bool = Field(
-        default=False, description="Let customers' push endpoints be on 127.0.0.1 (tests only).")
+        default=False, description="Let customers' push endpoints and companies' event "
+        "webhooks be on 127.0.0.1 (tests only).")
+    jurisdiction: str = Field(
+        default="EU", description="The jurisdiction named on consent receipts.")
     job_engine: Literal["auto", "in-process"] = Field(
         default="auto", description="auto: procrastinate workers on PostgreSQL, the in-process "
         "worker on SQLite; in-process: always the in-process worker.")

@@ -49,7 +49,6 @@ class CompanyGrantsApi(Controller):
     def relinquish(self, grant_id: FromPath[str], company: CompanyClient, db_session: DbSession,
                    runtime: RuntimeDep) -> dict[str, Any]:
         """Give a grant up: its tokens stop at once and the customer sees it relinquished."""
-        grant = consent_service.relinquish(db_session, clock=runtime.clock,
-                                           pseudonym_key=runtime.keyring.pseudonym_key,
+        grant = consent_service.relinquish(db_session, runtime.consent_context(),
                                            client_id=company.client_id, grant_id=grant_id)
         return grant_document(grant, runtime.clock.now())

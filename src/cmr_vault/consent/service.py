@@ -11,20 +11,33 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlmodel import Session, col, select
 
 from cmr_vault.audit import service as audit_service
 from cmr_vault.clock import Clock
-from cmr_vault.consent.models import ConsentRecord, Grant, GrantStatus
+from cmr_vault.consent import events, receipts
+from cmr_vault.consent.models import ConsentRecord, Grant, GrantStatus, Reminder
 from cmr_vault.crypto.blind_index import subject_pseudonym
 from cmr_vault.errors import NotFound, ValidationFailed
 from cmr_vault.oauth import service as oauth_service
 from cmr_vault.oauth.models import OAuthClient
 from cmr_vault.oauth.scopes import Scope, parse_scopes
 from cmr_vault.policy.facts import GrantFacts
+from cmr_vault.policy.lifecycle import Lifecycle
+
+
+@dataclass(frozen=True)
+class ConsentContext:
+    """What every consent change needs: the time, the pseudonym key, the receipt signer and
+    the policy's lifecycle rules (reaffirmation periods, reminder lead time)."""
+
+    clock: Clock
+    pseudonym_key: bytes
+    signer: receipts.ReceiptSigner
+    lifecycle: Lifecycle
 
 
 def scopes_of(grant: Grant) -> list[str]:
@@ -51,57 +64,52 @@ def state_of(grant: Grant, now: datetime) -> str:
     return str(grant.status)
 
 
+def dpv_status_of(grant: Grant, history: list[ConsentRecord], now: datetime) -> str:
+    """The grant's W3C DPV consent status: given, renewed, withdrawn, expired, invalidated."""
+    state = state_of(grant, now)
+    if state == "expired":
+        return receipts.dpv_status("expired")
+    last = next((r.change for r in history if r.change not in ("reminded",)), "given")
+    return receipts.dpv_status(last if state == "active" else state)
+
+
 def _notice(client: OAuthClient) -> dict[str, list[str]]:
     return dict(json.loads(client.notice))
 
 
-def _record(
-    session: Session,
-    *,
-    clock: Clock,
-    pseudonym_key: bytes,
-    grant: Grant,
-    actor: str,
-    change: str,
-    removed: list[str] | None = None,
-) -> None:
-    session.add(
-        ConsentRecord(
-            grant_id=grant.id,
-            actor=actor,
-            change=change,
-            scopes=grant.scopes,
-            removed=json.dumps(removed or []),
-            expires_at=grant.expires_at,
-            notice_version=grant.notice_version,
-            at=clock.now(),
-        )
-    )
-    who = (
-        f"customer:{subject_pseudonym(pseudonym_key, grant.account_id)}"
-        if actor == "customer"
-        else f"company:{grant.client_id}"
-        if actor == "company"
-        else "system"
-    )
-    audit_service.record(
-        session,
-        clock=clock,
-        event=audit_service.AuditEvent(
-            actor=who,
-            action=f"grant.{change}",
-            subject=subject_pseudonym(pseudonym_key, grant.account_id),
-            resource=f"grant:{grant.id}",
-            outcome="ok",
-            details={
-                "company": grant.client_id,
-                "scopes": scopes_of(grant),
-                "removed": removed or [],
-                "notice_version": grant.notice_version,
-                "expires_at": grant.expires_at.isoformat() if grant.expires_at else None,
-            },
-        ),
-    )
+_COLLECTION = {"customer": "vault consent screen or portal", "company": "company API",
+               "system": "vault lifecycle"}
+
+
+def _record(session: Session, ctx: ConsentContext, *, grant: Grant, actor: str, change: str,
+            removed: list[str] | None = None) -> None:
+    """The history row, audit entry, receipt and company event of one change, all or none."""
+    session.add(ConsentRecord(
+        grant_id=grant.id, actor=actor, change=change, scopes=grant.scopes,
+        removed=json.dumps(removed or []), expires_at=grant.expires_at,
+        notice_version=grant.notice_version, at=ctx.clock.now()))
+    subject = subject_pseudonym(ctx.pseudonym_key, grant.account_id)
+    who = {"customer": f"customer:{subject}", "company": f"company:{grant.client_id}"}.get(
+        actor, "system")
+    expires = grant.expires_at.isoformat() if grant.expires_at else None
+    entry = audit_service.record(session, clock=ctx.clock, event=audit_service.AuditEvent(
+        actor=who, action=f"grant.{change}", subject=subject, resource=f"grant:{grant.id}",
+        outcome="ok", details={
+            "company": grant.client_id, "scopes": scopes_of(grant), "removed": removed or [],
+            "notice_version": grant.notice_version, "expires_at": expires}))
+    company = oauth_service.get_client(session, grant.client_id)
+    receipts.issue(session, ctx.signer, receipts.ConsentEvent(
+        account_id=grant.account_id, principal=subject, company=company, change=change,
+        actor=actor, collection_method=_COLLECTION.get(actor, "vault"),
+        purposes=purposes_of(grant), expires_at=grant.expires_at,
+        notice_version=grant.notice_version, audit_entry=entry,
+        extra={"grantId": grant.id, "withdrawnCategories": removed or []}))
+    events.emit(session, clock=ctx.clock, client_id=grant.client_id, type=f"grant.{change}",
+                data={"grant_id": grant.id, "subject": grant.pairwise_subject,
+                      "status": state_of(grant, ctx.clock.now()),
+                      "dpv_status": receipts.dpv_status(change), "scopes": scopes_of(grant),
+                      "removed": removed or [], "expires_at": expires,
+                      "notice_version": grant.notice_version})
 
 
 def check_requestable(client: OAuthClient, requested: list[str]) -> list[Scope]:
@@ -117,20 +125,13 @@ def check_requestable(client: OAuthClient, requested: list[str]) -> list[Scope]:
     return scopes
 
 
-def give_consent(
-    session: Session,
-    *,
-    clock: Clock,
-    pseudonym_key: bytes,
-    account_id: str,
-    client: OAuthClient,
-    scopes: list[str],
-    expires_at: datetime | None,
-) -> Grant:
+def give_consent(session: Session, ctx: ConsentContext, *, account_id: str,
+                 client: OAuthClient, scopes: list[str], expires_at: datetime | None) -> Grant:
     """Record what the customer approved on the consent screen (a new or a changed grant).
 
     The customer may approve any subset of what was asked; each approved scope carries the
-    purposes the company declared for it in the notice version shown.
+    purposes the company declared for it in the notice version shown. Where the policy asks
+    for reaffirmation, the expiry is brought forward to that date.
     """
     parsed = check_requestable(client, scopes)
     if not parsed:
@@ -140,12 +141,8 @@ def give_consent(
         )
     notice = _notice(client)
     names = [s.name for s in parsed]
-    grant = session.exec(
-        select(Grant)
-        .where(Grant.account_id == account_id)
-        .where(Grant.client_id == client.client_id)
-    ).first()
-    now = clock.now()
+    grant = grant_between(session, account_id=account_id, client_id=client.client_id)
+    now = ctx.clock.now()
     change = "given"
     removed: list[str] = []
     if grant is None:
@@ -154,7 +151,7 @@ def give_consent(
             account_id=account_id,
             client_id=client.client_id,
             pairwise_subject=oauth_service.pairwise_subject(
-                pseudonym_key, client.client_id, account_id
+                ctx.pseudonym_key, client.client_id, account_id
             ),
             scopes="[]",
             purposes="{}",
@@ -169,21 +166,22 @@ def give_consent(
     grant.scopes = json.dumps(names)
     grant.purposes = json.dumps({name: notice.get(name, []) for name in names})
     grant.notice_version = client.notice_version
+    grant.notice_declined = None
     grant.status = GrantStatus.ACTIVE
-    grant.expires_at = expires_at
+    grant.expires_at = ctx.lifecycle.bounded_expiry(names, expires_at, now)
+    grant.reminded_at = None
     grant.updated_at = now
     session.add(grant)
     session.flush()
-    _record(
-        session,
-        clock=clock,
-        pseudonym_key=pseudonym_key,
-        grant=grant,
-        actor="customer",
-        change=change,
-        removed=removed,
-    )
+    _record(session, ctx, grant=grant, actor="customer", change=change, removed=removed)
     return grant
+
+
+def grant_between(session: Session, *, account_id: str, client_id: str) -> Grant | None:
+    """The one grant (in whatever state) between a customer and a company, if any."""
+    return session.exec(
+        select(Grant).where(Grant.account_id == account_id).where(Grant.client_id == client_id)
+    ).first()
 
 
 def get_grant(session: Session, grant_id: str) -> Grant | None:
@@ -198,70 +196,206 @@ def _customers_grant(session: Session, account_id: str, grant_id: str) -> Grant:
     return grant
 
 
-def revoke(
-    session: Session,
-    *,
-    clock: Clock,
-    pseudonym_key: bytes,
-    account_id: str,
-    grant_id: str,
-    scope: str | None = None,
-) -> Grant:
+def revoke(session: Session, ctx: ConsentContext, *, account_id: str, grant_id: str,
+           scope: str | None = None) -> Grant:
     """The customer withdraws one scope, or the whole grant (and with it every token)."""
     grant = _customers_grant(session, account_id, grant_id)
     remaining = scopes_of(grant)
     if scope is not None and scope not in remaining:
         raise NotFound("That permission is not part of this connection.")
-    if scope is not None and len(remaining) > 1:
-        remaining.remove(scope)
-        purposes = purposes_of(grant)
-        purposes.pop(scope, None)
-        grant.scopes, grant.purposes = json.dumps(remaining), json.dumps(purposes)
-        change, removed = "narrowed", [scope]
-    else:
-        return _end(session, clock=clock, pseudonym_key=pseudonym_key, grant=grant,
-                    status=GrantStatus.REVOKED, actor="customer", change="revoked")
-    grant.updated_at = clock.now()
+    if scope is None or len(remaining) == 1:
+        return _end(session, ctx, grant=grant, status=GrantStatus.REVOKED, actor="customer",
+                    change="revoked")
+    remaining.remove(scope)
+    purposes = purposes_of(grant)
+    purposes.pop(scope, None)
+    grant.scopes, grant.purposes = json.dumps(remaining), json.dumps(purposes)
+    grant.updated_at = ctx.clock.now()
     session.add(grant)
     session.flush()
-    _record(session, clock=clock, pseudonym_key=pseudonym_key, grant=grant, actor="customer",
-            change=change, removed=removed)
+    _record(session, ctx, grant=grant, actor="customer", change="narrowed", removed=[scope])
     return grant
 
 
-def _end(session: Session, *, clock: Clock, pseudonym_key: bytes, grant: Grant,
-         status: GrantStatus, actor: str, change: str) -> Grant:
+def _end(session: Session, ctx: ConsentContext, *, grant: Grant, status: GrantStatus,
+         actor: str, change: str) -> Grant:
     """Stop a whole grant: its status, every token of it, and the record of who and why."""
     grant.status = status
-    grant.updated_at = clock.now()
+    grant.updated_at = ctx.clock.now()
     session.add(grant)
-    oauth_service.revoke_grant_tokens(session, clock=clock, grant_id=grant.id)
+    oauth_service.revoke_grant_tokens(session, clock=ctx.clock, grant_id=grant.id)
     session.flush()
-    _record(session, clock=clock, pseudonym_key=pseudonym_key, grant=grant, actor=actor,
-            change=change, removed=scopes_of(grant))
+    _record(session, ctx, grant=grant, actor=actor, change=change, removed=scopes_of(grant))
     return grant
 
 
-def relinquish(
-    session: Session, *, clock: Clock, pseudonym_key: bytes, client_id: str, grant_id: str
-) -> Grant:
+def relinquish(session: Session, ctx: ConsentContext, *, client_id: str,
+               grant_id: str) -> Grant:
     """A company gives up a grant it no longer needs."""
     grant = session.get(Grant, grant_id)
     if grant is None or grant.client_id != client_id:
         raise NotFound("No such grant for this company.")
-    return _end(session, clock=clock, pseudonym_key=pseudonym_key, grant=grant,
-                status=GrantStatus.RELINQUISHED, actor="company", change="relinquished")
+    return _end(session, ctx, grant=grant, status=GrantStatus.RELINQUISHED, actor="company",
+                change="relinquished")
 
 
-def mark_compromised(
-    session: Session, *, clock: Clock, pseudonym_key: bytes, grant_id: str
-) -> None:
+def mark_compromised(session: Session, ctx: ConsentContext, *, grant_id: str) -> None:
     """A replayed code or refresh token: stop the grant until the customer consents again."""
     grant = session.get(Grant, grant_id)
     if grant is None or grant.status != GrantStatus.ACTIVE:
         return
-    _end(session, clock=clock, pseudonym_key=pseudonym_key, grant=grant,
-         status=GrantStatus.COMPROMISED, actor="system", change="compromised")
+    _end(session, ctx, grant=grant, status=GrantStatus.COMPROMISED, actor="system",
+         change="compromised")
+
+
+# --- expiry, reminders and renewal -------------------------------------------------------------
+
+
+def renewal_term(session: Session, ctx: ConsentContext, grant: Grant) -> timedelta | None:
+    """How far one renewal reaches: the policy's reaffirmation period, else the grant's own
+    last term (from its last consent to its expiry); None for a grant that never expires."""
+    days = ctx.lifecycle.reaffirm_days(scopes_of(grant))
+    if days is not None:
+        return timedelta(days=days)
+    last = session.exec(
+        select(ConsentRecord).where(ConsentRecord.grant_id == grant.id)
+        .where(col(ConsentRecord.change).in_(("given", "renewed", "widened")))
+        .order_by(col(ConsentRecord.id).desc())
+    ).first()
+    if grant.expires_at is None or last is None or last.expires_at is None:
+        return None
+    return max(last.expires_at - last.at, timedelta(days=1))
+
+
+def renew(session: Session, ctx: ConsentContext, *, account_id: str, grant_id: str) -> Grant:
+    """One step: the same permissions for another term, before or after they lapsed."""
+    grant = _customers_grant(session, account_id, grant_id)
+    if grant.status not in (GrantStatus.ACTIVE, GrantStatus.EXPIRED):
+        raise ValidationFailed("Only an active or expired connection can be renewed; give "
+                               "consent again from the company's site.",
+                               problems={"grant": f"is {grant.status}"})
+    term = renewal_term(session, ctx, grant)
+    if term is None:
+        raise ValidationFailed("This connection does not expire, so there is nothing to renew.",
+                               problems={"grant": "has no expiry"})
+    now = ctx.clock.now()
+    grant.status, grant.expires_at = GrantStatus.ACTIVE, now + term
+    grant.reminded_at, grant.updated_at = None, now
+    session.add(grant)
+    session.flush()
+    _record(session, ctx, grant=grant, actor="customer", change="renewed")
+    return grant
+
+
+def lapse_due(session: Session, ctx: ConsentContext) -> int:
+    """Record every grant that passed its expiry as expired (reads and pushes stopped at the
+    expiry itself: the guard and the policy compare times; this writes the history)."""
+    now = ctx.clock.now()
+    due = session.exec(
+        select(Grant).where(Grant.status == GrantStatus.ACTIVE)
+        .where(col(Grant.expires_at).is_not(None)).where(col(Grant.expires_at) <= now)
+        .limit(500).with_for_update(skip_locked=True)
+    ).all()
+    for grant in due:
+        grant.status, grant.updated_at = GrantStatus.EXPIRED, now
+        session.add(grant)
+        session.flush()
+        _record(session, ctx, grant=grant, actor="system", change="expired")
+    return len(due)
+
+
+def remind_due(session: Session, ctx: ConsentContext) -> int:
+    """Put a reminder in the inbox of every customer whose grant lapses within the lead time."""
+    now = ctx.clock.now()
+    due = session.exec(
+        select(Grant).where(Grant.status == GrantStatus.ACTIVE)
+        .where(col(Grant.reminded_at).is_(None)).where(col(Grant.expires_at).is_not(None))
+        .where(col(Grant.expires_at) > now)
+        .where(col(Grant.expires_at) <= now + ctx.lifecycle.remind_before)
+        .limit(500).with_for_update(skip_locked=True)
+    ).all()
+    for grant in due:
+        assert grant.expires_at is not None
+        grant.reminded_at = now
+        session.add(grant)
+        remind(session, ctx, account_id=grant.account_id, client_id=grant.client_id,
+               kind="grant", target=grant.id, lapses_at=grant.expires_at)
+    return len(due)
+
+
+def remind(session: Session, ctx: ConsentContext, *, account_id: str, client_id: str,
+           kind: str, target: str, lapses_at: datetime) -> None:
+    """One reminder in the customer's inbox, and its audit entry."""
+    session.add(Reminder(account_id=account_id, client_id=client_id, kind=kind, target=target,
+                         lapses_at=lapses_at, created_at=ctx.clock.now()))
+    subject = subject_pseudonym(ctx.pseudonym_key, account_id)
+    audit_service.record(session, clock=ctx.clock, event=audit_service.AuditEvent(
+        actor="system", action=f"{kind}.reminded", subject=subject,
+        resource=f"{kind}:{target}",
+        details={"company": client_id, "lapses_at": lapses_at.isoformat()}))
+
+
+def reminders_of(session: Session, account_id: str, *, limit: int = 50) -> list[Reminder]:
+    """The customer's reminders, newest first."""
+    return list(session.exec(
+        select(Reminder).where(Reminder.account_id == account_id)
+        .order_by(col(Reminder.id).desc()).limit(limit)).all())
+
+
+# --- a newer notice: ask, never widen by itself -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NoticeChange:
+    """What a newer notice of a company would add to a grant, if the customer agrees."""
+
+    grant: Grant
+    company: OAuthClient
+    added: dict[str, list[str]]
+
+
+def _added_purposes(grant: Grant, client: OAuthClient) -> dict[str, list[str]]:
+    notice, held = _notice(client), purposes_of(grant)
+    added = {scope: [p for p in notice.get(scope, []) if p not in held.get(scope, [])]
+             for scope in scopes_of(grant)}
+    return {scope: purposes for scope, purposes in added.items() if purposes}
+
+
+def pending_notices(session: Session, *, account_id: str, now: datetime) -> list[NoticeChange]:
+    """Usable grants whose company published a notice that would widen them, not yet declined."""
+    result = []
+    for grant in session.exec(select(Grant).where(Grant.account_id == account_id)).all():
+        if not is_usable(grant, now):
+            continue
+        client = oauth_service.get_client(session, grant.client_id)
+        if client.notice_version <= max(grant.notice_version, grant.notice_declined or 0):
+            continue
+        added = _added_purposes(grant, client)
+        if added:
+            result.append(NoticeChange(grant, client, added))
+    return result
+
+
+def answer_notice(session: Session, ctx: ConsentContext, *, account_id: str, grant_id: str,
+                  agree: bool) -> Grant:
+    """The customer takes up the newer notice (the grant widens) or keeps the grant as it was."""
+    grant = _customers_grant(session, account_id, grant_id)
+    client = oauth_service.get_client(session, grant.client_id)
+    if not is_usable(grant, ctx.clock.now()):
+        raise ValidationFailed("This connection is not active.", problems={"grant": "inactive"})
+    if not agree:
+        grant.notice_declined = client.notice_version
+        session.add(grant)
+        return grant
+    purposes = purposes_of(grant)
+    for scope, added in _added_purposes(grant, client).items():
+        purposes[scope] = [*purposes.get(scope, []), *added]
+    grant.purposes, grant.notice_version = json.dumps(purposes), client.notice_version
+    grant.notice_declined, grant.updated_at = None, ctx.clock.now()
+    session.add(grant)
+    session.flush()
+    _record(session, ctx, grant=grant, actor="customer", change="widened")
+    return grant
 
 
 @dataclass(frozen=True)
@@ -339,3 +473,36 @@ def export_grants(session: Session, *, account_id: str, now: datetime) -> list[d
         }
         for c in connections(session, account_id=account_id, now=now)
     ]
+
+
+# --- marketing opt-ins: receipts and company events for the preference center's changes ------
+
+
+def opt_in_changed(session: Session, ctx: ConsentContext, *, account_id: str, client_id: str,
+                   channel: str, change: str, expires_at: datetime | None,
+                   audit_entry: audit_service.AppendedEntry) -> None:
+    """A marketing opt-in was given, renewed, withdrawn or lapsed: the customer's receipt and,
+    when it stops messages, the company's event."""
+    grant = grant_between(session, account_id=account_id, client_id=client_id)
+    company = oauth_service.get_client(session, client_id)
+    scope = f"marketing.{channel}"
+    purposes = purposes_of(grant).get(scope, []) if grant else []
+    receipts.issue(session, ctx.signer, receipts.ConsentEvent(
+        account_id=account_id, principal=subject_pseudonym(ctx.pseudonym_key, account_id),
+        company=company, change=change, actor="system" if change == "expired" else "customer",
+        collection_method=_COLLECTION["system" if change == "expired" else "customer"],
+        purposes={f"opt-in.{channel}": purposes}, expires_at=expires_at,
+        notice_version=grant.notice_version if grant else company.notice_version,
+        audit_entry=audit_entry, extra={"channel": channel}))
+    if change in ("withdrawn", "expired") and grant is not None:
+        events.emit(session, clock=ctx.clock, client_id=client_id, type=f"marketing.{change}",
+                    data={"grant_id": grant.id, "subject": grant.pairwise_subject,
+                          "channel": channel, "dpv_status": receipts.dpv_status(change)})
+
+
+def customer_erased(session: Session, ctx: ConsentContext, *, account_id: str) -> None:
+    """Before an account goes: tell every company that held a grant to forget the customer."""
+    for grant in session.exec(select(Grant).where(Grant.account_id == account_id)).all():
+        events.emit(session, clock=ctx.clock, client_id=grant.client_id, type="customer.erased",
+                    data={"grant_id": grant.id, "subject": grant.pairwise_subject,
+                          "dpv_status": receipts.dpv_status("withdrawn")})

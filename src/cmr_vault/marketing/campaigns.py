@@ -159,7 +159,7 @@ class _FactCache:
         if row.topics:  # sealed per customer: nothing to share
             return marketing_service.channel_preferences(self.cipher, row)
         key = (row.opted_in, row.confirmed_at, row.cap_day, row.cap_week, row.cap_month,
-               row.quiet_start, row.quiet_end, row.paused_until)
+               row.quiet_start, row.quiet_end, row.paused_until, row.expires_at)
         found = self.shared_preferences.get(key)
         if found is None:
             found = self.shared_preferences[key] = marketing_service.channel_preferences(

@@ -247,10 +247,10 @@ class PreferencePages(Controller):
         try:
             changes = [_change(data, ALL, ALL)] + [_change(data, c, ch) for c, ch in targets]
             tokens = []
+            consent = runtime.consent_context()
             for change in changes:
                 token = marketing_service.set_preference(
-                    db_session, clock=runtime.clock, cipher=runtime.cipher,
-                    pseudonym_key=runtime.keyring.pseudonym_key, account_id=customer.id,
+                    db_session, consent, cipher=runtime.cipher, account_id=customer.id,
                     change=change)
                 if token:
                     tokens.append((change.client_id, token))
@@ -310,8 +310,7 @@ class OptInLinks(Controller):
     def unsubscribe(self, token: FromPath[str], db_session: DbSession,
                     runtime: RuntimeDep) -> Template:
         """RFC 8058 one-click: a POST with List-Unsubscribe=One-Click (or the page's button)."""
-        company = marketing_service.unsubscribe(db_session, clock=runtime.clock,
-                                                pseudonym_key=runtime.keyring.pseudonym_key,
+        company = marketing_service.unsubscribe(db_session, runtime.consent_context(),
                                                 token=token)
         return Template("marketing/unsubscribe.html", context={"token": token,
                                                                "done": company.name})

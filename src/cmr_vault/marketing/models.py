@@ -39,6 +39,8 @@ class ChannelPreference(SQLModel, table=True):
     quiet_start: str | None = Field(default=None, max_length=5)
     quiet_end: str | None = Field(default=None, max_length=5)
     paused_until: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    expires_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    reminded_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     updated_at: datetime = Field(sa_column=utc_column())
 
 

@@ -23,6 +23,7 @@ from cmr_vault.audit import service as audit_service
 from cmr_vault.clock import Clock
 from cmr_vault.consent import service as consent_service
 from cmr_vault.consent.models import Grant
+from cmr_vault.consent.service import ConsentContext
 from cmr_vault.crypto.blind_index import blind_index, subject_pseudonym
 from cmr_vault.crypto.field_cipher import FieldCipher
 from cmr_vault.errors import NotFound, ValidationFailed
@@ -48,6 +49,7 @@ from cmr_vault.policy.facts import (
     Outcome,
     RuleHit,
 )
+from cmr_vault.policy.lifecycle import opt_in_scope
 from cmr_vault.vault import service as vault_service
 
 MAX_ATTEMPTS = 8
@@ -131,15 +133,18 @@ def get_preference(session: Session, account_id: str, client_id: str, channel: s
 
 
 def set_preference(
-    session: Session, *, clock: Clock, cipher: FieldCipher, pseudonym_key: bytes,
-    account_id: str, change: PreferenceChange,
+    session: Session, ctx: ConsentContext, *, cipher: FieldCipher, account_id: str,
+    change: PreferenceChange,
 ) -> str | None:
     """Save one preference; returns a confirmation token when an e-mail opt-in needs one.
 
     Opting in to e-mail counts only after the customer follows the confirmation link (double
-    opt-in); opting out takes effect at once and clears the confirmation.
+    opt-in); opting out takes effect at once and clears the confirmation. An opt-in lasts
+    until the policy's reaffirmation date, if it sets one; giving or withdrawing one earns the
+    customer a receipt.
     """
     _check(change)
+    clock, pseudonym_key = ctx.clock, ctx.pseudonym_key
     now = clock.now()
     row = get_preference(session, account_id, change.client_id, change.channel) or \
         ChannelPreference(account_id=account_id, client_id=change.client_id,
@@ -153,6 +158,12 @@ def set_preference(
         row.confirmed_at, row.confirmation_hash = None, _token_hash(token)
     elif newly_opted_in:
         row.confirmed_at = now
+    withdrawn = row.opted_in and not change.opted_in
+    if newly_opted_in:
+        row.expires_at = ctx.lifecycle.bounded_expiry([opt_in_scope(change.channel)], None, now)
+        row.reminded_at = None
+    elif not change.opted_in:
+        row.expires_at = None
     row.opted_in = change.opted_in
     row.topics = seal_topics(cipher, row, sorted(set(change.topics))) if change.topics else ""
     row.cap_day, row.cap_week, row.cap_month = change.cap_day, change.cap_week, change.cap_month
@@ -162,7 +173,7 @@ def set_preference(
     session.add(row)
     session.flush()
     subject = subject_pseudonym(pseudonym_key, account_id)
-    audit_service.record(session, clock=clock, event=audit_service.AuditEvent(
+    entry = audit_service.record(session, clock=clock, event=audit_service.AuditEvent(
         actor=f"customer:{subject}", action="preferences.changed", subject=subject,
         resource=f"company:{change.client_id}", details={
             "company": change.client_id, "channel": change.channel,
@@ -170,8 +181,80 @@ def set_preference(
             "caps": [change.cap_day, change.cap_week, change.cap_month],
             "quiet_hours": [change.quiet_start, change.quiet_end],
             "paused_until": change.paused_until.isoformat() if change.paused_until else None,
+            "expires_at": row.expires_at.isoformat() if row.expires_at else None,
         }))
+    if change.client_id != ALL and (newly_opted_in or withdrawn):
+        consent_service.opt_in_changed(
+            session, ctx, account_id=account_id, client_id=change.client_id,
+            channel=change.channel, change="given" if newly_opted_in else "withdrawn",
+            expires_at=row.expires_at, audit_entry=entry)
     return token
+
+
+def renew_opt_in(session: Session, ctx: ConsentContext, *, account_id: str, client_id: str,
+                 channel: str) -> ChannelPreference:
+    """One step: an opt-in that lapses (or just did) runs for another reaffirmation period."""
+    row = get_preference(session, account_id, client_id, channel)
+    days = ctx.lifecycle.reaffirm_days([opt_in_scope(channel)])
+    if row is None or not row.opted_in or row.expires_at is None or days is None:
+        raise ValidationFailed("This opt-in does not expire, so there is nothing to renew.",
+                               problems={"channel": "no expiring opt-in"})
+    now = ctx.clock.now()
+    row.expires_at, row.reminded_at, row.updated_at = now + timedelta(days=days), None, now
+    session.add(row)
+    subject = subject_pseudonym(ctx.pseudonym_key, account_id)
+    entry = audit_service.record(session, clock=ctx.clock, event=audit_service.AuditEvent(
+        actor=f"customer:{subject}", action="preferences.renewed", subject=subject,
+        resource=f"company:{client_id}", details={
+            "company": client_id, "channel": channel, "expires_at": row.expires_at.isoformat()}))
+    consent_service.opt_in_changed(session, ctx, account_id=account_id, client_id=client_id,
+                                   channel=channel, change="renewed",
+                                   expires_at=row.expires_at, audit_entry=entry)
+    return row
+
+
+def lapse_opt_ins(session: Session, ctx: ConsentContext) -> int:
+    """Record every opt-in past its reaffirmation date as lapsed (pushes stopped at the date
+    itself: the policy compares times); the customer opts in again to resume."""
+    now = ctx.clock.now()
+    due = session.exec(
+        select(ChannelPreference).where(col(ChannelPreference.opted_in).is_(True))
+        .where(col(ChannelPreference.expires_at).is_not(None))
+        .where(col(ChannelPreference.expires_at) <= now).limit(500)
+        .with_for_update(skip_locked=True)).all()
+    for row in due:
+        expired_at = row.expires_at
+        row.opted_in, row.confirmed_at, row.updated_at = False, None, now
+        session.add(row)
+        subject = subject_pseudonym(ctx.pseudonym_key, row.account_id)
+        entry = audit_service.record(session, clock=ctx.clock, event=audit_service.AuditEvent(
+            actor="system", action="preferences.expired", subject=subject,
+            resource=f"company:{row.client_id}",
+            details={"company": row.client_id, "channel": row.channel}))
+        consent_service.opt_in_changed(
+            session, ctx, account_id=row.account_id, client_id=row.client_id,
+            channel=row.channel, change="expired", expires_at=expired_at, audit_entry=entry)
+    return len(due)
+
+
+def remind_opt_ins(session: Session, ctx: ConsentContext) -> int:
+    """Remind customers of opt-ins that lapse within the policy's lead time."""
+    now = ctx.clock.now()
+    due = session.exec(
+        select(ChannelPreference).where(col(ChannelPreference.opted_in).is_(True))
+        .where(col(ChannelPreference.reminded_at).is_(None))
+        .where(col(ChannelPreference.expires_at).is_not(None))
+        .where(col(ChannelPreference.expires_at) > now)
+        .where(col(ChannelPreference.expires_at) <= now + ctx.lifecycle.remind_before)
+        .limit(500).with_for_update(skip_locked=True)).all()
+    for row in due:
+        assert row.expires_at is not None
+        row.reminded_at = now
+        session.add(row)
+        consent_service.remind(session, ctx, account_id=row.account_id,
+                               client_id=row.client_id, kind="opt-in",
+                               target=row.channel, lapses_at=row.expires_at)
+    return len(due)
 
 
 def confirm_opt_in(session: Session, *, clock: Clock, pseudonym_key: bytes, token: str
@@ -201,6 +284,7 @@ def channel_preferences(cipher: FieldCipher, row: ChannelPreference | None
         topics=frozenset(open_topics(cipher, row)), cap_day=row.cap_day, cap_week=row.cap_week,
         cap_month=row.cap_month, quiet_start=_clock_time(row.quiet_start),
         quiet_end=_clock_time(row.quiet_end), paused_until=row.paused_until,
+        expires_at=row.expires_at,
     )
 
 
@@ -498,22 +582,27 @@ def deliver_due(session: Session, ctx: DeliveryContext, *, limit: int = 100) -> 
     return DeliveryReport(**tally)
 
 
-def unsubscribe(session: Session, *, clock: Clock, pseudonym_key: bytes, token: str
-                ) -> OAuthClient:
+def unsubscribe(session: Session, ctx: ConsentContext, *, token: str) -> OAuthClient:
     """One-click unsubscribe from a delivered message's link: that company, that channel."""
     message = session.exec(select(Message).where(
         Message.unsubscribe_hash == _token_hash(token))).first()
     if message is None:
         raise NotFound("This unsubscribe link is not valid.")
     row = get_preference(session, message.account_id, message.client_id, message.channel)
-    if row is not None and row.opted_in:
-        row.opted_in, row.confirmed_at, row.updated_at = False, None, clock.now()
+    withdrawn = row is not None and row.opted_in
+    if row is not None and withdrawn:
+        row.opted_in, row.confirmed_at, row.updated_at = False, None, ctx.clock.now()
+        row.expires_at = None
         session.add(row)
-    subject = subject_pseudonym(pseudonym_key, message.account_id)
-    audit_service.record(session, clock=clock, event=audit_service.AuditEvent(
+    subject = subject_pseudonym(ctx.pseudonym_key, message.account_id)
+    entry = audit_service.record(session, clock=ctx.clock, event=audit_service.AuditEvent(
         actor=f"customer:{subject}", action="preferences.unsubscribed", subject=subject,
         resource=f"company:{message.client_id}",
         details={"company": message.client_id, "channel": message.channel}))
+    if withdrawn:
+        consent_service.opt_in_changed(
+            session, ctx, account_id=message.account_id, client_id=message.client_id,
+            channel=message.channel, change="withdrawn", expires_at=None, audit_entry=entry)
     client = session.get(OAuthClient, message.client_id)
     assert client is not None
     return client

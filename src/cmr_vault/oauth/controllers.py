@@ -65,8 +65,7 @@ async def provide_form_pairs(request: Request[Any, Any, Any]) -> Pairs:
 def _server(db_session: Any, runtime: Runtime) -> VaultAuthorizationServer:
     return VaultAuthorizationServer(
         session=db_session,
-        clock=runtime.clock,
-        pseudonym_key=runtime.keyring.pseudonym_key,
+        consent=runtime.consent_context(),
         issuer=runtime.settings.issuer,
     )
 
@@ -227,7 +226,6 @@ class AuthorizationPages(Controller):
         server, oauth_request, grant = started
         assert account is not None
         client: VaultClient = oauth_request.client
-        keyring = runtime.keyring
         if data.get("decision") != "approve":
             _audit_denied(db_session, runtime, account, client)
             answer = server.create_authorization_response(
@@ -239,8 +237,7 @@ class AuthorizationPages(Controller):
         try:
             grant_row = consent_service.give_consent(
                 db_session,
-                clock=runtime.clock,
-                pseudonym_key=keyring.pseudonym_key,
+                runtime.consent_context(),
                 account_id=account.id,
                 client=client.row,
                 scopes=chosen,

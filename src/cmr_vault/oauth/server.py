@@ -38,8 +38,8 @@ from authlib.oauth2.rfc9207 import IssuerParameter
 from sqlmodel import Session
 
 from cmr_vault.audit import service as audit_service
-from cmr_vault.clock import Clock
 from cmr_vault.consent import service as consent_service
+from cmr_vault.consent.service import ConsentContext
 from cmr_vault.crypto.blind_index import subject_pseudonym
 from cmr_vault.oauth import service as oauth_service
 from cmr_vault.oauth.models import AuthorizationCode, ClientStatus, OAuthClient, OAuthToken
@@ -379,13 +379,12 @@ def _token_value(*_: Any, **__: Any) -> str:
 class VaultAuthorizationServer(AuthorizationServer):
     """One per request: it carries that request's database session and clock."""
 
-    def __init__(
-        self, *, session: Session, clock: Clock, pseudonym_key: bytes, issuer: str
-    ) -> None:
+    def __init__(self, *, session: Session, consent: ConsentContext, issuer: str) -> None:
         super().__init__(scopes_supported=all_scopes())
         self.session = session
-        self.clock = clock
-        self.pseudonym_key = pseudonym_key
+        self.consent = consent
+        self.clock = consent.clock
+        self.pseudonym_key = consent.pseudonym_key
         self.issuer = issuer
         self.register_token_generator(
             "default",
@@ -436,9 +435,7 @@ class VaultAuthorizationServer(AuthorizationServer):
         if grant is not None:
             self.audit("token.reuse_detected", grant.account_id, row.client_id, grant.id,
                        outcome="denied")
-        consent_service.mark_compromised(
-            self.session, clock=self.clock, pseudonym_key=self.pseudonym_key, grant_id=row.grant_id
-        )
+        consent_service.mark_compromised(self.session, self.consent, grant_id=row.grant_id)
 
     def create_oauth2_request(self, request: Any) -> OAuth2Request:
         if not isinstance(request, OAuth2Request):

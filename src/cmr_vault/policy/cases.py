@@ -45,7 +45,7 @@ def _clock(value: Any) -> time:
 
 def _preferences(data: dict[str, Any], where: str) -> ChannelPreferences:
     values: dict[str, Any] = dict(data or {})
-    for key in ("confirmed_at", "paused_until"):
+    for key in ("confirmed_at", "paused_until", "expires_at"):
         if values.get(key) is not None:
             values[key] = _moment(values[key], f"{where}.{key}")
     for key in ("quiet_start", "quiet_end"):
@@ -161,7 +161,7 @@ def _preferences_record(prefs: ChannelPreferences, alias: Callable[[str], str]
         "cap_week": prefs.cap_week, "cap_month": prefs.cap_month,
         "quiet_start": prefs.quiet_start.isoformat() if prefs.quiet_start else None,
         "quiet_end": prefs.quiet_end.isoformat() if prefs.quiet_end else None,
-        "paused_until": _iso(prefs.paused_until),
+        "paused_until": _iso(prefs.paused_until), "expires_at": _iso(prefs.expires_at),
     }
 
 

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 from cmr_vault.policy.expressions import Context, Getter, Kind, Type
 from cmr_vault.policy.facts import Decision, DecisionRequest, Facts, Outcome, RuleHit
+from cmr_vault.policy.lifecycle import Lifecycle
 
 
 def _always(_ctx: Context) -> bool:
@@ -214,12 +215,13 @@ class PolicySet:
     decision evaluates only the rules that can apply, and stops after the denies when one fires.
     """
 
-    __slots__ = ("_index", "rules", "version")
+    __slots__ = ("_index", "lifecycle", "rules", "version")
 
     def __init__(self, rules: list[CompiledRule] | tuple[CompiledRule, ...],
-                 version: str) -> None:
+                 version: str, lifecycle: Lifecycle | None = None) -> None:
         self.rules: tuple[CompiledRule, ...] = tuple(rules)
         self.version = version
+        self.lifecycle = lifecycle or Lifecycle()
         self._index: dict[str, dict[str, _Bucket]] = {
             action: {channel: _bucket([r for r in self.rules if action in r.actions
                                        and (r.channels is None or channel in r.channels)])

@@ -118,7 +118,8 @@ OPT_DATETIME, OPT_TIME, OPT_INT = (Type(Kind.DATETIME, True), Type(Kind.TIME, Tr
 
 _PREFERENCES = {"opted_in": BOOL, "confirmed_at": OPT_DATETIME, "topics": STRSET,
                 "cap_day": OPT_INT, "cap_week": OPT_INT, "cap_month": OPT_INT,
-                "quiet_start": OPT_TIME, "quiet_end": OPT_TIME, "paused_until": OPT_DATETIME}
+                "quiet_start": OPT_TIME, "quiet_end": OPT_TIME, "paused_until": OPT_DATETIME,
+                "expires_at": OPT_DATETIME}
 _GRANT = {"exists": BOOL, "status": STR, "expires_at": OPT_DATETIME, "scopes": STRSET,
           "purposes": STRSET}
 _COUNTERS = ("company_day", "company_week", "company_month", "all_day", "all_week",

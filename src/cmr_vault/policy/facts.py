@@ -63,6 +63,7 @@ class ChannelPreferences:
     quiet_start: time | None = None
     quiet_end: time | None = None
     paused_until: datetime | None = None
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,7 @@ from cmr_vault.policy.expressions import (
     Type,
     compile_expression,
 )
+from cmr_vault.policy.lifecycle import DEFAULT_REMIND_DAYS, MAX_DAYS, Lifecycle
 
 RULE_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,79}$")
 RULE_KEYS = {"id", "description", "applies_to", "when", "effect", "until", "obligation",
@@ -221,7 +222,47 @@ def _compile_part(fields: dict[str, tuple[Node, Node]], key: str, wanted: Type,
         return None
 
 
-def _load_file(path: Path, shown: str, seen: dict[str, str], problems: list[str]
+def _days(node: Node, what: str, problems: _Problems) -> int | None:
+    text = _scalar(node)
+    if text is None or not text.isdigit() or not 1 <= int(text) <= MAX_DAYS:
+        problems.add(node, f"{what} is a whole number of days from 1 to {MAX_DAYS}")
+        return None
+    return int(text)
+
+
+def _lifecycle(node: Node, problems: _Problems) -> Lifecycle | None:
+    """The `lifecycle:` section: reminder lead time and reaffirmation periods by pattern."""
+    fields = _mapping(node)
+    if not isinstance(node, MappingNode):
+        problems.add(node, "'lifecycle' is a mapping with 'remind_days_before' and 'reaffirm'")
+        return None
+    before = len(problems.found)
+    for key, (key_node, _) in fields.items():
+        if key not in ("remind_days_before", "reaffirm"):
+            problems.add(key_node, f"unknown key {key!r}; lifecycle has remind_days_before, "
+                                   "reaffirm")
+    remind = DEFAULT_REMIND_DAYS
+    if "remind_days_before" in fields:
+        remind = _days(fields["remind_days_before"][1], "remind_days_before",
+                       problems) or DEFAULT_REMIND_DAYS
+    reaffirm: list[tuple[str, int]] = []
+    reaffirm_node = fields.get("reaffirm", (None, None))[1]
+    if reaffirm_node is not None and not isinstance(reaffirm_node, MappingNode):
+        problems.add(reaffirm_node, "'reaffirm' maps a scope pattern to a number of days")
+    for pattern, (pattern_node, days_node) in _mapping(reaffirm_node).items():
+        if not re.fullmatch(r"[a-z0-9.:_*?-]+", pattern):
+            problems.add(pattern_node, f"{pattern!r} is not a scope pattern (letters, digits, "
+                                       "'.', ':', '_', '-', '*', '?')")
+        days = _days(days_node, f"reaffirm {pattern!r}", problems)
+        if days is not None:
+            reaffirm.append((pattern, days))
+    if len(problems.found) > before:
+        return None
+    return Lifecycle(remind_days_before=remind, reaffirm=tuple(reaffirm))
+
+
+def _load_file(path: Path, shown: str, seen: dict[str, str], problems: list[str],
+               lifecycles: list[tuple[str, Lifecycle]]
                ) -> list[CompiledRule]:
     found = _Problems(shown, problems)
     try:
@@ -241,8 +282,16 @@ def _load_file(path: Path, shown: str, seen: dict[str, str], problems: list[str]
         found.add(root, "a policy file is a mapping with 'version: 1' and 'rules'")
         return []
     for key, (key_node, _) in top.items():
-        if key not in ("version", "rules"):
+        if key not in ("version", "rules", "lifecycle"):
             found.add(key_node, f"unknown top-level key {key!r}")
+    if "lifecycle" in top:
+        lifecycle_node = top["lifecycle"][1]
+        lifecycle = _lifecycle(lifecycle_node, found)
+        if lifecycles:
+            found.add(lifecycle_node, "only one policy file may have a 'lifecycle' section "
+                                      f"(first in {lifecycles[0][0]})")
+        elif lifecycle is not None:
+            lifecycles.append((f"{shown}:{lifecycle_node.start_mark.line + 1}", lifecycle))
     if "version" not in top or _scalar(top["version"][1]) != "1":
         found.add(root, "a policy file starts with 'version: 1'")
     rules_node = top.get("rules", (None, None))[1]
@@ -283,8 +332,10 @@ def load_policy_set(directory: Path) -> PolicySet:
         raise PolicyError([f"{directory}:1: no policy files (*.yaml) found"])
     seen: dict[str, str] = {}
     rules: list[CompiledRule] = []
+    lifecycles: list[tuple[str, Lifecycle]] = []
     for path in files:
-        rules.extend(_load_file(path, str(path), seen, problems))
+        rules.extend(_load_file(path, str(path), seen, problems, lifecycles))
     if problems:
         raise PolicyError(problems)
-    return PolicySet(rules, version_of(files))
+    return PolicySet(rules, version_of(files),
+                     lifecycles[0][1] if lifecycles else Lifecycle())

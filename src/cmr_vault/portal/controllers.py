@@ -362,13 +362,8 @@ class ProfilePages(Controller):
             return _page(
                 "erase.html", 400, account=customer, problems=problems, phrase=ERASE_CONFIRMATION
             )
-        vault_service.erase(
-            db_session,
-            data_keys=runtime.data_keys,
-            clock=runtime.clock,
-            pseudonym_key=runtime.keyring.pseudonym_key,
-            account=customer,
-        )
+        vault_service.erase(db_session, runtime.consent_context(), data_keys=runtime.data_keys,
+                            account=customer)
         response = _page("erased.html", account=None)
         response.delete_cookie(session_cookie_name(runtime), path="/")
         return response
@@ -413,7 +408,6 @@ class ConnectionsPage(Controller):
                db_session: DbSession, runtime: RuntimeDep) -> Redirect:
         """Withdraw one permission (when `scope` is sent) or the whole connection."""
         scope = form_text(data, "scope") or None
-        consent_service.revoke(db_session, clock=runtime.clock,
-                               pseudonym_key=runtime.keyring.pseudonym_key,
-                               account_id=customer.id, grant_id=grant_id, scope=scope)
+        consent_service.revoke(db_session, runtime.consent_context(), account_id=customer.id,
+                               grant_id=grant_id, scope=scope)
         return Redirect(path="/connections?revoked=true", status_code=303)

@@ -20,6 +20,8 @@ from cmr_vault.accounts import service as accounts_service
 from cmr_vault.accounts.models import Account, Role
 from cmr_vault.audit import service as audit_service
 from cmr_vault.clock import Clock, utc_iso
+from cmr_vault.consent import service as consent_service
+from cmr_vault.consent.service import ConsentContext
 from cmr_vault.crypto.blind_index import blind_index, subject_pseudonym
 from cmr_vault.crypto.data_keys import DataKeyStore
 from cmr_vault.crypto.field_cipher import FieldCipher
@@ -234,19 +236,21 @@ def export_document(
 
 def erase(
     session: Session,
+    ctx: ConsentContext,
     *,
     data_keys: DataKeyStore,
-    clock: Clock,
-    pseudonym_key: bytes,
     account: Account,
 ) -> int:
     """Crypto-shred the customer, then remove the account; returns key versions destroyed.
 
     The key store is written first and on its own: if anything after it fails, the customer's
-    data is already unreadable, and running erasure again finishes the clean-up.
+    data is already unreadable, and running erasure again finishes the clean-up. Every company
+    that held a grant gets a `customer.erased` event before the grants go with the account.
     """
-    subject = subject_pseudonym(pseudonym_key, account.id)
+    clock = ctx.clock
+    subject = subject_pseudonym(ctx.pseudonym_key, account.id)
     destroyed = data_keys.destroy(account.id)
+    consent_service.customer_erased(session, ctx, account_id=account.id)
     session.exec(delete(ProfileField).where(col(ProfileField.account_id) == account.id))
     accounts_service.delete_account(session, account=account)
     audit_service.record(
