@@ -25,7 +25,7 @@ from cmr_vault import __version__
 from cmr_vault.audit.controllers import TransparencyApi
 from cmr_vault.audit.signer import run_periodic_signer
 from cmr_vault.auditor.controllers import AuditorApi, AuditorPages
-from cmr_vault.consent.controllers import CompanyGrantsApi
+from cmr_vault.consent.controllers import CompanyEventsApi, CompanyGrantsApi, ReceiptsApi
 from cmr_vault.db.engine import check_durability
 from cmr_vault.db.session import provide_db_session
 from cmr_vault.deps import RuntimeDep, provide_runtime
@@ -43,6 +43,7 @@ from cmr_vault.portal.controllers import (
     ActivityPage,
     ConnectionsPage,
     ProfilePages,
+    ReceiptsPage,
 )
 from cmr_vault.runtime import Runtime
 from cmr_vault.settings import Settings, check_startup_safety, get_settings
@@ -95,10 +96,13 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
             ProfilePages,
             ActivityPage,
             ConnectionsPage,
+            ReceiptsPage,
             AuthorizationPages,
             TokenEndpoints,
             server_metadata,
             CompanyGrantsApi,
+            CompanyEventsApi,
+            ReceiptsApi,
             CompanyProfileApi,
             AdminClientsApi,
             PushesApi,

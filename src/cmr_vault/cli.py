@@ -31,6 +31,8 @@ from cmr_vault.audit.checkpoint import (
 )
 from cmr_vault.audit.export import write_csv, write_jsonl
 from cmr_vault.audit.verify import VerifyReport, read_export, verify, verify_database
+from cmr_vault.consent import receipts as consent_receipts
+from cmr_vault.consent.events import EventDelivery
 from cmr_vault.crypto.blind_index import subject_pseudonym
 from cmr_vault.crypto.keyring import Keyring, KeyringError, read_keyring, write_keyring
 from cmr_vault.db import migrate
@@ -40,7 +42,7 @@ from cmr_vault.demo import DEMO_AUDITOR, DEMO_EMAIL, DEMO_PASSWORD, seed_demo_da
 from cmr_vault.errors import DomainError
 from cmr_vault.marketing import jobs
 from cmr_vault.marketing.service import DeliveryReport
-from cmr_vault.marketing.worker import campaign_pass, deliver_pass
+from cmr_vault.marketing.worker import campaign_pass, deliver_pass, event_pass, lifecycle_pass
 from cmr_vault.oauth import service as oauth_service
 from cmr_vault.oauth.models import ClientStatus
 from cmr_vault.policy.commands import policy
@@ -282,6 +284,39 @@ def audit_verify(export_file: Path | None, held: Path | None, key: str | None) -
     _report(report)
 
 
+@main.group()
+def receipts() -> None:
+    """Consent receipts."""
+
+
+@receipts.command("verify")
+@click.argument("receipt_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--verifier-key", "key",
+              help="The vault's public verifier key (default: this vault's own). The key inside "
+                   "the file is never trusted.")
+def receipts_verify(receipt_file: Path, key: str | None) -> None:
+    """Check a consent receipt: its signature, its log proof and the signed tree head."""
+    if key is None:
+        settings = _settings()
+        if not settings.resolved_key_file.exists():
+            raise click.ClickException("no vault here to take the key from: give --verifier-key "
+                                       "(GET /api/v1/audit/verifier-key on the vault)")
+        runtime = Runtime.build(settings)
+        key = _verifier_key(runtime)
+        runtime.dispose()
+    check = consent_receipts.verify_file(receipt_file.read_bytes(), key)
+    if not check.valid:
+        for problem in check.problems:
+            console.print(f"[red]✗[/] {receipt_file}: {problem}")
+        raise SystemExit(1)
+    claims = check.claims or {}
+    company = claims["piiControllers"][0]["piiController"]
+    console.print(f"[green]Valid.[/] Receipt {claims['consentReceiptID']}: "
+                  f"{claims['event']['type']} for {company} at {claims['event']['at']} "
+                  f"({claims['status']}); signed by the vault and held in its log at entry "
+                  f"{claims['audit']['index']}.")
+
+
 @audit.command("checkpoint")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the signed note to this file, to hold for later checks.")
@@ -466,8 +501,8 @@ def admin_token() -> None:
 @main.command()
 @click.option("--until-idle", is_flag=True, help="Stop once nothing is left to do.")
 def worker(until_idle: bool) -> None:
-    """Deliver messages and work on campaigns: a procrastinate worker on PostgreSQL, the
-    in-process loop on SQLite (`serve` already runs one there)."""
+    """Deliver messages and company events, work on campaigns, remind and lapse consents: a
+    procrastinate worker on PostgreSQL, the in-process loop on SQLite (`serve` runs one)."""
     settings = _settings()
     runtime = Runtime.build(settings)
     try:
@@ -477,7 +512,10 @@ def worker(until_idle: bool) -> None:
         while True:
             done = campaign_pass(runtime)
             report = deliver_pass(runtime)
-            if until_idle and not done and report == DeliveryReport():
+            changed = lifecycle_pass(runtime)
+            sent = event_pass(runtime)
+            if until_idle and not (done or changed) and report == DeliveryReport() \
+                    and sent == EventDelivery():
                 return
             if not done:
                 time.sleep(settings.delivery_interval_seconds or 2.0)

@@ -112,7 +112,8 @@ class AuditorPages(Controller):
         return Redirect(path="/auditor/integrity?checked=true", status_code=303)
 
     @get("/reports", sync_to_thread=True)
-    def reports(self, auditor: Auditor, db_session: DbSession, company: FromQuery[str] = "",
+    def reports(self, auditor: Auditor, db_session: DbSession, runtime: RuntimeDep,
+                company: FromQuery[str] = "",
                 since: FromQuery[str] = "", until: FromQuery[str] = "") -> Template:
         """A company's reads, pushes, refusals by reason and consent changes, per day."""
         report = (auditor_service.company_report(db_session, company=company.strip(),
@@ -121,6 +122,8 @@ class AuditorPages(Controller):
                   if company.strip() else None)
         return Template("auditor/reports.html", context={
             "account": auditor, "report": report, "company": company, "since": since,
+            "backlogs": auditor_service.unacknowledged_changes(db_session,
+                                                              now=runtime.clock.now()),
             "until": until, "measures": ["reads", "reads refused", "pushes", "consent changes",
                                          "revocations"]})
 
@@ -164,6 +167,16 @@ class AuditorApi(Controller):
         """Counts per day and refusals by reason for one company."""
         return _report_document(auditor_service.company_report(
             db_session, company=company, since=_day(since, "since"), until=_day(until, "until")))
+
+    @get("/unacknowledged", sync_to_thread=True)
+    def unacknowledged(self, auditor: Auditor,  # noqa: ARG002
+                       db_session: DbSession, runtime: RuntimeDep) -> dict[str, Any]:
+        """Per company: consent changes not yet acknowledged, and the oldest one's age."""
+        return {"companies": [
+            {"client_id": b.client_id, "company": b.company, "unacknowledged": b.count,
+             "oldest": b.oldest.isoformat(), "age_seconds": int(b.age.total_seconds())}
+            for b in auditor_service.unacknowledged_changes(db_session,
+                                                            now=runtime.clock.now())]}
 
     @get("/integrity", sync_to_thread=True)
     def integrity(self, auditor: Auditor,  # noqa: ARG002

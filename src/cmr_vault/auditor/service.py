@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import or_
 from sqlmodel import Session, col, select
@@ -19,6 +19,8 @@ from cmr_vault.audit import transparency
 from cmr_vault.audit.models import AuditCheckpoint, AuditEntry
 from cmr_vault.audit.verify import VerifyReport, verify_database
 from cmr_vault.clock import Clock
+from cmr_vault.consent import events
+from cmr_vault.oauth import service as oauth_service
 from cmr_vault.policy.cases import replay
 from cmr_vault.policy.engine import PolicySet
 
@@ -185,3 +187,21 @@ def replay_entry(found: AuditEntry, policy: PolicySet) -> list[Replay]:
                               record["policy_version"], str(again.outcome), again.rule_ids,
                               again.reasons, policy.version))
     return replays
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """A company's consent changes it has not acknowledged following, and the oldest's age."""
+
+    client_id: str
+    company: str
+    count: int
+    oldest: datetime
+    age: timedelta
+
+
+def unacknowledged_changes(session: Session, *, now: datetime) -> list[Backlog]:
+    """Per company, oldest backlog first: what it has been told but not confirmed."""
+    return [Backlog(b.client_id, oauth_service.get_client(session, b.client_id).name, b.count,
+                    b.oldest, b.age(now))
+            for b in events.unacknowledged_by_company(session)]

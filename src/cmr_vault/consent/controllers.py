@@ -1,17 +1,23 @@
-"""The company's view of its grants: list them, relinquish one it no longer needs."""
+"""The company's side of consent: its grants, the events it must follow and acknowledge, the
+notice it publishes; and, for anyone, checking a consent receipt."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from litestar import Controller, delete, get
+from litestar import Controller, delete, get, post, put
 from litestar.di import Provide
-from litestar.params import FromPath
+from litestar.params import FromPath, Parameter
+from pydantic import BaseModel, Field
 
+from cmr_vault.consent import events, receipts
 from cmr_vault.consent import service as consent_service
 from cmr_vault.consent.models import Grant
 from cmr_vault.deps import DbSession, RuntimeDep
+from cmr_vault.errors import NotFound
+from cmr_vault.oauth import service as oauth_service
 from cmr_vault.oauth.deps import CompanyClient, provide_company_client
 
 
@@ -21,6 +27,7 @@ def grant_document(grant: Grant, now: datetime) -> dict[str, Any]:
         "grant_id": grant.id,
         "subject": grant.pairwise_subject,
         "status": consent_service.state_of(grant, now),
+        "dpv_status": consent_service.dpv_status_of(grant, [], now),
         "scopes": consent_service.scopes_of(grant),
         "purposes": consent_service.purposes_of(grant),
         "notice_version": grant.notice_version,
@@ -52,3 +59,96 @@ class CompanyGrantsApi(Controller):
         grant = consent_service.relinquish(db_session, runtime.consent_context(),
                                            client_id=company.client_id, grant_id=grant_id)
         return grant_document(grant, runtime.clock.now())
+
+
+class WebhookBody(BaseModel):
+    """Where the company wants its consent events."""
+
+    url: str = Field(min_length=8, max_length=500)
+
+
+class NoticeBody(BaseModel):
+    """A new version of the company's notice: scope -> purposes."""
+
+    notice: dict[str, list[str]] = Field(min_length=1, max_length=50)
+
+
+class CompanyEventsApi(Controller):
+    """The company follows consent changes: its webhook, its events, its acknowledgements,
+    and the notice it publishes. Authenticated with its client credentials (HTTP Basic)."""
+
+    path = "/api/v1"
+    tags = ["events"]
+    dependencies = {"company": Provide(provide_company_client, sync_to_thread=True)}
+
+    @put("/webhook", sync_to_thread=True)
+    def set_webhook(self, data: WebhookBody, company: CompanyClient, db_session: DbSession,
+                    runtime: RuntimeDep) -> dict[str, Any]:
+        """Register (or replace) the webhook; the signing secret is shown this once."""
+        secret = events.register_webhook(
+            db_session, clock=runtime.clock, cipher=runtime.cipher, data_keys=runtime.data_keys,
+            client_id=company.client_id, url=data.url,
+            allow_loopback=runtime.settings.webhook_allow_loopback)
+        return {"url": data.url, "secret": secret, "scheme": "Standard Webhooks v1"}
+
+    @get("/webhook", sync_to_thread=True)
+    def get_webhook(self, company: CompanyClient, db_session: DbSession) -> dict[str, Any]:
+        """The registered webhook (never its secret)."""
+        row = events.webhook_of(db_session, company.client_id)
+        if row is None:
+            raise NotFound("No webhook is registered.")
+        return {"url": row.url, "updated_at": row.updated_at.isoformat()}
+
+    @delete("/webhook", status_code=204, sync_to_thread=True)
+    def remove_webhook(self, company: CompanyClient, db_session: DbSession,
+                       runtime: RuntimeDep) -> None:
+        """Stop pushing events (they can still be pulled and acknowledged)."""
+        events.remove_webhook(db_session, clock=runtime.clock, client_id=company.client_id)
+
+    @get("/events", sync_to_thread=True)
+    def list_events(self, company: CompanyClient, db_session: DbSession,
+                    pending: bool = True,
+                    limit: Annotated[int, Parameter(ge=1, le=500)] = 100) -> dict[str, Any]:
+        """The company's events, oldest first; by default only those not yet acknowledged."""
+        found = events.events_for(db_session, client_id=company.client_id,
+                                  unacknowledged=pending, limit=limit)
+        return {"events": [events.document(e) for e in found]}
+
+    @post("/events/{event_id:str}/ack", status_code=200, sync_to_thread=True)
+    def acknowledge(self, event_id: FromPath[str], company: CompanyClient,
+                    db_session: DbSession, runtime: RuntimeDep) -> dict[str, Any]:
+        """Confirm the change was followed; recorded in the audit log."""
+        event = events.acknowledge(db_session, clock=runtime.clock,
+                                   client_id=company.client_id, event_id=event_id)
+        return events.document(event)
+
+    @put("/notice", sync_to_thread=True)
+    def publish_notice(self, data: NoticeBody, company: CompanyClient, db_session: DbSession,
+                       runtime: RuntimeDep) -> dict[str, Any]:
+        """Publish a new notice version; existing grants keep what their customers saw."""
+        client = oauth_service.publish_notice(db_session, clock=runtime.clock, client=company,
+                                              notice=data.notice)
+        return {"notice": json.loads(client.notice), "notice_version": client.notice_version}
+
+
+class ReceiptsApi(Controller):
+    """Anyone holding a receipt can have it checked, and fetch the key to check it alone."""
+
+    tags = ["receipts"]
+
+    @post("/api/v1/receipts/verify", status_code=200, sync_to_thread=False)
+    def verify(self, data: dict[str, Any], runtime: RuntimeDep) -> dict[str, Any]:
+        """Check a receipt file against this vault's public key."""
+        keyring = runtime.keyring
+        verifier = receipts.ReceiptSigner(keyring.signing_key, runtime.settings.issuer,
+                                          runtime.settings.jurisdiction,
+                                          runtime.clock).verifier_key
+        check = receipts.verify_file(json.dumps(data), verifier)
+        return {"valid": check.valid, "problems": check.problems,
+                "receipt_id": (check.claims or {}).get("consentReceiptID")}
+
+    @get("/.well-known/jwks.json", sync_to_thread=False)
+    def jwks(self, runtime: RuntimeDep) -> dict[str, Any]:
+        """The receipt signing key as a JWK set (the same key signs the log's tree heads)."""
+        return {"keys": [receipts.public_jwk(runtime.keyring.signing_key,
+                                             runtime.settings.issuer)]}

@@ -408,6 +408,12 @@ class Connection:
     scopes: list[Scope]
     purposes: dict[str, list[str]]
     history: list[ConsentRecord]
+    dpv_status: str
+
+    @property
+    def renewable(self) -> bool:
+        """An expiring grant still in force, or one that lapsed: renewal is one step."""
+        return self.grant.expires_at is not None and self.state in ("active", "expired")
 
 
 def connections(session: Session, *, account_id: str, now: datetime) -> list[Connection]:
@@ -430,6 +436,7 @@ def connections(session: Session, *, account_id: str, now: datetime) -> list[Con
                 scopes=parse_scopes(scopes_of(grant)),
                 purposes=purposes_of(grant),
                 history=list(history),
+                dpv_status=dpv_status_of(grant, list(history), now),
             )
         )
     return result
@@ -467,6 +474,7 @@ def export_grants(session: Session, *, account_id: str, now: datetime) -> list[d
             "granted_at": c.grant.created_at.isoformat(),
             "expires_at": c.grant.expires_at.isoformat() if c.grant.expires_at else None,
             "company_pseudonym_for_you": c.grant.pairwise_subject,
+            "dpv_status": c.dpv_status,
             "history": [{"at": r.at.isoformat(), "change": r.change, "by": r.actor,
                          "scopes": json.loads(r.scopes), "removed": json.loads(r.removed),
                          "notice_version": r.notice_version} for r in c.history],

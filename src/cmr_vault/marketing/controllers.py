@@ -18,6 +18,7 @@ from sqlmodel import Session
 
 from cmr_vault.accounts.deps import Customer, provide_customer
 from cmr_vault.audit import service as audit_service
+from cmr_vault.consent import service as consent_service
 from cmr_vault.crypto.blind_index import subject_pseudonym
 from cmr_vault.deps import DbSession, RuntimeDep
 from cmr_vault.errors import Forbidden, NotFound, ValidationFailed
@@ -25,6 +26,7 @@ from cmr_vault.marketing import campaigns, jobs
 from cmr_vault.marketing import service as marketing_service
 from cmr_vault.marketing.delivery import Envelope
 from cmr_vault.marketing.models import ALL, Campaign, Message
+from cmr_vault.oauth import service as oauth_service
 from cmr_vault.oauth.deps import (
     CompanyAccess,
     CompanyAccessDep,
@@ -278,11 +280,27 @@ class PreferencePages(Controller):
             pseudonym_key=runtime.keyring.pseudonym_key, account_id=customer.id, url=url,
             allow_loopback=runtime.settings.webhook_allow_loopback)
 
+    @post("/preferences/renew", status_code=303, sync_to_thread=True)
+    def renew_opt_in(self, data: Form, customer: Customer, db_session: DbSession,
+                     runtime: RuntimeDep) -> Redirect:
+        """One step: an expiring opt-in runs for another reaffirmation period.
+
+        `target` is "<client_id>:<channel>", as the preference rows are keyed."""
+        client_id, _, channel = _text(data, "target").rpartition(":")
+        marketing_service.renew_opt_in(db_session, runtime.consent_context(),
+                                       account_id=customer.id, client_id=client_id,
+                                       channel=channel)
+        return Redirect(path="/preferences?saved=true", status_code=303)
+
     @get("/inbox", sync_to_thread=True)
     def inbox(self, customer: Customer, db_session: DbSession, runtime: RuntimeDep) -> Template:
-        """Messages companies sent to the in-vault inbox."""
+        """Messages companies sent to the in-vault inbox, and the vault's own reminders."""
+        reminders = consent_service.reminders_of(db_session, customer.id)
+        names = {c: oauth_service.get_client(db_session, c).name
+                 for c in {r.client_id for r in reminders}}
         return Template("marketing/inbox.html", context={
-            "account": customer,
+            "account": customer, "now": runtime.clock.now(),
+            "reminders": [(r, names[r.client_id]) for r in reminders],
             "messages": marketing_service.inbox(db_session, cipher=runtime.cipher,
                                                 account_id=customer.id)})
 

@@ -16,7 +16,7 @@ from datetime import datetime
 import procrastinate
 
 from cmr_vault.db.migrate import job_conninfo
-from cmr_vault.marketing.worker import campaign_pass, deliver_pass
+from cmr_vault.marketing.worker import campaign_pass, deliver_pass, event_pass, lifecycle_pass
 from cmr_vault.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,8 @@ def _build(runtime: Runtime) -> procrastinate.App:
         deliver_pass(runtime)
         while campaign_pass(runtime):
             pass
+        lifecycle_pass(runtime)
+        event_pass(runtime)
 
     return app
 

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
+from cmr_vault.audit import service as audit_service
 from cmr_vault.clock import Clock
 from cmr_vault.crypto.blind_index import blind_index
 from cmr_vault.errors import Conflict, NotFound, ValidationFailed
@@ -337,3 +338,36 @@ def ensure_unique_name(session: Session, name: str) -> None:
     """Two companies with one name would confuse customers on the consent screen."""
     if session.exec(select(OAuthClient).where(OAuthClient.name == name.strip())).first():
         raise Conflict(f"A company named {name!r} is already registered.")
+
+
+def publish_notice(session: Session, *, clock: Clock, client: OAuthClient,
+                   notice: dict[str, list[str]]) -> OAuthClient:
+    """A new version of the company's notice: purposes per scope it is registered for.
+
+    Existing grants keep the purposes their customers saw; a notice that adds purposes is put
+    to each customer on their next visit (see consent.service.pending_notices).
+    """
+    allowed = set(json.loads(client.allowed_scopes))
+    problems = {}
+    if not notice:
+        problems["notice"] = "declare at least one scope and its purposes"
+    unknown = sorted(set(notice) - allowed)
+    if unknown:
+        problems["notice"] = (f"{', '.join(unknown)} not among the company's registered scopes; "
+                              "the operator must approve new scopes")
+    for scope, purposes in notice.items():
+        if not purposes or any(not p.strip() or len(p) > 200 for p in purposes):
+            problems[f"purposes[{scope}]"] = "declare 1 or more purposes of up to 200 characters"
+    if problems:
+        raise ValidationFailed("The notice is not valid; the current one stays in force.",
+                               problems=problems)
+    client.notice = json.dumps({scope: [p.strip() for p in purposes]
+                                for scope, purposes in notice.items()})
+    client.notice_version += 1
+    session.add(client)
+    audit_service.record(session, clock=clock, event=audit_service.AuditEvent(
+        actor=f"company:{client.client_id}", action="notice.published",
+        resource=f"company:{client.client_id}",
+        details={"company": client.client_id, "notice_version": client.notice_version,
+                 "scopes": sorted(notice)}))
+    return client

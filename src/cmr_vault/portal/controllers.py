@@ -27,6 +27,7 @@ from cmr_vault.accounts.deps import (
 from cmr_vault.accounts.exceptions import WrongPassword
 from cmr_vault.accounts.models import Account, Role
 from cmr_vault.audit import transparency
+from cmr_vault.consent import receipts
 from cmr_vault.consent import service as consent_service
 from cmr_vault.crypto.blind_index import subject_pseudonym
 from cmr_vault.deps import DbSession, RuntimeDep
@@ -181,6 +182,9 @@ class AccountPages(Controller):
             )
         if result.account.role == Role.AUDITOR and target == "/profile":
             target = "/auditor"
+        elif target == "/profile" and consent_service.pending_notices(
+                db_session, account_id=result.account.id, now=runtime.clock.now()):
+            target = "/connections/notices"
         return _signed_in_response(request, db_session, runtime, result.account, target)
 
     @post("/signout", status_code=200, sync_to_thread=True)
@@ -335,6 +339,14 @@ class ProfilePages(Controller):
         )
         document["connections"] = consent_service.export_grants(
             db_session, account_id=customer.id, now=runtime.clock.now())
+        document["receipts"] = [
+            {"id": r.id, "issued_at": r.issued_at.isoformat(), "event": r.event,
+             "company": r.client_id, "jws": r.jws, "claims": receipts.claims_in(r)}
+            for r in receipts.receipts_of(db_session, customer.id)]
+        document["reminders"] = [
+            {"at": r.created_at.isoformat(), "company": r.client_id, "kind": r.kind,
+             "lapses_at": r.lapses_at.isoformat()}
+            for r in consent_service.reminders_of(db_session, customer.id, limit=10_000)]
         document["marketing"] = marketing_service.export_marketing(
             db_session, cipher=runtime.cipher, account_id=customer.id)
         return Response(
@@ -397,11 +409,15 @@ class ConnectionsPage(Controller):
 
     @get("/", sync_to_thread=True)
     def connections(self, customer: Customer, db_session: DbSession, runtime: RuntimeDep,
-                    revoked: FromQuery[bool] = False) -> Template:
+                    revoked: FromQuery[bool] = False,
+                    renewed: FromQuery[bool] = False) -> Template:
         """The list of connections with their history of consent records."""
-        return _page("connections.html", account=customer, revoked=revoked,
+        now = runtime.clock.now()
+        return _page("connections.html", account=customer, revoked=revoked, renewed=renewed,
                      connections=consent_service.connections(
-                         db_session, account_id=customer.id, now=runtime.clock.now()))
+                         db_session, account_id=customer.id, now=now),
+                     notices=consent_service.pending_notices(
+                         db_session, account_id=customer.id, now=now))
 
     @post("/{grant_id:str}/revoke", status_code=303, sync_to_thread=True)
     def revoke(self, grant_id: FromPath[str], data: Form, customer: Customer,
@@ -411,3 +427,54 @@ class ConnectionsPage(Controller):
         consent_service.revoke(db_session, runtime.consent_context(), account_id=customer.id,
                                grant_id=grant_id, scope=scope)
         return Redirect(path="/connections?revoked=true", status_code=303)
+
+    @post("/{grant_id:str}/renew", status_code=303, sync_to_thread=True)
+    def renew(self, grant_id: FromPath[str], customer: Customer, db_session: DbSession,
+              runtime: RuntimeDep) -> Redirect:
+        """The same permissions for another term, in one step."""
+        consent_service.renew(db_session, runtime.consent_context(), account_id=customer.id,
+                              grant_id=grant_id)
+        return Redirect(path=f"/connections?renewed=true#grant-{grant_id}", status_code=303)
+
+    @get("/notices", sync_to_thread=True)
+    def notices(self, customer: Customer, db_session: DbSession, runtime: RuntimeDep) -> Template:
+        """Companies whose newer notice asks for more: agree, or keep the grant as it is."""
+        return _page("notices.html", account=customer, changes=consent_service.pending_notices(
+            db_session, account_id=customer.id, now=runtime.clock.now()))
+
+    @post("/{grant_id:str}/notice", status_code=303, sync_to_thread=True)
+    def answer_notice(self, grant_id: FromPath[str], data: Form, customer: Customer,
+                      db_session: DbSession, runtime: RuntimeDep) -> Redirect:
+        """`answer=agree` widens the grant to the new notice; anything else keeps it."""
+        consent_service.answer_notice(db_session, runtime.consent_context(),
+                                      account_id=customer.id, grant_id=grant_id,
+                                      agree=form_text(data, "answer") == "agree")
+        return Redirect(path="/connections/notices", status_code=303)
+
+
+class ReceiptsPage(Controller):
+    """The customer's consent receipts: listed, and each downloadable as a JSON file."""
+
+    path = "/receipts"
+    dependencies = {"customer": Provide(provide_customer, sync_to_thread=True)}
+
+    @get("/", sync_to_thread=True)
+    def receipts(self, customer: Customer, db_session: DbSession) -> Template:
+        """Every receipt, newest first, with the company and what happened."""
+        rows = [(r, receipts.claims_in(r)) for r in receipts.receipts_of(db_session, customer.id)]
+        return _page("receipts.html", account=customer, rows=rows)
+
+    @get("/{receipt_id:str}", sync_to_thread=True)
+    def download(self, receipt_id: FromPath[str], customer: Customer, db_session: DbSession,
+                 runtime: RuntimeDep) -> Response[Any]:
+        """The receipt with its log proof, verifiable offline with the vault's public key."""
+        keyring = runtime.keyring
+        signer = receipts.ReceiptSigner(keyring.signing_key, runtime.settings.issuer,
+                                        runtime.settings.jurisdiction, runtime.clock)
+        document = receipts.receipt_file(db_session, signer, tree=runtime.audit_tree,
+                                         account_id=customer.id,
+                                         receipt_id=receipt_id.removesuffix(".json"))
+        name = f"consent-receipt-{document['claims']['consentReceiptID']}.json"
+        return Response(
+            content=json.dumps(document, indent=2).encode(), media_type="application/json",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'})
