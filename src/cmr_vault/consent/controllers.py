@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from litestar import Controller, delete, get, post, put
 from litestar.di import Provide
-from litestar.params import FromPath, Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from pydantic import BaseModel, Field
 
 from cmr_vault.consent import events, receipts
@@ -82,7 +82,7 @@ class CompanyEventsApi(Controller):
     dependencies = {"company": Provide(provide_company_client, sync_to_thread=True)}
 
     @put("/webhook", sync_to_thread=True)
-    def set_webhook(self, data: WebhookBody, company: CompanyClient, db_session: DbSession,
+    def set_webhook(self, data: JSONBody[WebhookBody], company: CompanyClient, db_session: DbSession,
                     runtime: RuntimeDep) -> dict[str, Any]:
         """Register (or replace) the webhook; the signing secret is shown this once."""
         secret = events.register_webhook(
@@ -107,8 +107,9 @@ class CompanyEventsApi(Controller):
 
     @get("/events", sync_to_thread=True)
     def list_events(self, company: CompanyClient, db_session: DbSession,
-                    pending: bool = True,
-                    limit: Annotated[int, Parameter(ge=1, le=500)] = 100) -> dict[str, Any]:
+                    pending: FromQuery[bool] = True,
+                    limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100
+                    ) -> dict[str, Any]:
         """The company's events, oldest first; by default only those not yet acknowledged."""
         found = events.events_for(db_session, client_id=company.client_id,
                                   unacknowledged=pending, limit=limit)
@@ -123,7 +124,7 @@ class CompanyEventsApi(Controller):
         return events.document(event)
 
     @put("/notice", sync_to_thread=True)
-    def publish_notice(self, data: NoticeBody, company: CompanyClient, db_session: DbSession,
+    def publish_notice(self, data: JSONBody[NoticeBody], company: CompanyClient, db_session: DbSession,
                        runtime: RuntimeDep) -> dict[str, Any]:
         """Publish a new notice version; existing grants keep what their customers saw."""
         client = oauth_service.publish_notice(db_session, clock=runtime.clock, client=company,
@@ -137,7 +138,7 @@ class ReceiptsApi(Controller):
     tags = ["receipts"]
 
     @post("/api/v1/receipts/verify", status_code=200, sync_to_thread=False)
-    def verify(self, data: dict[str, Any], runtime: RuntimeDep) -> dict[str, Any]:
+    def verify(self, data: JSONBody[dict[str, Any]], runtime: RuntimeDep) -> dict[str, Any]:
         """Check a receipt file against this vault's public key."""
         keyring = runtime.keyring
         verifier = receipts.ReceiptSigner(keyring.signing_key, runtime.settings.issuer,

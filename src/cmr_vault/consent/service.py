@@ -252,19 +252,19 @@ def mark_compromised(session: Session, ctx: ConsentContext, *, grant_id: str) ->
 
 
 def renewal_term(session: Session, ctx: ConsentContext, grant: Grant) -> timedelta | None:
-    """How far one renewal reaches: the policy's reaffirmation period, else the grant's own
-    last term (from its last consent to its expiry); None for a grant that never expires."""
-    days = ctx.lifecycle.reaffirm_days(scopes_of(grant))
-    if days is not None:
-        return timedelta(days=days)
+    """How far one renewal reaches: the term the customer chose last time (from that consent
+    to its expiry), never beyond the policy's reaffirmation period; None if neither sets one."""
     last = session.exec(
         select(ConsentRecord).where(ConsentRecord.grant_id == grant.id)
         .where(col(ConsentRecord.change).in_(("given", "renewed", "widened")))
         .order_by(col(ConsentRecord.id).desc())
     ).first()
-    if grant.expires_at is None or last is None or last.expires_at is None:
-        return None
-    return max(last.expires_at - last.at, timedelta(days=1))
+    own = (max(last.expires_at - last.at, timedelta(days=1))
+           if last is not None and last.expires_at is not None else None)
+    days = ctx.lifecycle.reaffirm_days(scopes_of(grant))
+    policy = timedelta(days=days) if days is not None else None
+    terms = [term for term in (own, policy) if term is not None]
+    return min(terms) if terms else None
 
 
 def renew(session: Session, ctx: ConsentContext, *, account_id: str, grant_id: str) -> Grant:
