@@ -152,7 +152,7 @@ def deliver_due(session: Session, *, clock: Clock, cipher: FieldCipher, allow_lo
         .where(col(CompanyEvent.delivered_at).is_(None))
         .where(col(CompanyEvent.next_attempt_at).is_not(None))
         .where(col(CompanyEvent.next_attempt_at) <= now)
-        .order_by(col(CompanyEvent.created_at)).limit(limit)
+        .order_by(col(CompanyEvent.seq)).limit(limit)
         .with_for_update(skip_locked=True, of=CompanyEvent)
     ).all()
     delivered = failed = 0
@@ -198,13 +198,13 @@ def events_for(session: Session, *, client_id: str, unacknowledged: bool,
     query = select(CompanyEvent).where(CompanyEvent.client_id == client_id)
     if unacknowledged:
         query = query.where(col(CompanyEvent.acknowledged_at).is_(None))
-    return list(session.exec(query.order_by(col(CompanyEvent.created_at)).limit(limit)).all())
+    return list(session.exec(query.order_by(col(CompanyEvent.seq)).limit(limit)).all())
 
 
 def acknowledge(session: Session, *, clock: Clock, client_id: str,
                 event_id: str) -> CompanyEvent:
     """The company says it has followed the change; the first acknowledgement counts."""
-    event = session.get(CompanyEvent, event_id)
+    event = session.exec(select(CompanyEvent).where(CompanyEvent.id == event_id)).first()
     if event is None or event.client_id != client_id:
         raise NotFound("No such event for this company.")
     if event.acknowledged_at is None:

@@ -132,12 +132,14 @@ class CompanyWebhook(SQLModel, table=True):
 class CompanyEvent(SQLModel, table=True):
     """One change a company must follow, in the outbox until delivered and acknowledged.
 
-    The payload names the customer only by the company's own pairwise pseudonym.
+    The payload names the customer only by the company's own pairwise pseudonym; `seq` keeps
+    the order the changes happened in, even within one transaction.
     """
 
     __tablename__ = "company_event"
 
-    id: str = Field(primary_key=True, max_length=40)
+    seq: int | None = Field(default=None, primary_key=True)
+    id: str = Field(max_length=40, unique=True)
     client_id: str = Field(
         sa_column=Column(
             String(48), ForeignKey("oauth_client.client_id"), nullable=False, index=True

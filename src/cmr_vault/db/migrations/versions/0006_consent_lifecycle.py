@@ -55,7 +55,8 @@ def upgrade() -> None:
     )
     op.create_table(
         "company_event",
-        sa.Column("id", sa.String(length=40), primary_key=True),
+        sa.Column("seq", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("id", sa.String(length=40), nullable=False, unique=True),
         sa.Column("client_id", sa.String(length=48), sa.ForeignKey("oauth_client.client_id"),
                   nullable=False, index=True),
         sa.Column("type", sa.String(length=48), nullable=False),
