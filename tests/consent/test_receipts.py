@@ -17,7 +17,7 @@ from cmr_vault.audit.checkpoint import verifier_key_for
 from cmr_vault.cli import main
 from cmr_vault.consent.models import Grant
 from cmr_vault.consent.receipts import verify_file
-from tests.factories import Browser
+from tests.factories import DEFAULT_PASSWORD, Browser
 from tests.oauth.flows import Company, get_code
 
 
@@ -149,3 +149,19 @@ def test_the_vault_publishes_its_receipt_key_as_a_jwk(client: TestClient[Litesta
     keys: list[dict[str, Any]] = client.get("/.well-known/jwks.json").json()["keys"]
     assert keys[0]["kty"] == "OKP" and keys[0]["crv"] == "Ed25519"
     assert "d" not in keys[0]
+
+
+def test_the_export_holds_grants_with_history_receipts_and_the_access_log(
+    browser: Browser, connected_grant: Grant
+) -> None:
+    browser.submit(f"/connections/{connected_grant.id}/revoke", {"scope": "marketing.email"},
+                   page="/connections")
+    document = json.loads(browser.submit("/export", {"password": DEFAULT_PASSWORD}).content)
+
+    connection = document["connections"][0]
+    assert [h["change"] for h in connection["history"]] == ["narrowed", "given"]
+    assert connection["dpv_status"] == "dpv:ConsentGiven"
+    assert [r["event"] for r in document["receipts"]] == ["narrowed", "given"]
+    assert all(r["jws"].count(".") == 2 for r in document["receipts"])
+    assert {"grant.given", "grant.narrowed"} <= {e["action"] for e in document["access_log"]}
+    assert {"profile", "marketing", "reminders"} <= set(document)
