@@ -654,6 +654,7 @@ def export_marketing(session: Session, *, cipher: FieldCipher, account_id: str
             "topics": open_topics(cipher, p), "caps": [p.cap_day, p.cap_week, p.cap_month],
             "quiet_hours": [p.quiet_start, p.quiet_end],
             "paused_until": p.paused_until.isoformat() if p.paused_until else None,
+            "expires_at": p.expires_at.isoformat() if p.expires_at else None,
         } for p in preferences],
         "messages": [{
             "company": m.client_id, "channel": m.channel, "topic": m.topic,
