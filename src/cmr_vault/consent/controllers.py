@@ -82,8 +82,8 @@ class CompanyEventsApi(Controller):
     dependencies = {"company": Provide(provide_company_client, sync_to_thread=True)}
 
     @put("/webhook", sync_to_thread=True)
-    def set_webhook(self, data: JSONBody[WebhookBody], company: CompanyClient, db_session: DbSession,
-                    runtime: RuntimeDep) -> dict[str, Any]:
+    def set_webhook(self, data: JSONBody[WebhookBody], company: CompanyClient,
+                    db_session: DbSession, runtime: RuntimeDep) -> dict[str, Any]:
         """Register (or replace) the webhook; the signing secret is shown this once."""
         secret = events.register_webhook(
             db_session, clock=runtime.clock, cipher=runtime.cipher, data_keys=runtime.data_keys,
@@ -124,8 +124,8 @@ class CompanyEventsApi(Controller):
         return events.document(event)
 
     @put("/notice", sync_to_thread=True)
-    def publish_notice(self, data: JSONBody[NoticeBody], company: CompanyClient, db_session: DbSession,
-                       runtime: RuntimeDep) -> dict[str, Any]:
+    def publish_notice(self, data: JSONBody[NoticeBody], company: CompanyClient,
+                       db_session: DbSession, runtime: RuntimeDep) -> dict[str, Any]:
         """Publish a new notice version; existing grants keep what their customers saw."""
         client = oauth_service.publish_notice(db_session, clock=runtime.clock, client=company,
                                               notice=data.notice)
