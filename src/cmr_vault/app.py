@@ -29,6 +29,7 @@ from cmr_vault.consent.controllers import CompanyEventsApi, CompanyGrantsApi, Re
 from cmr_vault.db.engine import check_durability
 from cmr_vault.db.session import provide_db_session
 from cmr_vault.deps import RuntimeDep, provide_runtime
+from cmr_vault.intents.controllers import CompanyIntentsApi, IntentPages
 from cmr_vault.marketing.controllers import (
     CampaignsApi,
     OptInLinks,
@@ -36,6 +37,7 @@ from cmr_vault.marketing.controllers import (
     PushesApi,
 )
 from cmr_vault.marketing.worker import run_delivery_worker
+from cmr_vault.measurement.controllers import MeasurementApi
 from cmr_vault.oauth.admin import AdminClientsApi
 from cmr_vault.oauth.controllers import AuthorizationPages, TokenEndpoints, server_metadata
 from cmr_vault.portal.controllers import (
@@ -103,6 +105,9 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
             CompanyGrantsApi,
             CompanyEventsApi,
             ReceiptsApi,
+            CompanyIntentsApi,
+            IntentPages,
+            MeasurementApi,
             CompanyProfileApi,
             AdminClientsApi,
             PushesApi,

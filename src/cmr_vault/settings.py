@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     webhook_allow_loopback: bool = Field(
         default=False, description="Let customers' push endpoints and companies' event "
         "webhooks be on 127.0.0.1 (tests only).")
+    k_anonymity_threshold: int = Field(
+        default=5, ge=2, description="Company figures below this count are suppressed.")
     jurisdiction: str = Field(
         default="EU", description="The jurisdiction named on consent receipts.")
     job_engine: Literal["auto", "in-process"] = Field(

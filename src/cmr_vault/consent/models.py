@@ -52,6 +52,9 @@ class Grant(SQLModel, table=True):
     expires_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     reminded_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     notice_declined: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    value_offer_id: str | None = Field(default=None, max_length=32)
+    value_fulfilled_at: datetime | None = Field(default=None,
+                                                sa_column=utc_column(nullable=True))
     created_at: datetime = Field(sa_column=utc_column())
     updated_at: datetime = Field(sa_column=utc_column())
 

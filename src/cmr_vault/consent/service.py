@@ -22,6 +22,7 @@ from cmr_vault.consent import events, receipts
 from cmr_vault.consent.models import ConsentRecord, Grant, GrantStatus, Reminder
 from cmr_vault.crypto.blind_index import subject_pseudonym
 from cmr_vault.errors import NotFound, ValidationFailed
+from cmr_vault.intents.models import ValueOffer
 from cmr_vault.oauth import service as oauth_service
 from cmr_vault.oauth.models import OAuthClient
 from cmr_vault.oauth.scopes import Scope, parse_scopes
@@ -103,13 +104,22 @@ def _record(session: Session, ctx: ConsentContext, *, grant: Grant, actor: str, 
         actor=actor, collection_method=_COLLECTION.get(actor, "vault"),
         purposes=purposes_of(grant), expires_at=grant.expires_at,
         notice_version=grant.notice_version, audit_entry=entry,
-        extra={"grantId": grant.id, "withdrawnCategories": removed or []}))
+        extra={"grantId": grant.id, "withdrawnCategories": removed or [],
+               **_value_exchange(session, grant)}))
     events.emit(session, clock=ctx.clock, client_id=grant.client_id, type=f"grant.{change}",
                 data={"grant_id": grant.id, "subject": grant.pairwise_subject,
                       "status": state_of(grant, ctx.clock.now()),
                       "dpv_status": receipts.dpv_status(change), "scopes": scopes_of(grant),
                       "removed": removed or [], "expires_at": expires,
                       "notice_version": grant.notice_version})
+
+
+def _value_exchange(session: Session, grant: Grant) -> dict[str, Any]:
+    value = session.get(ValueOffer, grant.value_offer_id) if grant.value_offer_id else None
+    if value is None:
+        return {}
+    return {"valueExchange": {"kind": value.kind, "description": value.description,
+                              "fulfilled": grant.value_fulfilled_at is not None}}
 
 
 def check_requestable(client: OAuthClient, requested: list[str]) -> list[Scope]:
@@ -126,7 +136,8 @@ def check_requestable(client: OAuthClient, requested: list[str]) -> list[Scope]:
 
 
 def give_consent(session: Session, ctx: ConsentContext, *, account_id: str,
-                 client: OAuthClient, scopes: list[str], expires_at: datetime | None) -> Grant:
+                 client: OAuthClient, scopes: list[str], expires_at: datetime | None,
+                 value_offer: ValueOffer | None = None) -> Grant:
     """Record what the customer approved on the consent screen (a new or a changed grant).
 
     The customer may approve any subset of what was asked; each approved scope carries the
@@ -171,6 +182,8 @@ def give_consent(session: Session, ctx: ConsentContext, *, account_id: str,
     grant.expires_at = ctx.lifecycle.bounded_expiry(names, expires_at, now)
     grant.reminded_at = None
     grant.updated_at = now
+    if value_offer is not None:
+        grant.value_offer_id, grant.value_fulfilled_at = value_offer.id, None
     session.add(grant)
     session.flush()
     _record(session, ctx, grant=grant, actor="customer", change=change, removed=removed)
@@ -409,6 +422,7 @@ class Connection:
     purposes: dict[str, list[str]]
     history: list[ConsentRecord]
     dpv_status: str
+    value_offer: ValueOffer | None
 
     @property
     def renewable(self) -> bool:
@@ -437,6 +451,8 @@ def connections(session: Session, *, account_id: str, now: datetime) -> list[Con
                 purposes=purposes_of(grant),
                 history=list(history),
                 dpv_status=dpv_status_of(grant, list(history), now),
+                value_offer=session.get(ValueOffer, grant.value_offer_id)
+                if grant.value_offer_id else None,
             )
         )
     return result

@@ -11,6 +11,7 @@ def load_metadata() -> MetaData:
     import cmr_vault.accounts.models
     import cmr_vault.audit.models
     import cmr_vault.consent.models
+    import cmr_vault.intents.models
     import cmr_vault.marketing.models
     import cmr_vault.oauth.models
     import cmr_vault.vault.models  # noqa: F401

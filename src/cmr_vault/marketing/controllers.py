@@ -22,6 +22,7 @@ from cmr_vault.consent import service as consent_service
 from cmr_vault.crypto.blind_index import subject_pseudonym
 from cmr_vault.deps import DbSession, RuntimeDep
 from cmr_vault.errors import Forbidden, NotFound, ValidationFailed
+from cmr_vault.intents import service as intents_service
 from cmr_vault.marketing import campaigns, jobs
 from cmr_vault.marketing import service as marketing_service
 from cmr_vault.marketing.delivery import Envelope
@@ -301,6 +302,9 @@ class PreferencePages(Controller):
         return Template("marketing/inbox.html", context={
             "account": customer, "now": runtime.clock.now(),
             "reminders": [(r, names[r.client_id]) for r in reminders],
+            "offers": intents_service.offers_for(db_session, cipher=runtime.cipher,
+                                                 account_id=customer.id,
+                                                 now=runtime.clock.now()),
             "messages": marketing_service.inbox(db_session, cipher=runtime.cipher,
                                                 account_id=customer.id)})
 

@@ -28,6 +28,7 @@ from cmr_vault.consent import service as consent_service
 from cmr_vault.crypto.blind_index import subject_pseudonym
 from cmr_vault.deps import DbSession, RuntimeDep
 from cmr_vault.errors import DomainError, ValidationFailed
+from cmr_vault.intents import service as intents_service
 from cmr_vault.oauth.scopes import parse_scopes
 from cmr_vault.oauth.server import (
     GrantHolder,
@@ -145,12 +146,15 @@ class AuthorizationPages(Controller):
         request: Request[Any, Any, Any],
         oauth_request: VaultRequest,
         account: Account,
+        db_session: Any,
         problem: str = "",
         status: int = 200,
     ) -> Template:
         client: VaultClient = oauth_request.client
         notice = json.loads(client.row.notice)
         scopes = parse_scopes(oauth_request.scope or "")
+        value = intents_service.value_offer_for(
+            db_session, client.row.client_id, request.query_params.get("value_offer", ""))
         return Template(
             "oauth/consent.html",
             status_code=status,
@@ -160,6 +164,7 @@ class AuthorizationPages(Controller):
                 "scopes": scopes,
                 "notice": notice,
                 "expiry_choices": EXPIRY_CHOICES,
+                "value_offer": value,
                 "action": f"{request.url.path}?{request.url.query}",
                 "problem": problem,
             },
@@ -208,7 +213,7 @@ class AuthorizationPages(Controller):
             return started
         _, oauth_request, _ = started
         assert account is not None
-        return self._consent_page(request, oauth_request, account)
+        return self._consent_page(request, oauth_request, account, db_session)
 
     @post("/", status_code=303, sync_to_thread=True)
     def decide(
@@ -242,9 +247,13 @@ class AuthorizationPages(Controller):
                 client=client.row,
                 scopes=chosen,
                 expires_at=runtime.clock.now() + expiry if expiry else None,
+                value_offer=intents_service.value_offer_for(
+                    db_session, client.row.client_id,
+                    request.query_params.get("value_offer", "")),
             )
         except ValidationFailed as exc:
-            return self._consent_page(request, oauth_request, account, exc.detail, 400)
+            return self._consent_page(request, oauth_request, account, db_session, exc.detail,
+                                      400)
         holder = GrantHolder(account.id, grant_row.id, " ".join(chosen))
         answer = server.create_authorization_response(oauth_request, grant_user=holder, grant=grant)
         return _to_litestar(answer, after_post=True)

@@ -1,12 +1,15 @@
 """What a scope names, and how to say it to a person.
 
 `profile.<field>:read` lets a company read one profile field; `marketing.<channel>` lets it
-send on one channel (through the vault, which keeps the address to itself). Nothing else
-exists, so a scope list is validated against these two shapes and the vault's field names.
+send on one channel (through the vault, which keeps the address to itself); `intents.<topic>`
+lets it see the intents the customer publishes for everyone on that topic and answer them with
+offers; `programmes.<kind>` is taking part in one kind of the company's engagement programmes.
+Nothing else exists, so a scope list is validated against these shapes.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from cmr_vault.errors import ValidationFailed
@@ -19,6 +22,12 @@ CHANNELS = {
     "webhook": "push notifications to an app",
 }
 _LIST_LABELS = {"interests": "Interests", "identities": "Linked identities"}
+PROGRAMME_KINDS = {
+    "product-tests": "product tests",
+    "feedback": "feedback rounds",
+    "community": "its community",
+}
+TOPIC = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 
 
 @dataclass(frozen=True)
@@ -26,7 +35,7 @@ class Scope:
     """One parsed scope: a field read, or a marketing channel."""
 
     name: str
-    kind: str  # "read" | "marketing"
+    kind: str  # "read" | "marketing" | "intent" | "programme"
     target: str  # the field name or the channel
 
     @property
@@ -36,6 +45,10 @@ class Scope:
             spec = STANDARD_BY_NAME.get(self.target)
             field = spec.label if spec else _LIST_LABELS.get(self.target, self.target)
             return f"Read your {field.lower()}"
+        if self.kind == "intent":
+            return f"See what you are looking for about {self.target} and answer with offers"
+        if self.kind == "programme":
+            return f"Invite you to take part in {PROGRAMME_KINDS[self.target]}"
         return f"Send you {CHANNELS[self.target]}"
 
 
@@ -51,7 +64,18 @@ def parse_scope(name: str) -> Scope:
         if channel in CHANNELS:
             return Scope(name, "marketing", channel)
         raise ValueError(f"{name}: channels are {', '.join(CHANNELS)}")
-    raise ValueError(f"{name}: scopes are profile.<field>:read or marketing.<channel>")
+    if name.startswith("intents."):
+        topic = name[len("intents.") :]
+        if TOPIC.fullmatch(topic):
+            return Scope(name, "intent", topic)
+        raise ValueError(f"{name}: a topic is 1 to 32 lower-case letters, digits or '-'")
+    if name.startswith("programmes."):
+        kind = name[len("programmes.") :]
+        if kind in PROGRAMME_KINDS:
+            return Scope(name, "programme", kind)
+        raise ValueError(f"{name}: programme kinds are {', '.join(PROGRAMME_KINDS)}")
+    raise ValueError(f"{name}: scopes are profile.<field>:read, marketing.<channel>, "
+                     "intents.<topic> or programmes.<kind>")
 
 
 def parse_scopes(names: list[str] | str) -> list[Scope]:
@@ -81,4 +105,5 @@ def marketing_scope(channel: str) -> str:
 
 def all_scopes() -> list[str]:
     """Every scope the vault knows, for server metadata."""
-    return [read_scope(f) for f in FIELD_NAMES] + [marketing_scope(c) for c in CHANNELS]
+    return ([read_scope(f) for f in FIELD_NAMES] + [marketing_scope(c) for c in CHANNELS]
+            + [f"programmes.{kind}" for kind in PROGRAMME_KINDS])

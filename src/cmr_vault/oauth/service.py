@@ -165,6 +165,11 @@ def list_clients(session: Session) -> list[OAuthClient]:
     return list(session.exec(select(OAuthClient).order_by(col(OAuthClient.created_at))).all())
 
 
+def approved_clients(session: Session) -> list[OAuthClient]:
+    """Companies in good standing, by name."""
+    return [c for c in list_clients(session) if c.status == ClientStatus.APPROVED]
+
+
 def set_client_status(session: Session, *, client_id: str, status: ClientStatus) -> OAuthClient:
     """Approve or suspend a company; a suspended company's tokens stop working at once."""
     client = get_client(session, client_id)

@@ -24,7 +24,7 @@ def _always(_ctx: Context) -> bool:
 
 
 DEFAULT_DENY = RuleHit("default.deny", "deny", "no rule allows this")
-ACTIONS = ("read", "push")
+ACTIONS = ("read", "push", "offer")
 CHANNELS = ("email", "sms", "inbox", "webhook")
 
 

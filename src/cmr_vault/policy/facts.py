@@ -17,6 +17,7 @@ class Action(StrEnum):
 
     READ = "read"
     PUSH = "push"
+    OFFER = "offer"
 
 
 @dataclass(frozen=True, slots=True)

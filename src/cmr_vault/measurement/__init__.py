@@ -1,0 +1,1 @@
+"""Measurement for companies: aggregate figures about their relationships, never a person."""
