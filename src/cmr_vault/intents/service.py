@@ -15,7 +15,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from sqlmodel import Session, col, select
 
@@ -254,9 +254,10 @@ def _check_offer(draft: OfferDraft, client: OAuthClient) -> None:
 
 def _consent_request_problem(query: str, client: OAuthClient) -> str | None:
     """An accept link must be this vault's authorization request, for this very company."""
-    params = parse_qs(query.removeprefix("?"), keep_blank_values=True)
-    if urlsplit(query).path not in ("", "/oauth/authorize") or "://" in query:
+    text = query.removeprefix("/oauth/authorize").removeprefix("?")
+    if "://" in text or text.startswith("/"):
         return "give the query string of an authorization request (response_type=code&…)"
+    params = parse_qs(text, keep_blank_values=True)
     if params.get("client_id") != [client.client_id]:
         return "the authorization request must be for your own client_id"
     if params.get("response_type") != ["code"] or "code_challenge" not in params:
@@ -307,7 +308,8 @@ def _submit(session: Session, ctx: ConsentContext, *, policy: PolicySet, cipher:
         sealed=_seal(cipher, account_id, f"offer:{offer_id}",
                      {"title": draft.title.strip(), "body": draft.body.strip(),
                       "value": draft.value.strip()}),
-        consent_request=draft.consent_request.removeprefix("?"), status=status,
+        consent_request=draft.consent_request.removeprefix("/oauth/authorize").removeprefix("?"),
+        status=status,
         not_before=decision.defer_until or now, decision=json.dumps(decision.as_record()),
         created_at=now)
     if status != "refused":

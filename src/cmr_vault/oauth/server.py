@@ -26,6 +26,7 @@ from authlib.oauth2.rfc6749 import (
     ClientMixin,
     InvalidGrantError,
     InvalidRequestError,
+    InvalidScopeError,
     OAuth2Payload,
     OAuth2Request,
     RefreshTokenGrant,
@@ -41,9 +42,10 @@ from cmr_vault.audit import service as audit_service
 from cmr_vault.consent import service as consent_service
 from cmr_vault.consent.service import ConsentContext
 from cmr_vault.crypto.blind_index import subject_pseudonym
+from cmr_vault.errors import ValidationFailed
 from cmr_vault.oauth import service as oauth_service
 from cmr_vault.oauth.models import AuthorizationCode, ClientStatus, OAuthClient, OAuthToken
-from cmr_vault.oauth.scopes import all_scopes
+from cmr_vault.oauth.scopes import all_scopes, parse_scopes
 
 Pairs = list[tuple[str, str]]
 
@@ -399,6 +401,14 @@ class VaultAuthorizationServer(AuthorizationServer):
         self.register_endpoint(VaultRevocation)
         self.register_endpoint(VaultIntrospection)
         self.register_extension(VaultIssuer(issuer))
+
+    def validate_requested_scope(self, scope: str | None) -> None:
+        """Every scope must have one of the vault's shapes; `intents.<topic>` is open-ended,
+        so a fixed list (authlib's default check) cannot hold them all."""
+        try:
+            parse_scopes(scope or "")
+        except ValidationFailed as exc:
+            raise InvalidScopeError(description=exc.problems.get("scope", exc.detail)) from exc
 
     def query_client(self, client_id: str) -> VaultClient | None:
         row = self.session.get(OAuthClient, client_id)
