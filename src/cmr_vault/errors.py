@@ -81,3 +81,11 @@ class Conflict(DomainError):
     kind = ErrorKind.CONFLICT
     slug = "conflict"
     title = "Conflict"
+
+
+class TooManyRequests(DomainError):
+    """A limit was reached; `retry_after` says in how many seconds to try again."""
+
+    kind = ErrorKind.THROTTLED
+    slug = "too-many-requests"
+    title = "Too many requests"

@@ -30,6 +30,7 @@ from cmr_vault.marketing.delivery import (
 )
 from cmr_vault.marketing.service import DeliveryContext
 from cmr_vault.policy.store import PolicyStore, ReloadResult
+from cmr_vault.rate_limits import RateLimits
 from cmr_vault.settings import Settings
 
 
@@ -48,6 +49,12 @@ class Runtime:
     policy: PolicyStore
     audit_tree: TreeCache = field(default_factory=TreeCache)
     clock: Clock = field(default_factory=SystemClock)
+    rate_limits: RateLimits = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rate_limits = RateLimits(
+                token_per_minute=self.settings.token_requests_per_minute,
+                pushes_per_minute=self.settings.pushes_per_minute)
 
     @property
     def keyring(self) -> Keyring:

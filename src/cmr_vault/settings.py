@@ -59,6 +59,17 @@ class Settings(BaseSettings):
     webhook_allow_loopback: bool = Field(
         default=False, description="Let customers' push endpoints and companies' event "
         "webhooks be on 127.0.0.1 (tests only).")
+    token_requests_per_minute: int = Field(
+        default=120, ge=1, description="Token endpoint requests per client (or address) and "
+        "minute, per process.")
+    pushes_per_minute: int = Field(
+        default=600, ge=1, description="Pushes, consent checks and offers per company and "
+        "minute, per process.")
+    campaign_subjects_per_day: int = Field(
+        default=2_000_000, ge=1, description="Campaign subjects (real runs) per company in any "
+        "24 hours.")
+    campaigns_running: int = Field(
+        default=2, ge=1, description="Campaigns one company may have queued or running at once.")
     k_anonymity_threshold: int = Field(
         default=5, ge=2, description="Company figures below this count are suppressed.")
     jurisdiction: str = Field(

@@ -72,3 +72,31 @@ def test_another_company_cannot_see_the_campaign(
         "campaign_id"]
     assert mail_client.get(f"/api/v1/campaigns/{campaign_id}",
                            headers=other.auth()).status_code == 404
+
+
+def test_a_company_over_its_campaign_quota_is_refused_and_others_are_not(
+    mail_client: TestClient[Litestar], shop: Company, db_session: Session,
+    mail_runtime: Runtime,
+) -> None:
+    mail_runtime.settings = mail_runtime.settings.model_copy(
+        update={"campaign_subjects_per_day": 3, "campaigns_running": 5})
+    assert _campaign(mail_client, shop, ["a", "b"], dry_run=False).status_code == 202
+
+    refused = _campaign(mail_client, shop, ["c", "d"], dry_run=False)
+
+    assert refused.status_code == 429
+    assert 0 < int(refused.headers["retry-after"]) <= 86_400
+    assert "its quota is 3" in refused.json()["detail"]
+    other = register_company(db_session, mail_runtime, name="Other Shop")
+    assert _campaign(mail_client, other, ["e", "f"], dry_run=False).status_code == 202
+
+
+def test_too_many_running_campaigns_are_refused_until_one_finishes(
+    mail_client: TestClient[Litestar], shop: Company, mail_runtime: Runtime,
+) -> None:
+    mail_runtime.settings = mail_runtime.settings.model_copy(update={"campaigns_running": 1})
+    assert _campaign(mail_client, shop, ["a"], dry_run=False).status_code == 202
+    assert _campaign(mail_client, shop, ["b"], dry_run=False).status_code == 429
+    while campaign_pass(mail_runtime):
+        pass
+    assert _campaign(mail_client, shop, ["b"], dry_run=False).status_code == 202

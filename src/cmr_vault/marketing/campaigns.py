@@ -10,20 +10,21 @@ push (so idempotency, sealing, auditing and the decision at delivery all apply).
 from __future__ import annotations
 
 import json
+import math
 import secrets
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, tuple_
+from sqlalchemy import func, insert, tuple_
 from sqlmodel import Session, col, select
 
 from cmr_vault.clock import Clock
 from cmr_vault.consent import service as consent_service
 from cmr_vault.consent.models import Grant
 from cmr_vault.crypto.field_cipher import FieldCipher
-from cmr_vault.errors import NotFound, ValidationFailed
+from cmr_vault.errors import NotFound, TooManyRequests, ValidationFailed
 from cmr_vault.marketing import service as marketing_service
 from cmr_vault.marketing.models import ALL, Campaign, CampaignTarget, ChannelPreference, Message
 from cmr_vault.oauth.models import OAuthClient
@@ -271,10 +272,47 @@ def dry_run(session: Session, *, cipher: FieldCipher, policy: PolicySet, client:
     return tally, per_subject
 
 
-def start(session: Session, *, clock: Clock, client: OAuthClient, request: CampaignRequest
-          ) -> Campaign:
-    """Store a real run; the background worker works it off in chunks."""
+@dataclass(frozen=True)
+class Quota:
+    """How much campaigning one company may ask of the vault."""
+
+    subjects_per_day: int
+    running: int
+
+
+def check_quota(session: Session, *, now: datetime, client_id: str, subjects: int,
+                quota: Quota) -> None:
+    """Refuse a company over its own quota (429 with the wait), so others are not slowed."""
+    running = session.exec(select(func.count()).select_from(Campaign).where(
+        Campaign.client_id == client_id,
+        col(Campaign.status).in_(("queued", "running")))).one()
+    if running >= quota.running:
+        raise TooManyRequests(
+            f"{running} campaigns are still running; at most {quota.running} at once. "
+            "Try again when one has finished.", retry_after=60)
+    recent = session.exec(select(Campaign.created_at, Campaign.total).where(
+        Campaign.client_id == client_id,
+        col(Campaign.created_at) > now - timedelta(days=1))
+        .order_by(col(Campaign.created_at))).all()
+    used = sum(total for _, total in recent)
+    if used + subjects > quota.subjects_per_day:
+        freed, wait = used, 0
+        for created_at, total in recent:
+            freed -= total
+            wait = math.ceil((created_at + timedelta(days=1) - now).total_seconds())
+            if freed + subjects <= quota.subjects_per_day:
+                break
+        raise TooManyRequests(
+            f"This campaign would take the company to {used + subjects} subjects in 24 hours; "
+            f"its quota is {quota.subjects_per_day}.", retry_after=max(wait, 1))
+
+
+def start(session: Session, *, clock: Clock, client: OAuthClient, request: CampaignRequest,
+          quota: Quota) -> Campaign:
+    """Store a real run within the company's quota; the background worker works it off."""
     validate(request)
+    check_quota(session, now=clock.now(), client_id=client.client_id,
+                subjects=len(request.subjects), quota=quota)
     campaign = Campaign(
         id=secrets.token_hex(16), client_id=client.client_id, channel=request.channel,
         topic=request.topic, purpose=request.purpose, title=request.title, body=request.body,

@@ -90,7 +90,9 @@ class PushesApi(Controller):
              access: CompanyAccessDep, db_session: DbSession, runtime: RuntimeDep
              ) -> Response[Any] | dict[str, Any]:
         """Queue a message (202), queue it deferred with the time it will go (202), or refuse
-        it with the reasons (403). The same idempotency key always gives the same answer."""
+        it with the reasons (403). The same idempotency key always gives the same answer.
+        Limited per company: 429 with Retry-After."""
+        runtime.rate_limits.pushes.hit(access.client.client_id, "pushes")
         _own_subject(access, data.subject)
         outcome = marketing_service.submit_push(
             db_session, clock=runtime.clock, policy=runtime.policy.current,
@@ -126,6 +128,7 @@ class PushesApi(Controller):
     def consent_check(self, data: JSONBody[ConsentCheckBody], access: CompanyAccessDep,
                       db_session: DbSession, runtime: RuntimeDep) -> dict[str, Any]:
         """The decision a push would get now, with its reasons, without sending anything."""
+        runtime.rate_limits.pushes.hit(access.client.client_id, "pushes and consent checks")
         _own_subject(access, data.subject)
         if data.channel not in CHANNELS:
             raise ValidationFailed("Unknown channel.", problems={"channel": ", ".join(CHANNELS)})
@@ -379,7 +382,9 @@ class CampaignsApi(Controller):
             return {"dry_run": True, "total": len(data.subjects), **tally.document(),
                     "results": per_subject}
         campaign = campaigns.start(db_session, clock=runtime.clock, client=company,
-                                   request=request)
+                                   request=request, quota=campaigns.Quota(
+                                       runtime.settings.campaign_subjects_per_day,
+                                       runtime.settings.campaigns_running))
         if runtime.settings.uses_job_engine:
             jobs.enqueue_campaign(runtime)
         return _campaign_document(campaign)

@@ -29,6 +29,7 @@ from cmr_vault.crypto.blind_index import subject_pseudonym
 from cmr_vault.deps import DbSession, RuntimeDep
 from cmr_vault.errors import DomainError, ValidationFailed
 from cmr_vault.intents import service as intents_service
+from cmr_vault.oauth.deps import basic_credentials
 from cmr_vault.oauth.scopes import parse_scopes
 from cmr_vault.oauth.server import (
     GrantHolder,
@@ -308,7 +309,11 @@ class TokenEndpoints(Controller):
     @post("/token", sync_to_thread=True, status_code=200)
     def token(self, request: Request[Any, Any, Any], db_session: DbSession, runtime: RuntimeDep,
               form_pairs: FormPairs) -> Response[Any]:
-        """Exchange a code (with PKCE) or a refresh token for tokens (RFC 6749 §4.1.3, §6)."""
+        """Exchange a code (with PKCE) or a refresh token for tokens (RFC 6749 §4.1.3, §6).
+
+        Limited per client (or, before a client is named, per address): 429 with Retry-After.
+        """
+        runtime.rate_limits.token.hit(_caller(request, form_pairs), "token requests")
         return _answer(request, db_session, runtime, form_pairs, None)
 
     @post("/revoke", sync_to_thread=True, status_code=200)
@@ -322,6 +327,15 @@ class TokenEndpoints(Controller):
                    runtime: RuntimeDep, form_pairs: FormPairs) -> Response[Any]:
         """RFC 7662: whether one of the caller's own tokens is active, and what it allows."""
         return _answer(request, db_session, runtime, form_pairs, "introspection")
+
+
+def _caller(request: Request[Any, Any, Any], form_pairs: Pairs) -> str:
+    """Who is asking, for rate limiting: the client id it names, else its address."""
+    credentials = basic_credentials(request.headers.get("authorization", ""))
+    named = credentials[0] if credentials else dict(form_pairs).get("client_id", "")
+    if named:
+        return f"client:{named[:64]}"
+    return f"address:{request.client.host if request.client else 'unknown'}"
 
 
 def _answer(request: Request[Any, Any, Any], db_session: Any, runtime: Runtime,

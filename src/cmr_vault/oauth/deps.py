@@ -88,7 +88,8 @@ def provide_company_access(
     return CompanyAccess(token=token, grant=grant, client=client, scopes=in_force)
 
 
-def _basic_credentials(header: str) -> tuple[str, str] | None:
+def basic_credentials(header: str) -> tuple[str, str] | None:
+    """(client_id, secret) from an HTTP Basic header, URL-decoded (RFC 6749 §2.3.1)."""
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "basic":
         return None
@@ -102,7 +103,7 @@ def _basic_credentials(header: str) -> tuple[str, str] | None:
 
 def provide_company_client(request: Request[Any, Any, Any], db_session: DbSession) -> OAuthClient:
     """A confidential company authenticating as itself (HTTP Basic with its client secret)."""
-    credentials = _basic_credentials(request.headers.get("authorization", ""))
+    credentials = basic_credentials(request.headers.get("authorization", ""))
     challenge = {"WWW-Authenticate": 'Basic realm="cmr-vault"'}
     if credentials is None:
         raise Unauthenticated("Authenticate with your client id and secret.", headers=challenge)
