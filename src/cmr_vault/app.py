@@ -79,6 +79,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
         runtime.data_keys.create_schema()
         app.state.runtime = runtime
         app.state.engine = runtime.engine
+        app.state.db_gate = asyncio.Lock() if runtime.engine.dialect.name == "sqlite" else None
         runtime.policy.install_sighup_handler()
         if settings.checkpoint_interval_seconds > 0:
             signer.append(asyncio.create_task(run_periodic_signer(runtime)))

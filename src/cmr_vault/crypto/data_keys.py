@@ -38,6 +38,7 @@ from sqlalchemy import (
 )
 
 from cmr_vault.crypto.kek import KeyProvider, KeyUnavailableError, WrappedKey
+from cmr_vault.db.engine import IMMEDIATE_OPTION
 
 keystore_metadata = MetaData()
 
@@ -121,7 +122,8 @@ class DataKeyStore:
         """The newest key version, counting `uses` encryptions; a fresh version when spent."""
         if not 1 <= uses <= self._max_encryptions:
             raise ValueError(f"one key version performs 1 to {self._max_encryptions} encryptions")
-        with self._engine.begin() as conn:
+        with self._engine.connect() as conn, conn.execution_options(
+                **{IMMEDIATE_OPTION: True}).begin():
             row = conn.execute(
                 select(data_key_table)
                 .where(data_key_table.c.owner_id == owner_id)

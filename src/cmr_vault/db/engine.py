@@ -16,6 +16,8 @@ from sqlalchemy.pool import QueuePool
 
 from cmr_vault.settings import UnsafeSettingsError
 
+IMMEDIATE_OPTION = "cmr_vault_immediate"
+
 
 def make_engine(url: str, *, immediate: bool = True) -> Engine:
     """An engine for `url`; SQLite files and their folders are created on first use."""
@@ -50,7 +52,10 @@ def _configure_sqlite(engine: Engine, *, immediate: bool) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        # A deferred transaction that reads and then writes fails at once (SQLITE_BUSY, no
+        # waiting) when another writer committed in between; a writer asks for IMMEDIATE.
+        wanted = conn.get_execution_options().get(IMMEDIATE_OPTION, immediate)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if wanted else "BEGIN")
 
 
 def check_durability(engine: Engine) -> None:

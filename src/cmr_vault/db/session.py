@@ -7,6 +7,8 @@ answer; an exception from the handler is thrown into the generator and rolls eve
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncGenerator, Iterator
 from contextlib import contextmanager
 
@@ -17,17 +19,26 @@ from sqlmodel import Session
 
 
 async def provide_db_session(state: State) -> AsyncGenerator[Session, None]:
-    """The request's session; commits (in a worker thread: it may fsync) on success."""
-    session = Session(state.engine, expire_on_commit=False)
-    try:
-        yield session
-    except BaseException:
-        await anyio.to_thread.run_sync(session.rollback)
-        raise
-    else:
-        await anyio.to_thread.run_sync(session.commit)
-    finally:
-        await anyio.to_thread.run_sync(session.close)
+    """The request's session; commits (in a worker thread: it may fsync) on success.
+
+    On SQLite a request's first statement takes the database's one write lock (BEGIN
+    IMMEDIATE) and keeps it until the commit, while its later steps wait for a free worker
+    thread. Many requests at once would take every thread and wait for that lock, starving the
+    request that holds it; so on SQLite requests take turns here, on the event loop, before
+    touching the database. PostgreSQL has no such lock and no gate.
+    """
+    gate: asyncio.Lock | None = getattr(state, "db_gate", None)
+    async with gate or contextlib.nullcontext():
+        session = Session(state.engine, expire_on_commit=False)
+        try:
+            yield session
+        except BaseException:
+            await anyio.to_thread.run_sync(session.rollback)
+            raise
+        else:
+            await anyio.to_thread.run_sync(session.commit)
+        finally:
+            await anyio.to_thread.run_sync(session.close)
 
 
 @contextmanager

@@ -1,0 +1,327 @@
+"""The load and fault harness: real vault processes on loopback, real HTTP, a set checker.
+
+Companies read profile fields and push messages while customers narrow and renew their
+consents. Every request is classified as `ok` (2xx), `refused` (a definite 4xx) or `info`
+(no answer, a reset or a 5xx: the outcome is unknown). Afterwards the database must hold every
+acknowledged write (Jepsen's set checker: lost = ∅), no refused push may exist as a message, no
+message may exist twice, and `cmr-vault audit verify` must pass.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlmodel import Session, col, select
+
+from cmr_vault.accounts import service as accounts_service
+from cmr_vault.audit.models import AuditEntry
+from cmr_vault.consent.models import ConsentRecord
+from cmr_vault.db.engine import make_engine
+from cmr_vault.marketing import service as marketing_service
+from cmr_vault.marketing.models import Message
+from cmr_vault.runtime import Runtime
+from cmr_vault.settings import Settings
+from tests.factories import Browser, make_customer
+from tests.oauth.flows import Company, get_code, introspect, redeem, register_company
+
+SALES = "Tell you about sales"
+NOTICE = {"profile.email:read": ["Send your order receipts"], "marketing.inbox": [SALES]}
+SCOPES = list(NOTICE)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class VaultProcess:
+    """`cmr-vault serve` in its own process group, so SIGKILL takes every worker with it."""
+
+    def __init__(self, env: dict[str, str], port: int, workers: int, log: Path) -> None:
+        self.env, self.port, self.workers, self.log_path = env, port, workers, log
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log_path.open("a") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "cmr_vault", "serve", "--port", str(self.port),
+                 "--workers", str(self.workers)],
+                env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.wait_healthy()
+
+    def wait_healthy(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the vault exited: see {self.log_path}")
+            try:
+                if httpx.get(f"{self.base_url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"the vault did not become healthy: see {self.log_path}")
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: no clean shutdown, no flush."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def vault_env(settings: Settings, base_url: str) -> dict[str, str]:
+    """The environment that points a `cmr-vault` process at the test's database and keys."""
+    env = {**os.environ, "CMR_VAULT_DATA_DIR": str(settings.data_dir),
+           "CMR_VAULT_DATABASE_URL": settings.database_url,
+           "CMR_VAULT_KEYSTORE_URL": settings.keystore_url, "CMR_VAULT_BASE_URL": base_url,
+           "CMR_VAULT_DELIVERY_INTERVAL_SECONDS": "1", "CMR_VAULT_JOB_ENGINE": "in-process",
+           "CMR_VAULT_PUSHES_PER_MINUTE": "100000", "CMR_VAULT_TOKEN_REQUESTS_PER_MINUTE": "100000",
+           "CMR_VAULT_LOG_LEVEL": "WARNING"}
+    env.pop("CMR_VAULT_KEK", None)
+    return env
+
+
+@dataclass
+class Customer:
+    """A customer connected to one company, and what the company holds for them."""
+
+    email: str
+    company: Company
+    browser: Browser
+    token: str = ""
+    subject: str = ""
+    grant_id: str = ""
+
+
+def seed(runtime: Runtime, session: Session, *, companies: int, customers: int) -> tuple[
+        list[Company], list[str]]:
+    """Companies allowed to read e-mail and push to the inbox, and customers (committed).
+
+    The company rows are detached once loaded: worker threads read them, and a lazy refresh
+    through the test's session would hold SQLite's write lock for the whole run.
+    """
+    shops = [register_company(session, runtime, name=f"Load Shop {n}", notice=NOTICE)
+             for n in range(companies)]
+    for shop in shops:
+        session.refresh(shop.row)
+        session.expunge(shop.row)
+    session.rollback()
+    emails = []
+    for n in range(customers):
+        email = f"load{n}@example.org"
+        make_customer(session, runtime, email=email, profile={"email": email})
+        emails.append(email)
+    return shops, emails
+
+
+def connect(base_url: str, email: str, company: Company) -> Customer:
+    """Sign in, consent on the real consent screen, redeem the code: a live connection."""
+    browser = Browser(httpx.Client(base_url=base_url, timeout=30))  # type: ignore[arg-type]
+    assert browser.sign_in(email).status_code == 303
+    code, verifier = get_code(browser, company, scopes=SCOPES, scope=" ".join(SCOPES))
+    client: Any = browser.client
+    token = redeem(client, company, code, verifier).json()["access_token"]
+    subject = introspect(client, company, token)["sub"]
+    grants = client.get("/api/v1/grants", headers=company.auth()).json()["grants"]
+    grant_id = next(g["grant_id"] for g in grants if g["subject"] == subject)
+    return Customer(email, company, browser, token, subject, grant_id)
+
+
+def opt_in(runtime: Runtime, session: Session, account_email: str, customer: Customer) -> None:
+    """The customer opts in to the company's inbox messages (through the service)."""
+    account = accounts_service.find_by_email(session, index_key=runtime.keyring.index_key,
+                                             email=account_email)
+    assert account is not None
+    marketing_service.set_preference(
+        session, runtime.consent_context(), cipher=runtime.cipher, account_id=account.id,
+        change=marketing_service.PreferenceChange(
+            client_id=customer.company.client_id, channel="inbox", opted_in=True, topics=[],
+            cap_day=None, cap_week=None, cap_month=None, quiet_start=None, quiet_end=None,
+            paused_until=None))
+    session.commit()
+    session.expunge_all()
+
+
+@dataclass
+class Journal:
+    """Every request and how it ended, appended from many threads."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    requests: Counter[str] = field(default_factory=Counter)
+    pushes: dict[tuple[str, str], str] = field(default_factory=dict)
+    reads_ok: Counter[str] = field(default_factory=Counter)
+    consent_acks: Counter[str] = field(default_factory=Counter)
+
+    def classify(self, kind: str, status: int | None) -> str:
+        outcome = ("info" if status is None or status >= 500
+                   else "ok" if status < 300 or status == 303 else "refused")
+        with self.lock:
+            self.requests[f"{kind} {outcome}"] += 1
+        return outcome
+
+
+def _status(call: Callable[[], httpx.Response]) -> int | None:
+    try:
+        return call().status_code
+    except httpx.HTTPError:
+        return None
+
+
+def company_worker(base_url: str, customers: list[Customer], journal: Journal,
+                   stop: threading.Event, seed_value: int) -> None:
+    """Read and push for random customers of this company until told to stop."""
+    rng = random.Random(seed_value)
+    client = httpx.Client(base_url=base_url, timeout=10)
+    n = 0
+    while not stop.is_set():
+        customer = rng.choice(customers)
+        headers = {"Authorization": f"Bearer {customer.token}"}
+        if rng.random() < 0.5:
+            status = _status(lambda: client.get(
+                f"/api/v1/subjects/{customer.subject}/profile", headers=headers,
+                params={"fields": "email", "purpose": NOTICE["profile.email:read"][0]}))
+            if journal.classify("read", status) == "ok":
+                with journal.lock:
+                    journal.reads_ok[customer.company.client_id] += 1
+        else:
+            n += 1
+            key = f"w{seed_value}-{n}"
+            status = _status(lambda: client.post("/api/v1/pushes", headers=headers, json={
+                "subject": customer.subject, "channel": "inbox", "topic": "sales",
+                "purpose": SALES, "title": "Sale", "body": "Half price.",
+                "idempotency_key": key}))
+            outcome = journal.classify("push", status)
+            with journal.lock:
+                journal.pushes[(customer.company.client_id, key)] = outcome
+    client.close()
+
+
+def customer_worker(customer: Customer, journal: Journal, stop: threading.Event) -> None:
+    """Narrow the grant (withdraw e-mail) and give it back through consent, over and over."""
+    while not stop.is_set():
+        status = _status(lambda: customer.browser.submit(
+            f"/connections/{customer.grant_id}/revoke", {"scope": "profile.email:read"},
+            page="/connections"))
+        if journal.classify("consent", status) == "ok":
+            with journal.lock:
+                journal.consent_acks[customer.grant_id] += 1
+        try:
+            get_code(customer.browser, customer.company, scopes=SCOPES, scope=" ".join(SCOPES))
+            outcome = "ok"
+        except (AssertionError, httpx.HTTPError, KeyError):
+            outcome = "info"
+        journal.classify("consent", 200 if outcome == "ok" else None)
+        if outcome == "ok":
+            with journal.lock:
+                journal.consent_acks[customer.grant_id] += 1
+        time.sleep(0.05)
+
+
+@dataclass
+class Report:
+    """What the checker found."""
+
+    requests: dict[str, int]
+    acknowledged: int
+    found: int
+    lost: list[str]
+    duplicates: int
+    refused_delivered: int
+    audit_verified: bool
+
+    def lines(self) -> str:
+        return json.dumps({"requests": self.requests, "acknowledged_writes": self.acknowledged,
+                           "writes_found": self.found, "lost": self.lost[:10],
+                           "duplicate_messages": self.duplicates,
+                           "refused_but_delivered": self.refused_delivered,
+                           "audit_verified": self.audit_verified}, indent=2, sort_keys=True)
+
+
+def check(database_url: str, journal: Journal, env: dict[str, str]) -> Report:
+    """The set checker over everything acknowledged, then a full audit verification."""
+    engine = make_engine(database_url, immediate=False)
+    lost: list[str] = []
+    acknowledged = found = 0
+    with Session(engine) as session:
+        messages = Counter((m.client_id, m.idempotency_key)
+                           for m in session.exec(select(Message)).all())
+        for (client_id, key), outcome in journal.pushes.items():
+            if outcome == "ok":
+                acknowledged += 1
+                if messages[(client_id, key)]:
+                    found += 1
+                else:
+                    lost.append(f"push {client_id}/{key}")
+        refused_delivered = sum(1 for (c, k), o in journal.pushes.items()
+                                if o == "refused" and messages[(c, k)])
+        for grant_id, acks in journal.consent_acks.items():
+            records = len(session.exec(select(ConsentRecord.id).where(
+                ConsentRecord.grant_id == grant_id,
+                col(ConsentRecord.change).in_(("narrowed", "renewed")))).all())
+            acknowledged += acks
+            found += min(acks, records)
+            if records < acks:
+                lost.append(f"consent {grant_id}: {acks} acknowledged, {records} recorded")
+        for client_id, reads in journal.reads_ok.items():
+            entries = len(session.exec(select(AuditEntry.seq).where(
+                AuditEntry.action == "profile.read",
+                AuditEntry.actor == f"company:{client_id}")).all())
+            acknowledged += reads
+            found += min(reads, entries)
+            if entries < reads:
+                lost.append(f"reads by {client_id}: {reads} answered, {entries} audited")
+    engine.dispose()
+    verified = subprocess.run([sys.executable, "-m", "cmr_vault", "audit", "verify"], env=env,
+                              capture_output=True, text=True, timeout=300)
+    return Report(dict(journal.requests), acknowledged, found, lost,
+                  sum(1 for n in messages.values() if n > 1), refused_delivered,
+                  verified.returncode == 0)
+
+
+def run_load(base_url: str, customers: list[Customer], journal: Journal, *, seconds: float,
+             company_threads: int, nemesis: Callable[[threading.Event], None] | None = None
+             ) -> None:
+    """Companies and customers at work for `seconds`, with an optional nemesis alongside."""
+    stop = threading.Event()
+    by_company: dict[str, list[Customer]] = {}
+    for customer in customers:
+        by_company.setdefault(customer.company.client_id, []).append(customer)
+    groups = list(by_company.values())
+    threads = [threading.Thread(target=company_worker, daemon=True,
+                                args=(base_url, groups[n % len(groups)], journal, stop, n))
+               for n in range(company_threads)]
+    threads += [threading.Thread(target=customer_worker, daemon=True,
+                                 args=(customer, journal, stop)) for customer in customers[:2]]
+    if nemesis is not None:
+        threads.append(threading.Thread(target=nemesis, args=(stop,), daemon=True))
+    for thread in threads:
+        thread.start()
+    time.sleep(seconds)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=60)
