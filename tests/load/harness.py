@@ -185,11 +185,18 @@ class Journal:
         return outcome
 
 
-def _status(call: Callable[[], httpx.Response]) -> int | None:
+def _status(call: Callable[..., Any], *args: Any, **kwargs: Any) -> int | None:
+    """The status code of one call, or None when no answer came (connection lost, timeout)."""
     try:
-        return call().status_code
+        return int(call(*args, **kwargs).status_code)
     except httpx.HTTPError:
         return None
+
+
+def push_body(customer: Customer, key: str) -> dict[str, str]:
+    """One inbox push for the customer, with its idempotency key."""
+    return {"subject": customer.subject, "channel": "inbox", "topic": "sales",
+            "purpose": SALES, "title": "Sale", "body": "Half price.", "idempotency_key": key}
 
 
 def company_worker(base_url: str, customers: list[Customer], journal: Journal,
@@ -202,19 +209,17 @@ def company_worker(base_url: str, customers: list[Customer], journal: Journal,
         customer = rng.choice(customers)
         headers = {"Authorization": f"Bearer {customer.token}"}
         if rng.random() < 0.5:
-            status = _status(lambda: client.get(
-                f"/api/v1/subjects/{customer.subject}/profile", headers=headers,
-                params={"fields": "email", "purpose": NOTICE["profile.email:read"][0]}))
+            status = _status(client.get, f"/api/v1/subjects/{customer.subject}/profile",
+                             headers=headers,
+                             params={"fields": "email", "purpose": NOTICE["profile.email:read"][0]})
             if journal.classify("read", status) == "ok":
                 with journal.lock:
                     journal.reads_ok[customer.company.client_id] += 1
         else:
             n += 1
             key = f"w{seed_value}-{n}"
-            status = _status(lambda: client.post("/api/v1/pushes", headers=headers, json={
-                "subject": customer.subject, "channel": "inbox", "topic": "sales",
-                "purpose": SALES, "title": "Sale", "body": "Half price.",
-                "idempotency_key": key}))
+            status = _status(client.post, "/api/v1/pushes", headers=headers,
+                             json=push_body(customer, key))
             outcome = journal.classify("push", status)
             with journal.lock:
                 journal.pushes[(customer.company.client_id, key)] = outcome
@@ -224,9 +229,8 @@ def company_worker(base_url: str, customers: list[Customer], journal: Journal,
 def customer_worker(customer: Customer, journal: Journal, stop: threading.Event) -> None:
     """Narrow the grant (withdraw e-mail) and give it back through consent, over and over."""
     while not stop.is_set():
-        status = _status(lambda: customer.browser.submit(
-            f"/connections/{customer.grant_id}/revoke", {"scope": "profile.email:read"},
-            page="/connections"))
+        status = _status(customer.browser.submit, f"/connections/{customer.grant_id}/revoke",
+                         {"scope": "profile.email:read"}, page="/connections")
         if journal.classify("consent", status) == "ok":
             with journal.lock:
                 journal.consent_acks[customer.grant_id] += 1
