@@ -76,7 +76,8 @@ def postgres_template() -> Iterator[str]:
     if not POSTGRES_URL:
         pytest.skip("CMR_VAULT_TEST_POSTGRES_URL is not set: PostgreSQL tests skipped")
     name = f"cmr_tpl_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(_admin_url("postgres"), isolation_level="AUTOCOMMIT")
+    admin = create_engine(_admin_url("postgres"), isolation_level="AUTOCOMMIT",
+                          pool_pre_ping=True)
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     engine = make_engine(_admin_url(name))
@@ -98,7 +99,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         return
     template = request.getfixturevalue("postgres_template")
     name = f"cmr_t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(_admin_url("postgres"), isolation_level="AUTOCOMMIT")
+    admin = create_engine(_admin_url("postgres"), isolation_level="AUTOCOMMIT",
+                          pool_pre_ping=True)
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
     yield _admin_url(name)

@@ -50,7 +50,11 @@ from cmr_vault.portal.controllers import (
 from cmr_vault.runtime import Runtime
 from cmr_vault.settings import Settings, check_startup_safety, get_settings
 from cmr_vault.vault.controllers import CompanyProfileApi
-from cmr_vault.web.errors import exception_to_http_response
+from cmr_vault.web.errors import (
+    document_problems,
+    exception_to_http_response,
+    refuse_unstorable_text,
+)
 from cmr_vault.web.headers import security_headers_middleware
 
 # API clients authenticate with bearer tokens or client credentials, not cookies, so CSRF does
@@ -79,7 +83,8 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
         runtime.data_keys.create_schema()
         app.state.runtime = runtime
         app.state.engine = runtime.engine
-        app.state.db_gate = asyncio.Lock() if runtime.engine.dialect.name == "sqlite" else None
+        # One gate per event loop (a process serves from one; test clients bring their own).
+        app.state.db_gates = {} if runtime.engine.dialect.name == "sqlite" else None
         runtime.policy.install_sighup_handler()
         if settings.checkpoint_interval_seconds > 0:
             signer.append(asyncio.create_task(run_periodic_signer(runtime)))
@@ -92,7 +97,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
             task.cancel()
         runtime.dispose()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             health,
             AccountPages,
@@ -149,6 +154,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
             render_plugins=[JsonRenderPlugin(path=["/", "/openapi.json"]), YamlRenderPlugin()],
         ),
         exception_handlers={Exception: exception_to_http_response},
+        before_request=refuse_unstorable_text,
         middleware=[security_headers_middleware(hsts=not settings.is_loopback_http)],
         logging_config=LoggingConfig(
             root={"level": settings.log_level, "handlers": ["queue_listener"]},
@@ -157,6 +163,8 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
         request_max_body_size=settings.max_body_bytes,
         debug=False,
     )
+    document_problems(app)
+    return app
 
 
 def create_app_from_env() -> Litestar:

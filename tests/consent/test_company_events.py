@@ -173,7 +173,7 @@ def test_a_webhook_on_a_private_address_is_refused(
 ) -> None:
     response = client.put("/api/v1/webhook", json={"url": "https://127.0.0.1/hook"},
                           headers=company.auth())
-    assert response.status_code == 400
+    assert response.status_code == 403
     assert "private address" in response.json()["detail"] + json.dumps(response.json())
 
 

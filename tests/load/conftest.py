@@ -29,8 +29,7 @@ def live(settings: Settings, runtime: Runtime, db_session: Session, clock: Froze
     try:
         customers = [connect(vault.base_url, email, shops[n % len(shops)])
                      for n, email in enumerate(emails)]
-        for customer in customers:
-            opt_in(runtime, db_session, customer.email, customer)
+        opt_in(runtime, customers)
         yield vault, customers
     finally:
         vault.stop()

@@ -31,6 +31,7 @@ from cmr_vault.accounts import service as accounts_service
 from cmr_vault.audit.models import AuditEntry
 from cmr_vault.consent.models import ConsentRecord
 from cmr_vault.db.engine import make_engine
+from cmr_vault.db.session import unit_of_work
 from cmr_vault.marketing import service as marketing_service
 from cmr_vault.marketing.models import Message
 from cmr_vault.runtime import Runtime
@@ -152,19 +153,23 @@ def connect(base_url: str, email: str, company: Company) -> Customer:
     return Customer(email, company, browser, token, subject, grant_id)
 
 
-def opt_in(runtime: Runtime, session: Session, account_email: str, customer: Customer) -> None:
-    """The customer opts in to the company's inbox messages (through the service)."""
-    account = accounts_service.find_by_email(session, index_key=runtime.keyring.index_key,
-                                             email=account_email)
-    assert account is not None
-    marketing_service.set_preference(
-        session, runtime.consent_context(), cipher=runtime.cipher, account_id=account.id,
-        change=marketing_service.PreferenceChange(
-            client_id=customer.company.client_id, channel="inbox", opted_in=True, topics=[],
-            cap_day=None, cap_week=None, cap_month=None, quiet_start=None, quiet_end=None,
-            paused_until=None))
-    session.commit()
-    session.expunge_all()
+def opt_in(runtime: Runtime, customers: list[Customer]) -> None:
+    """Every customer opts in to their company's inbox messages (through the service).
+
+    Its own write transaction (BEGIN IMMEDIATE on SQLite): a deferred one that reads first
+    would lose to the live server's writers at once instead of waiting its turn.
+    """
+    with unit_of_work(runtime.engine) as session:
+        for customer in customers:
+            account = accounts_service.find_by_email(session, index_key=runtime.keyring.index_key,
+                                                     email=customer.email)
+            assert account is not None
+            marketing_service.set_preference(
+                session, runtime.consent_context(), cipher=runtime.cipher, account_id=account.id,
+                change=marketing_service.PreferenceChange(
+                    client_id=customer.company.client_id, channel="inbox", opted_in=True,
+                    topics=[], cap_day=None, cap_week=None, cap_month=None, quiet_start=None,
+                    quiet_end=None, paused_until=None))
 
 
 @dataclass
@@ -174,6 +179,7 @@ class Journal:
     lock: threading.Lock = field(default_factory=threading.Lock)
     requests: Counter[str] = field(default_factory=Counter)
     pushes: dict[tuple[str, str], str] = field(default_factory=dict)
+    push_targets: dict[str, Customer] = field(default_factory=dict)
     reads_ok: Counter[str] = field(default_factory=Counter)
     consent_acks: Counter[str] = field(default_factory=Counter)
 
@@ -189,7 +195,7 @@ def _status(call: Callable[..., Any], *args: Any, **kwargs: Any) -> int | None:
     """The status code of one call, or None when no answer came (connection lost, timeout)."""
     try:
         return int(call(*args, **kwargs).status_code)
-    except httpx.HTTPError:
+    except (httpx.HTTPError, AssertionError):  # AssertionError: a form page did not come
         return None
 
 
@@ -223,6 +229,9 @@ def company_worker(base_url: str, customers: list[Customer], journal: Journal,
             outcome = journal.classify("push", status)
             with journal.lock:
                 journal.pushes[(customer.company.client_id, key)] = outcome
+                journal.push_targets[key] = customer
+        if status is None:
+            stop.wait(0.25)  # the server is down: a real client backs off too
     client.close()
 
 
@@ -243,7 +252,7 @@ def customer_worker(customer: Customer, journal: Journal, stop: threading.Event)
         if outcome == "ok":
             with journal.lock:
                 journal.consent_acks[customer.grant_id] += 1
-        time.sleep(0.05)
+        stop.wait(0.05 if outcome == "ok" else 0.25)
 
 
 @dataclass
@@ -256,6 +265,7 @@ class Report:
     lost: list[str]
     duplicates: int
     refused_delivered: int
+    delivered_twice: int
     audit_verified: bool
 
     def lines(self) -> str:
@@ -263,6 +273,7 @@ class Report:
                            "writes_found": self.found, "lost": self.lost[:10],
                            "duplicate_messages": self.duplicates,
                            "refused_but_delivered": self.refused_delivered,
+                           "delivered_twice": self.delivered_twice,
                            "audit_verified": self.audit_verified}, indent=2, sort_keys=True)
 
 
@@ -299,12 +310,30 @@ def check(database_url: str, journal: Journal, env: dict[str, str]) -> Report:
             found += min(reads, entries)
             if entries < reads:
                 lost.append(f"reads by {client_id}: {reads} answered, {entries} audited")
+        deliveries = Counter(session.exec(select(AuditEntry.resource).where(
+            AuditEntry.action == "push.delivered")).all())
     engine.dispose()
     verified = subprocess.run([sys.executable, "-m", "cmr_vault", "audit", "verify"], env=env,
                               capture_output=True, text=True, timeout=300)
     return Report(dict(journal.requests), acknowledged, found, lost,
                   sum(1 for n in messages.values() if n > 1), refused_delivered,
-                  verified.returncode == 0)
+                  sum(1 for n in deliveries.values() if n > 1), verified.returncode == 0)
+
+
+def retry_unknown_pushes(base_url: str, journal: Journal) -> int:
+    """Send every push whose outcome was unknown again, with the same idempotency key: the
+    vault must answer as the first attempt would have, and store the message at most once."""
+    retried = 0
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        for (client_id, key), outcome in list(journal.pushes.items()):
+            if outcome != "info":
+                continue
+            customer = journal.push_targets[key]
+            status = _status(client.post, "/api/v1/pushes", json=push_body(customer, key),
+                             headers={"Authorization": f"Bearer {customer.token}"})
+            journal.pushes[(client_id, key)] = journal.classify("push retry", status)
+            retried += 1
+    return retried
 
 
 def run_load(base_url: str, customers: list[Customer], journal: Journal, *, seconds: float,

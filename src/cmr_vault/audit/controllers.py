@@ -6,15 +6,19 @@ customer's browser, an auditor's script, a watchdog that keeps old heads to dete
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, TypeAlias
 
 from litestar import Controller, get
-from litestar.params import FromPath, FromQuery
+from litestar.params import Parameter
 
 from cmr_vault.audit import transparency
 from cmr_vault.audit.models import AuditCheckpoint
 from cmr_vault.deps import DbSession, RuntimeDep
 from cmr_vault.errors import NotFound
+
+MAX_SEQ = 2**53  # exact in every JSON parser
+LogPosition: TypeAlias = Annotated[int, Parameter(ge=1, le=MAX_SEQ)]
+LogQuery: TypeAlias = Annotated[int, Parameter(ge=1, le=MAX_SEQ)]
 
 
 def _head(checkpoint: AuditCheckpoint) -> dict[str, Any]:
@@ -42,13 +46,13 @@ class TransparencyApi(Controller):
         return _head(checkpoint)
 
     @get("/checkpoints/{size:int}", sync_to_thread=True)
-    def at_size(self, db_session: DbSession, size: FromPath[int]) -> dict[str, Any]:
+    def at_size(self, db_session: DbSession, size: LogPosition) -> dict[str, Any]:
         """The signed tree head for exactly `size` entries."""
         return _head(transparency.checkpoint_at(db_session, size))
 
     @get("/proofs/inclusion", sync_to_thread=True)
-    def inclusion(self, db_session: DbSession, runtime: RuntimeDep, seq: FromQuery[int],
-                  size: FromQuery[int]) -> dict[str, Any]:
+    def inclusion(self, db_session: DbSession, runtime: RuntimeDep, seq: LogQuery,
+                  size: LogQuery) -> dict[str, Any]:
         """The audit path proving entry `seq` is leaf `seq - 1` of the tree of `size`."""
         proof = transparency.inclusion_proof(db_session, tree=runtime.audit_tree, seq=seq,
                                              size=size)
@@ -57,8 +61,8 @@ class TransparencyApi(Controller):
                 "leaf_hash": tree.leaf(seq - 1).hex(), "proof": [h.hex() for h in proof]}
 
     @get("/proofs/consistency", sync_to_thread=True)
-    def consistency(self, db_session: DbSession, runtime: RuntimeDep, first: FromQuery[int],
-                    second: FromQuery[int]) -> dict[str, Any]:
+    def consistency(self, db_session: DbSession, runtime: RuntimeDep, first: LogQuery,
+                    second: LogQuery) -> dict[str, Any]:
         """The proof that the tree of `first` entries is a prefix of the tree of `second`."""
         proof = transparency.consistency_proof(db_session, tree=runtime.audit_tree, first=first,
                                                second=second)

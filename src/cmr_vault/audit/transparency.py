@@ -27,7 +27,7 @@ from cmr_vault.audit.merkle import MerkleTree, leaf_hash, verify_inclusion
 from cmr_vault.audit.models import AuditCheckpoint, AuditEntry, AuditHead
 from cmr_vault.audit.service import entries_about, leaf_bytes
 from cmr_vault.clock import Clock
-from cmr_vault.errors import NotFound, ValidationFailed
+from cmr_vault.errors import NotFound
 
 
 def log_origin(issuer: str) -> str:
@@ -120,17 +120,17 @@ def fresh_checkpoint(
 
 def inclusion_proof(session: Session, *, tree: TreeCache, seq: int, size: int) -> list[bytes]:
     """The audit path proving entry `seq` is in the tree of `size` entries."""
-    if not 1 <= seq <= size:
-        raise ValidationFailed(f"entry {seq} is not within a tree of size {size}",
-                               problems={"seq": "must be between 1 and size"})
+    if not 1 <= seq <= size or size > log_size(session):
+        raise NotFound(f"No inclusion proof: entry {seq} is not within a tree of size {size} "
+                       "that this log has reached.")
     return tree.synced(session, size).inclusion_proof(seq - 1, size)
 
 
 def consistency_proof(session: Session, *, tree: TreeCache, first: int, second: int) -> list[bytes]:
     """The proof that the tree of `first` entries is a prefix of the tree of `second`."""
-    if not 0 < first <= second:
-        raise ValidationFailed("need 0 < first <= second",
-                               problems={"first": "must be positive and not above second"})
+    if not 0 < first <= second or second > log_size(session):
+        raise NotFound(f"No consistency proof from a tree of {first} entries to one of {second} "
+                       "(the first must be positive, not above the second, and reached).")
     return tree.synced(session, second).consistency_proof(first, second)
 
 

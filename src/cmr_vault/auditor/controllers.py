@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
 
 from litestar import Controller, get, post
 from litestar.di import Provide
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Redirect, Template
 
 from cmr_vault.accounts import service as accounts_service
 from cmr_vault.accounts.deps import Auditor, provide_auditor
 from cmr_vault.audit import transparency
+from cmr_vault.audit.controllers import MAX_SEQ, LogPosition
 from cmr_vault.audit.models import AuditEntry
 from cmr_vault.auditor import service as auditor_service
 from cmr_vault.clock import utc_iso
 from cmr_vault.deps import DbSession, RuntimeDep
 from cmr_vault.errors import NotFound, ValidationFailed
+
+
+def _iso(day: date | None) -> str:
+    return day.isoformat() if day else ""
 
 
 def _day(value: str, name: str) -> datetime | None:
@@ -84,7 +89,7 @@ class AuditorPages(Controller):
 
     @get("/entries/{seq:int}", sync_to_thread=True)
     def entry(self, auditor: Auditor, db_session: DbSession, runtime: RuntimeDep,
-              seq: FromPath[int]) -> Template:
+              seq: LogPosition) -> Template:
         """One entry: what was recorded, the decision replayed, its place in the tree."""
         found = _entry_or_404(db_session, seq)
         return Template("auditor/entry.html", context={
@@ -143,10 +148,11 @@ class AuditorApi(Controller):
                 db_session: DbSession, company: FromQuery[str] = "",
                 subject: FromQuery[str] = "", action: FromQuery[str] = "",
                 outcome: FromQuery[str] = "", reason: FromQuery[str] = "",
-                since: FromQuery[str] = "", until: FromQuery[str] = "",
-                before: FromQuery[int | None] = None) -> dict[str, Any]:
+                since: FromQuery[date | None] = None, until: FromQuery[date | None] = None,
+                before: Annotated[int | None, QueryParameter(ge=1, le=MAX_SEQ)] = None
+                ) -> dict[str, Any]:
         """Entries matching every filter given, newest first, 100 a page (`before` pages on)."""
-        flt = _filter(company, subject, action, outcome, reason, since, until)
+        flt = _filter(company, subject, action, outcome, reason, _iso(since), _iso(until))
         found = auditor_service.search(db_session, flt, before=before)
         return {"entries": [entry_document(e) for e in found],
                 "next_before": found[-1].seq if len(found) == auditor_service.PAGE_SIZE
@@ -154,7 +160,7 @@ class AuditorApi(Controller):
 
     @get("/entries/{seq:int}/replay", sync_to_thread=True)
     def replay(self, auditor: Auditor,  # noqa: ARG002
-               db_session: DbSession, runtime: RuntimeDep, seq: FromPath[int]) -> dict[str, Any]:
+               db_session: DbSession, runtime: RuntimeDep, seq: LogPosition) -> dict[str, Any]:
         """Decide the entry's recorded requests again from their recorded facts."""
         replays = auditor_service.replay_entry(_entry_or_404(db_session, seq),
                                                runtime.policy.current)
@@ -163,10 +169,12 @@ class AuditorApi(Controller):
     @get("/reports/{company:str}", sync_to_thread=True)
     def report(self, auditor: Auditor,  # noqa: ARG002
                db_session: DbSession, company: FromPath[str],
-               since: FromQuery[str] = "", until: FromQuery[str] = "") -> dict[str, Any]:
+               since: FromQuery[date | None] = None, until: FromQuery[date | None] = None
+               ) -> dict[str, Any]:
         """Counts per day and refusals by reason for one company."""
         return _report_document(auditor_service.company_report(
-            db_session, company=company, since=_day(since, "since"), until=_day(until, "until")))
+            db_session, company=company, since=_day(_iso(since), "since"),
+            until=_day(_iso(until), "until")))
 
     @get("/unacknowledged", sync_to_thread=True)
     def unacknowledged(self, auditor: Auditor,  # noqa: ARG002

@@ -64,7 +64,7 @@ class CompanyGrantsApi(Controller):
 class WebhookBody(BaseModel):
     """Where the company wants its consent events."""
 
-    url: str = Field(min_length=8, max_length=500)
+    url: str = Field(min_length=8, max_length=500, pattern=r"^https?://[^/@\s:]+(:\d{1,5})?(/\S*)?$")
 
 
 class NoticeBody(BaseModel):

@@ -28,7 +28,7 @@ from cmr_vault.clock import Clock
 from cmr_vault.consent.models import CompanyEvent, CompanyWebhook
 from cmr_vault.crypto.data_keys import DataKeyMissingError, DataKeyStore
 from cmr_vault.crypto.field_cipher import FieldCipher
-from cmr_vault.errors import NotFound, ValidationFailed
+from cmr_vault.errors import Forbidden, NotFound
 from cmr_vault.marketing.delivery import UnsafeEndpoint, check_endpoint
 
 # Standard Webhooks' suggested schedule: after each failure, wait this long before the next try.
@@ -72,9 +72,9 @@ def register_webhook(session: Session, *, clock: Clock, cipher: FieldCipher,
     """Set (or replace) where the company's events go; returns the new secret, shown once."""
     try:
         check_endpoint(url, allow_loopback=allow_loopback)
-    except UnsafeEndpoint as exc:
-        raise ValidationFailed(f"The webhook URL cannot be used: {exc}.",
-                               problems={"url": str(exc)}) from exc
+    except UnsafeEndpoint as exc:  # well-formed, but an address the vault will not call
+        raise Forbidden(f"The webhook URL cannot be used: {exc}.",
+                        problems={"url": str(exc)}) from exc
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
     owner = _owner(client_id)
     try:

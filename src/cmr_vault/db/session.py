@@ -27,7 +27,9 @@ async def provide_db_session(state: State) -> AsyncGenerator[Session, None]:
     request that holds it; so on SQLite requests take turns here, on the event loop, before
     touching the database. PostgreSQL has no such lock and no gate.
     """
-    gate: asyncio.Lock | None = getattr(state, "db_gate", None)
+    gates: dict[int, asyncio.Lock] | None = getattr(state, "db_gates", None)
+    gate = gates.setdefault(id(asyncio.get_running_loop()), asyncio.Lock()) \
+        if gates is not None else None
     async with gate or contextlib.nullcontext():
         session = Session(state.engine, expire_on_commit=False)
         try:

@@ -3,7 +3,7 @@ customer's pages (publish and withdraw intents; accept, decline or block offers)
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, Response, get, post
 from litestar.di import Provide
@@ -48,16 +48,16 @@ class InvitationBody(OfferBody):
 class ProgrammeBody(BaseModel):
     """A programme: product tests, feedback rounds or a community."""
 
-    kind: str = Field(min_length=1, max_length=32)
-    name: str = Field(min_length=1, max_length=120)
+    kind: Literal["product-tests", "feedback", "community"]
+    name: str = Field(min_length=1, max_length=120, pattern=r"\S")
     description: str = Field(default="", max_length=2000)
 
 
 class ValueOfferBody(BaseModel):
     """What the customer gets for a grant."""
 
-    kind: str = Field(min_length=1, max_length=32)
-    description: str = Field(min_length=1, max_length=300)
+    kind: Literal["points", "discount", "early-access", "other"]
+    description: str = Field(min_length=1, max_length=300, pattern=r"\S")
 
 
 def _draft(data: OfferBody) -> intents_service.OfferDraft:

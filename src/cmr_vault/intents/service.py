@@ -342,7 +342,8 @@ def create_programme(session: Session, ctx: ConsentContext, *, client: OAuthClie
     if kind not in PROGRAMME_KINDS:
         problems["kind"] = f"one of {', '.join(PROGRAMME_KINDS)}"
     elif scope not in json.loads(client.allowed_scopes):
-        problems["kind"] = f"{scope} is not among the company's registered scopes"
+        raise Forbidden(f"{client.name} may not run {PROGRAMME_KINDS[kind]}: {scope} is not "
+                        "among its registered scopes.", problems={"kind": "not registered"})
     if not name.strip() or len(name) > 120:
         problems["name"] = "1 to 120 characters"
     if problems:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hmac
 import json
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, Response, get, post
 from litestar.di import Provide
@@ -344,12 +344,12 @@ class OptInLinks(Controller):
 class CampaignBody(BaseModel):
     """One message for many subjects; `dry_run` decides without sending anything."""
 
-    subjects: list[str] = Field(max_length=campaigns.MAX_SUBJECTS)
-    channel: str = Field(max_length=16)
+    subjects: list[str] = Field(min_length=1, max_length=campaigns.MAX_SUBJECTS)
+    channel: Literal["email", "sms", "inbox", "webhook"]
     topic: str = Field(default="", max_length=64)
-    purpose: str = Field(max_length=200)
-    title: str = Field(max_length=marketing_service.MAX_SUBJECT)
-    body: str = Field(max_length=marketing_service.MAX_BODY)
+    purpose: str = Field(min_length=1, max_length=200, pattern=r"\S")
+    title: str = Field(min_length=1, max_length=marketing_service.MAX_SUBJECT, pattern=r"\S")
+    body: str = Field(min_length=1, max_length=marketing_service.MAX_BODY, pattern=r"\S")
     dry_run: bool = False
 
 

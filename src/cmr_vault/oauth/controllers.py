@@ -305,6 +305,9 @@ class TokenEndpoints(Controller):
     path = "/oauth"
     tags = ["oauth"]
     dependencies = {"form_pairs": Provide(provide_form_pairs)}
+    # Described by the server metadata (RFC 8414) and RFCs 6749, 7009 and 7662, not OpenAPI:
+    # their bodies are read as raw form pairs so that repeated parameters can be refused.
+    include_in_schema = False
 
     @post("/token", sync_to_thread=True, status_code=200)
     def token(self, request: Request[Any, Any, Any], db_session: DbSession, runtime: RuntimeDep,

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote
 
-from litestar import MediaType, Request, Response
+from litestar import Litestar, MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_303_SEE_OTHER
 
 from cmr_vault.accounts.exceptions import SignInRequired
 from cmr_vault.crypto.kek import KeyUnavailableError
-from cmr_vault.errors import DomainError, ErrorKind
+from cmr_vault.errors import DomainError, ErrorKind, ValidationFailed
 
 log = logging.getLogger("cmr_vault.web")
 
@@ -118,3 +122,87 @@ def exception_to_http_response(request: Request[Any, Any, Any], exc: Exception) 
         csrf_input="",
     )
     return Response(content=html, status_code=status, media_type=MediaType.HTML, headers=headers)
+
+
+@dataclass
+class Problem:
+    """An RFC 9457 problem document as the API sends it."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    errors: dict[str, str] | list[dict[str, str]] | None = None
+
+
+_PROBLEM_STATUSES = {
+    400: "The request is not valid (the problem names each field)",
+    401: "No credentials, or credentials that are not valid",
+    403: "Authenticated, but not allowed (a refused decision lists its rules)",
+    404: "Not found, or not the caller's to see",
+    405: "The method is not allowed here",
+    409: "Conflicts with what exists",
+    413: "The body is too large",
+    429: "A limit was reached; Retry-After says when to try again",
+    503: "The service cannot answer right now; try again",
+}
+MACHINE_PATHS = ("/api/", "/oauth/token", "/oauth/revoke", "/oauth/introspect")
+
+
+def document_problems(app: Litestar) -> None:
+    """Declare the problem responses every machine endpoint may give in the OpenAPI document,
+    so clients (and schemathesis) know a 4xx comes as application/problem+json."""
+    for route in app.routes:
+        if not route.path.startswith(MACHINE_PATHS):
+            continue
+        for handler in getattr(route, "route_handlers", []):
+            declared = dict(handler.responses or {})
+            for status, description in _PROBLEM_STATUSES.items():
+                declared.setdefault(status, ResponseSpec(
+                    data_container=Problem, description=description, media_type=PROBLEM_JSON))
+            handler.responses = declared
+
+
+def _unstorable(value: str) -> bool:
+    """NUL and lone surrogates cannot be stored (PostgreSQL refuses them) or sent as UTF-8."""
+    if "\x00" in value:
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield str(key)
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+async def refuse_unstorable_text(request: Request[Any, Any, Any]) -> None:
+    """Before any API handler: a query or JSON body with text no database can store gets a
+    400 problem, never a 500 from deep inside a query."""
+    if not request.url.path.startswith("/api/"):
+        return
+    if any(_unstorable(v) for _, v in request.query_params.multi_items()):
+        raise ValidationFailed("The query contains characters that cannot be stored.",
+                               problems={"query": "no NUL or unpaired surrogates"})
+    if request.method in ("POST", "PUT", "PATCH") and "json" in request.content_type[0]:
+        body = await request.body()
+        if b"\\u" not in body and b"\x00" not in body:
+            return
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            return  # malformed JSON: the handler's own parsing names the problem
+        if any(_unstorable(text) for text in _strings(parsed)):
+            raise ValidationFailed("The body contains characters that cannot be stored.",
+                                   problems={"body": "no NUL or unpaired surrogates"})
