@@ -53,7 +53,7 @@ from cmr_vault.vault.controllers import CompanyProfileApi
 from cmr_vault.web.errors import (
     document_problems,
     exception_to_http_response,
-    refuse_unstorable_text,
+    screen_api_input,
 )
 from cmr_vault.web.headers import security_headers_middleware
 
@@ -154,7 +154,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
             render_plugins=[JsonRenderPlugin(path=["/", "/openapi.json"]), YamlRenderPlugin()],
         ),
         exception_handlers={Exception: exception_to_http_response},
-        before_request=refuse_unstorable_text,
+        before_request=screen_api_input,
         middleware=[security_headers_middleware(hsts=not settings.is_loopback_http)],
         logging_config=LoggingConfig(
             root={"level": settings.log_level, "handlers": ["queue_listener"]},

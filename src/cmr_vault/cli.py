@@ -92,6 +92,9 @@ def init() -> None:
     console.print(f"Database: {make_engine(settings.resolved_database_url).url!r}")
 
 
+MAX_HEADER_BYTES = 32 * 1024
+
+
 def _serve(settings: Settings, host: str, port: int, workers: int) -> None:
     import uvicorn
 
@@ -109,6 +112,10 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> None:
         proxy_headers=True,
         server_header=False,
         log_level="info",
+        # h11 bounds what a client may send before its headers end (httptools does not), so a
+        # flood of header bytes costs the vault at most this much per connection.
+        http="h11",
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
     )
 
 

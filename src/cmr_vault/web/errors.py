@@ -187,9 +187,31 @@ def _strings(value: Any) -> Iterator[str]:
             yield from _strings(item)
 
 
-async def refuse_unstorable_text(request: Request[Any, Any, Any]) -> None:
-    """Before any API handler: a query or JSON body with text no database can store gets a
-    400 problem, never a 500 from deep inside a query."""
+MAX_JSON_DEPTH = 32
+
+
+def _depth(body: bytes) -> int:
+    """How deeply a JSON text nests (brackets inside strings do not count)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            escaped, in_string = (False, True) if escaped else (byte == 0x5C, byte != 0x22)
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+async def screen_api_input(request: Request[Any, Any, Any]) -> None:
+    """Before any API handler: input no handler should have to survive gets a 400 problem,
+    never a 500 from deep inside a decoder or a query. That is JSON nested deeper than any
+    API document needs, a body that is not UTF-8, and text no database can store (NUL,
+    unpaired surrogates) in the query or the body."""
     if not request.url.path.startswith("/api/"):
         return
     if any(_unstorable(v) for _, v in request.query_params.multi_items()):
@@ -197,6 +219,15 @@ async def refuse_unstorable_text(request: Request[Any, Any, Any]) -> None:
                                problems={"query": "no NUL or unpaired surrogates"})
     if request.method in ("POST", "PUT", "PATCH") and "json" in request.content_type[0]:
         body = await request.body()
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValidationFailed("The body is not UTF-8 text.",
+                                   problems={"body": f"invalid byte at {exc.start}"}) from exc
+        brackets = body.count(b"[") + body.count(b"{")  # C-speed: most bodies skip the scan
+        if brackets > MAX_JSON_DEPTH and _depth(body) > MAX_JSON_DEPTH:
+            raise ValidationFailed(f"The JSON nests deeper than {MAX_JSON_DEPTH} levels.",
+                                   problems={"body": "nested too deeply"})
         if b"\\u" not in body and b"\x00" not in body:
             return
         try:
