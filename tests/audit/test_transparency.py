@@ -94,8 +94,11 @@ def test_proof_for_an_entry_outside_the_tree_is_a_problem_document(
 ) -> None:
     _append(db_session, clock, 2)
     response = client.get("/api/v1/audit/proofs/inclusion", params={"seq": 5, "size": 2})
-    assert response.status_code == 400
+    assert response.status_code == 404
     assert response.headers["content-type"].startswith("application/problem+json")
+    beyond = client.get("/api/v1/audit/proofs/inclusion", params={"seq": 1, "size": 3})
+    assert beyond.status_code == 404
+    assert "reached" in beyond.json()["detail"]
 
 
 def test_concurrent_group_commits_form_one_chain(

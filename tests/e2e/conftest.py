@@ -124,3 +124,19 @@ def sign_up(page: object, live_vault: str, prefix: str) -> str:
     page.click("button:has-text('Create vault')")  # type: ignore[attr-defined]
     page.wait_for_url(f"{live_vault}/profile")  # type: ignore[attr-defined]
     return email
+
+
+def register_company(live_vault: str, data_dir: str, *, name: str, site: str,
+                     scopes: list[str]) -> tuple[str, str]:
+    """`cmr-vault clients add` as the operator runs it; returns (client_id, client_secret).
+
+    `scopes` are "scope=purpose" pairs; the redirect URI is `<site>/cb`."""
+    env = {**os.environ, "CMR_VAULT_DATA_DIR": data_dir, "CMR_VAULT_BASE_URL": live_vault}
+    command = [sys.executable, "-m", "cmr_vault", "clients", "add", "--name", name,
+               "--homepage", site, "--privacy-policy", f"{site}/privacy",
+               "--redirect-uri", f"{site}/cb"]
+    for scope in scopes:
+        command += ["--scope", scope]
+    result = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
+    values = dict(line.split(": ", 1) for line in result.stdout.splitlines() if ": " in line)
+    return values["client_id"], values["client_secret"]

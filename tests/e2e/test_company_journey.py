@@ -6,9 +6,6 @@ The company side is requests-oauthlib, a third-party OAuth client, given only th
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -16,7 +13,7 @@ import pytest
 from requests.auth import HTTPBasicAuth
 from requests_oauthlib import OAuth2Session
 
-from tests.e2e.conftest import sign_up
+from tests.e2e.conftest import register_company, sign_up
 
 pytestmark = pytest.mark.browser
 
@@ -24,25 +21,15 @@ PASSWORD = "a long browser password"
 REDIRECT_URI = "https://shop.example/cb"
 
 
-def _register_company(live_vault: str, data_dir: str) -> tuple[str, str]:
-    env = {**os.environ, "CMR_VAULT_DATA_DIR": data_dir, "CMR_VAULT_BASE_URL": live_vault}
-    result = subprocess.run(
-        [sys.executable, "-m", "cmr_vault", "clients", "add", "--name", "Corner Shop",
-         "--description", "Your neighbourhood shop.", "--homepage", "https://shop.example",
-         "--privacy-policy", "https://shop.example/privacy", "--redirect-uri", REDIRECT_URI,
-         "--scope", "profile.email:read=Send your order receipts",
-         "--scope", "profile.given_name:read=Greet you by name"],
-        env=env, check=True, capture_output=True, text=True)
-    values = dict(line.split(": ", 1) for line in result.stdout.splitlines() if ": " in line)
-    return values["client_id"], values["client_secret"]
-
-
 def test_discover_consent_read_refresh_and_revoke(
     live_vault: str, live_data_dir: str, page, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")  # the test server is on loopback
     monkeypatch.setenv("OAUTHLIB_RELAX_TOKEN_SCOPE", "1")  # the customer may grant less
-    client_id, client_secret = _register_company(live_vault, live_data_dir)
+    client_id, client_secret = register_company(
+        live_vault, live_data_dir, name="Corner Shop", site="https://shop.example",
+        scopes=["profile.email:read=Send your order receipts",
+                "profile.given_name:read=Greet you by name"])
     email = sign_up(page, live_vault, "journey")
     page.fill("#given_name", "Jo")
     page.click("button:has-text('Save profile')")

@@ -4,9 +4,6 @@ accepts, consents, and the company reads what was granted."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from urllib.parse import urlsplit
 
 import httpx
@@ -14,31 +11,21 @@ import pytest
 from requests.auth import HTTPBasicAuth
 from requests_oauthlib import OAuth2Session
 
-from tests.e2e.conftest import sign_up
+from tests.e2e.conftest import register_company, sign_up
 
 pytestmark = pytest.mark.browser
 
 REDIRECT_URI = "https://bikes.example/cb"
 
 
-def _register_company(live_vault: str, data_dir: str) -> tuple[str, str]:
-    env = {**os.environ, "CMR_VAULT_DATA_DIR": data_dir, "CMR_VAULT_BASE_URL": live_vault}
-    result = subprocess.run(
-        [sys.executable, "-m", "cmr_vault", "clients", "add", "--name", "Harbour Bikes",
-         "--homepage", "https://bikes.example", "--privacy-policy", "https://bikes.example/p",
-         "--redirect-uri", REDIRECT_URI,
-         "--scope", "profile.email:read=Send your order receipts",
-         "--scope", "intents.bikes=Answer what you are looking for"],
-        env=env, check=True, capture_output=True, text=True)
-    values = dict(line.split(": ", 1) for line in result.stdout.splitlines() if ": " in line)
-    return values["client_id"], values["client_secret"]
-
-
 def test_intent_offer_accept_consent_read(
     live_vault: str, live_data_dir: str, page, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")  # the test server is on loopback
-    client_id, secret = _register_company(live_vault, live_data_dir)
+    client_id, secret = register_company(
+        live_vault, live_data_dir, name="Harbour Bikes", site="https://bikes.example",
+        scopes=["profile.email:read=Send your order receipts",
+                "intents.bikes=Answer what you are looking for"])
     email = sign_up(page, live_vault, "intent")
 
     page.goto(f"{live_vault}/intents")
