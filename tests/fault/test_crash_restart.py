@@ -1,6 +1,7 @@
 """The load of tests/load while the server is SIGKILLed and restarted, and while PostgreSQL
 restarts: no acknowledged write is lost, no revocation is undone, no message goes out twice,
-and the vault serves again without manual repair (SECURITY.md R1, R2, R5)."""
+no code or refresh token is spent twice, and the vault serves again without manual repair
+(SECURITY.md R1, R2, R5, R6)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import random
 import shutil
 import subprocess
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -16,6 +19,7 @@ from sqlmodel import Session
 
 from cmr_vault.settings import Settings
 from tests.load.harness import (
+    SCOPES,
     Customer,
     Journal,
     Report,
@@ -24,6 +28,7 @@ from tests.load.harness import (
     retry_unknown_pushes,
     run_load,
 )
+from tests.oauth.flows import REDIRECT_URI, get_code
 
 SECONDS = 15
 
@@ -128,3 +133,59 @@ def test_a_postgresql_restart_under_load_loses_nothing_and_the_vault_recovers(
 
     assert len(restarts) >= 1
     _assert_safe(report)
+
+
+def _race(vault: VaultProcess, attempt: Callable[[], int | None], kill_after: float) -> list[
+        int | None]:
+    """Eight concurrent attempts with a SIGKILL in the middle, then four more after restart."""
+    answers: list[int | None] = []
+    lock = threading.Lock()
+
+    def one() -> None:
+        status = attempt()
+        with lock:
+            answers.append(status)
+
+    threads = [threading.Thread(target=one) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    time.sleep(kill_after)
+    vault.kill()
+    for thread in threads:
+        thread.join(timeout=30)
+    vault.start()
+    answers += [attempt() for _ in range(4)]
+    return answers
+
+
+def test_a_code_and_a_refresh_token_are_spent_at_most_once_across_a_crash(
+    live: tuple[VaultProcess, list[Customer]]
+) -> None:
+    vault, customers = live
+    customer = customers[1]
+    code, verifier = get_code(customer.browser, customer.company, scopes=SCOPES,
+                              scope=" ".join(SCOPES))
+
+    def redeem_code() -> int | None:
+        try:
+            return httpx.post(f"{vault.base_url}/oauth/token", timeout=10, data={
+                "grant_type": "authorization_code", "code": code, "code_verifier": verifier,
+                "redirect_uri": REDIRECT_URI}, headers=customer.company.auth()).status_code
+        except httpx.HTTPError:
+            return None
+
+    def refresh_once() -> int | None:
+        try:
+            return httpx.post(f"{vault.base_url}/oauth/token", timeout=10, data={
+                "grant_type": "refresh_token", "refresh_token": customer.refresh_token},
+                headers=customer.company.auth()).status_code
+        except httpx.HTTPError:
+            return None
+
+    codes = _race(vault, redeem_code, kill_after=0.1)
+    refreshes = _race(vault, refresh_once, kill_after=0.1)
+
+    print(f"\ncode redemptions: {codes}\nrefreshes: {refreshes}")
+    assert codes.count(200) <= 1
+    assert refreshes.count(200) <= 1
+    assert all(status in (200, 400, 401, None) for status in codes + refreshes)

@@ -117,6 +117,7 @@ class Customer:
     token: str = ""
     subject: str = ""
     grant_id: str = ""
+    refresh_token: str = ""
 
 
 def seed(runtime: Runtime, session: Session, *, companies: int, customers: int) -> tuple[
@@ -146,11 +147,12 @@ def connect(base_url: str, email: str, company: Company) -> Customer:
     assert browser.sign_in(email).status_code == 303
     code, verifier = get_code(browser, company, scopes=SCOPES, scope=" ".join(SCOPES))
     client: Any = browser.client
-    token = redeem(client, company, code, verifier).json()["access_token"]
+    tokens = redeem(client, company, code, verifier).json()
+    token = tokens["access_token"]
     subject = introspect(client, company, token)["sub"]
     grants = client.get("/api/v1/grants", headers=company.auth()).json()["grants"]
     grant_id = next(g["grant_id"] for g in grants if g["subject"] == subject)
-    return Customer(email, company, browser, token, subject, grant_id)
+    return Customer(email, company, browser, token, subject, grant_id, tokens["refresh_token"])
 
 
 def opt_in(runtime: Runtime, customers: list[Customer]) -> None:
