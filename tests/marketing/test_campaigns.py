@@ -9,7 +9,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 from sqlmodel import Session, select
 
-from cmr_vault.marketing.models import Message
+from cmr_vault.marketing.models import Campaign, Message
 from cmr_vault.marketing.worker import campaign_pass
 from cmr_vault.runtime import Runtime
 from tests.factories import Browser
@@ -100,3 +100,13 @@ def test_too_many_running_campaigns_are_refused_until_one_finishes(
     while campaign_pass(mail_runtime):
         pass
     assert _campaign(mail_client, shop, ["b"], dry_run=False).status_code == 202
+
+
+def test_a_dry_run_flag_that_is_not_a_boolean_is_refused_not_read_as_a_real_run(
+    mail_client: TestClient[Litestar], shop: Company, db_session: Session,
+) -> None:
+    response = mail_client.post("/api/v1/campaigns", headers=shop.auth(),
+                                json={**CAMPAIGN, "subjects": ["a"], "dry_run": 0})
+    assert response.status_code == 400
+    db_session.rollback()
+    assert db_session.exec(select(Campaign)).all() == []

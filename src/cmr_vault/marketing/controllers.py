@@ -13,7 +13,7 @@ from litestar.di import Provide
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath, FromQuery, JSONBody
 from litestar.response import Redirect, Template
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from sqlmodel import Session
 
 from cmr_vault.accounts.deps import Customer, provide_customer
@@ -351,6 +351,14 @@ class CampaignBody(BaseModel):
     title: str = Field(min_length=1, max_length=marketing_service.MAX_SUBJECT, pattern=r"\S")
     body: str = Field(min_length=1, max_length=marketing_service.MAX_BODY, pattern=r"\S")
     dry_run: bool = False
+
+    @field_validator("dry_run", mode="before")
+    @classmethod
+    def _only_true_or_false(cls, value: object) -> object:
+        """0, "0" or "false" must never silently start a real run."""
+        if not isinstance(value, bool):
+            raise ValueError("dry_run is true or false")
+        return value
 
 
 def _campaign_document(campaign: Campaign) -> dict[str, Any]:

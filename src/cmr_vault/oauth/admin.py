@@ -15,7 +15,7 @@ from typing import Any, TypeAlias
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from cmr_vault.audit import service as audit_service
 from cmr_vault.deps import DbSession, RuntimeDep
@@ -39,6 +39,14 @@ class ClientRegistrationBody(BaseModel):
     )
     public: bool = False
     approved: bool = True
+
+    @field_validator("public", "approved", mode="before")
+    @classmethod
+    def _only_true_or_false(cls, value: object) -> object:
+        """0 or "no" must not be read as a choice the operator did not make."""
+        if not isinstance(value, bool):
+            raise ValueError("true or false")
+        return value
 
 
 class StatusBody(BaseModel):
