@@ -15,7 +15,6 @@ from litestar.config.csrf import CSRFConfig
 from litestar.di import Provide
 from litestar.logging import LoggingConfig
 from litestar.openapi.config import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
@@ -50,12 +49,13 @@ from cmr_vault.portal.controllers import (
 from cmr_vault.runtime import Runtime
 from cmr_vault.settings import Settings, check_startup_safety, get_settings
 from cmr_vault.vault.controllers import CompanyProfileApi
+from cmr_vault.web import openapi
 from cmr_vault.web.errors import (
     document_problems,
     exception_to_http_response,
     screen_api_input,
 )
-from cmr_vault.web.headers import security_headers_middleware
+from cmr_vault.web.headers import CompleteAllowHeader, security_headers_middleware
 
 # API clients authenticate with bearer tokens or client credentials, not cookies, so CSRF does
 # not apply to them; unsubscribe links carry their own unguessable token (RFC 8058 one-click
@@ -151,11 +151,14 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
             version=__version__,
             path="/schema",
             # JSON and YAML only: the HTML viewers load scripts from CDNs, which the CSP forbids.
-            render_plugins=[JsonRenderPlugin(path=["/", "/openapi.json"]), YamlRenderPlugin()],
+            render_plugins=[openapi.FaithfulJsonRender(path=["/", "/openapi.json"]),
+                            openapi.FaithfulYamlRender()],
+            components=openapi.components(settings),
         ),
         exception_handlers={Exception: exception_to_http_response},
         before_request=screen_api_input,
-        middleware=[security_headers_middleware(hsts=not settings.is_loopback_http)],
+        middleware=[security_headers_middleware(hsts=not settings.is_loopback_http),
+                    CompleteAllowHeader],
         logging_config=LoggingConfig(
             root={"level": settings.log_level, "handlers": ["queue_listener"]},
         ),

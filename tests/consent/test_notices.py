@@ -84,6 +84,15 @@ def test_a_notice_may_not_add_scopes_the_operator_did_not_approve(
     client: TestClient[Litestar], company: Company
 ) -> None:
     response = client.put("/api/v1/notice", headers=company.auth(), json={"notice": {
+        "profile.birth_date:read": ["Birthday wishes"]}})
+    assert response.status_code == 403
+    assert "not among the company's registered scopes" in response.json()["detail"]
+
+
+def test_a_notice_naming_no_scope_at_all_is_refused_as_malformed(
+    client: TestClient[Litestar], company: Company
+) -> None:
+    response = client.put("/api/v1/notice", headers=company.auth(), json={"notice": {
         "profile.birthdate:read": ["Birthday wishes"]}})
     assert response.status_code == 400
-    assert "not among the company's registered scopes" in str(response.json())
+    assert response.headers["content-type"].startswith("application/problem+json")

@@ -86,7 +86,9 @@ def test_a_webhook_push_arrives_signed_and_the_company_never_sees_the_address(
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:9/x", "https://10.0.0.8/x",
                                  "https://169.254.169.254/latest", "ftp://example.org/x",
-                                 "https://user:pw@example.org/x"])
+                                 "https://user:pw@example.org/x",
+                                 "https://" + "a" * 64 + ".example/x",
+                                 "https://example.org:99999/x"])
 def test_internal_or_unsafe_addresses_are_refused(url: str) -> None:
     with pytest.raises(UnsafeEndpoint):
         check_endpoint(url)

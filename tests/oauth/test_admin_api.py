@@ -64,8 +64,22 @@ def test_an_invalid_registration_is_a_problem_naming_each_field(
            "notice": {"profile.password:read": ["x"]}}
     response = admin.post("/api/v1/admin/clients", json=bad, headers=_auth())
     assert response.status_code == 400
-    errors = response.json()["errors"]
-    assert {"redirect_uris", "homepage", "scopes"} <= set(errors)
+    errors = {e["key"]: e["message"] for e in response.json()["errors"]}
+    assert errors["homepage"].startswith("must be an https URL")
+    assert errors["redirect_uris.0"].startswith("must be an https URL")
+    assert errors["notice.profile.password:read.[key]"].startswith("must be a scope")
+
+
+def test_a_confidential_client_may_not_come_back_over_plain_http(
+    admin: TestClient[Litestar],
+) -> None:
+    loopback = {**COMPANY, "redirect_uris": ["http://127.0.0.1:8080/cb"]}
+    refused = admin.post("/api/v1/admin/clients", json=loopback, headers=_auth())
+    assert refused.status_code == 400
+    assert "confidential client" in str(refused.json()["errors"])
+    native = admin.post("/api/v1/admin/clients", json={**loopback, "public": True},
+                        headers=_auth())
+    assert native.status_code == 201
 
 
 def test_without_a_configured_token_the_admin_api_is_off(client: TestClient[Litestar]) -> None:

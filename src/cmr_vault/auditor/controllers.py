@@ -21,6 +21,7 @@ from cmr_vault.auditor import service as auditor_service
 from cmr_vault.clock import utc_iso
 from cmr_vault.deps import DbSession, RuntimeDep
 from cmr_vault.errors import NotFound, ValidationFailed
+from cmr_vault.web.openapi import AUDITOR_SESSION
 
 
 def _iso(day: date | None) -> str:
@@ -67,6 +68,8 @@ def _report_document(report: auditor_service.CompanyReport) -> dict[str, Any]:
 
 class AuditorPages(Controller):
     """Server-rendered pages for auditors; they show pseudonyms and counts, never people."""
+
+    include_in_schema = False  # pages for people, not the machine API
 
     path = "/auditor"
     dependencies = {"auditor": Provide(provide_auditor, sync_to_thread=True)}
@@ -141,6 +144,7 @@ class AuditorApi(Controller):
 
     path = "/api/v1/auditor"
     tags = ["auditor"]
+    security = AUDITOR_SESSION
     dependencies = {"auditor": Provide(provide_auditor, sync_to_thread=True)}
 
     @get("/entries", sync_to_thread=True)

@@ -19,6 +19,9 @@ from cmr_vault.deps import DbSession, RuntimeDep
 from cmr_vault.errors import NotFound
 from cmr_vault.oauth import service as oauth_service
 from cmr_vault.oauth.deps import CompanyClient, provide_company_client
+from cmr_vault.oauth.scopes import Notice
+from cmr_vault.patterns import WEB_URL
+from cmr_vault.web.openapi import COMPANY_CLIENT
 
 
 def grant_document(grant: Grant, now: datetime) -> dict[str, Any]:
@@ -42,15 +45,24 @@ class CompanyGrantsApi(Controller):
 
     path = "/api/v1/grants"
     tags = ["grants"]
+    security = COMPANY_CLIENT
     dependencies = {"company": Provide(provide_company_client, sync_to_thread=True)}
 
     @get("/", sync_to_thread=True)
     def list_grants(self, company: CompanyClient, db_session: DbSession,
                     runtime: RuntimeDep) -> dict[str, Any]:
-        """Every grant customers gave this company, with its state now."""
+        """Every grant customers gave this company, with its state now (not those it gave up)."""
         now = runtime.clock.now()
         grants = consent_service.grants_of_client(db_session, client_id=company.client_id)
         return {"grants": [grant_document(g, now) for g in grants]}
+
+    @get("/{grant_id:str}", sync_to_thread=True)
+    def get_grant(self, grant_id: FromPath[str], company: CompanyClient, db_session: DbSession,
+                  runtime: RuntimeDep) -> dict[str, Any]:
+        """One grant with its state now (404 once the company has given it up)."""
+        grant = consent_service.grant_held_by(db_session, client_id=company.client_id,
+                                              grant_id=grant_id)
+        return grant_document(grant, runtime.clock.now())
 
     @delete("/{grant_id:str}", status_code=200, sync_to_thread=True)
     def relinquish(self, grant_id: FromPath[str], company: CompanyClient, db_session: DbSession,
@@ -64,13 +76,13 @@ class CompanyGrantsApi(Controller):
 class WebhookBody(BaseModel):
     """Where the company wants its consent events."""
 
-    url: str = Field(min_length=8, max_length=500, pattern=r"^https?://[^/@\s:]+(:\d{1,5})?(/\S*)?$")
+    url: str = Field(min_length=8, max_length=500, pattern=WEB_URL)
 
 
 class NoticeBody(BaseModel):
     """A new version of the company's notice: scope -> purposes."""
 
-    notice: dict[str, list[str]] = Field(min_length=1, max_length=50)
+    notice: Notice
 
 
 class CompanyEventsApi(Controller):
@@ -79,6 +91,7 @@ class CompanyEventsApi(Controller):
 
     path = "/api/v1"
     tags = ["events"]
+    security = COMPANY_CLIENT
     dependencies = {"company": Provide(provide_company_client, sync_to_thread=True)}
 
     @put("/webhook", sync_to_thread=True)

@@ -242,12 +242,22 @@ def _end(session: Session, ctx: ConsentContext, *, grant: Grant, status: GrantSt
     return grant
 
 
+def grant_held_by(session: Session, *, client_id: str, grant_id: str) -> Grant:
+    """One grant as its company may address it, or NotFound.
+
+    A grant the company gave up is gone from its API (the customer's connections page and the
+    audit log keep its history): addressing it again is a 404, like any other unknown grant.
+    """
+    grant = session.get(Grant, grant_id)
+    if grant is None or grant.client_id != client_id or grant.status == GrantStatus.RELINQUISHED:
+        raise NotFound("No such grant for this company.")
+    return grant
+
+
 def relinquish(session: Session, ctx: ConsentContext, *, client_id: str,
                grant_id: str) -> Grant:
     """A company gives up a grant it no longer needs."""
-    grant = session.get(Grant, grant_id)
-    if grant is None or grant.client_id != client_id:
-        raise NotFound("No such grant for this company.")
+    grant = grant_held_by(session, client_id=client_id, grant_id=grant_id)
     return _end(session, ctx, grant=grant, status=GrantStatus.RELINQUISHED, actor="company",
                 change="relinquished")
 
@@ -459,10 +469,12 @@ def connections(session: Session, *, account_id: str, now: datetime) -> list[Con
 
 
 def grants_of_client(session: Session, *, client_id: str) -> list[Grant]:
-    """The grants a company holds (for its own API), newest first."""
+    """The grants a company holds (for its own API), newest first; not those it gave up."""
     return list(
         session.exec(
-            select(Grant).where(Grant.client_id == client_id).order_by(col(Grant.updated_at).desc())
+            select(Grant).where(Grant.client_id == client_id)
+            .where(Grant.status != GrantStatus.RELINQUISHED)
+            .order_by(col(Grant.updated_at).desc())
         ).all()
     )
 

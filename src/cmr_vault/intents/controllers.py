@@ -23,6 +23,7 @@ from cmr_vault.oauth.deps import CompanyClient, provide_company_client
 from cmr_vault.policy.facts import Decision, Outcome
 from cmr_vault.portal.forms import form_text
 from cmr_vault.web.errors import exception_to_http_response
+from cmr_vault.web.openapi import COMPANY_CLIENT
 
 Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
 
@@ -81,6 +82,7 @@ class CompanyIntentsApi(Controller):
 
     path = "/api/v1"
     tags = ["intents"]
+    security = COMPANY_CLIENT
     dependencies = {"company": Provide(provide_company_client, sync_to_thread=True)}
 
     @get("/intents", sync_to_thread=True)
@@ -149,6 +151,8 @@ class CompanyIntentsApi(Controller):
 
 class IntentPages(Controller):
     """The customer's intents and their answers to offers and invitations."""
+
+    include_in_schema = False  # pages for people, not the machine API
 
     dependencies = {"customer": Provide(provide_customer, sync_to_thread=True)}
 

@@ -41,6 +41,7 @@ from cmr_vault.policy.facts import Action, DecisionRequest, Outcome
 from cmr_vault.runtime import Runtime
 from cmr_vault.vault import service as vault_service
 from cmr_vault.web.errors import exception_to_http_response
+from cmr_vault.web.openapi import ACCESS_TOKEN, COMPANY_CLIENT
 
 Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
 
@@ -83,6 +84,7 @@ class PushesApi(Controller):
 
     path = "/api/v1"
     tags = ["marketing"]
+    security = ACCESS_TOKEN
     dependencies = {"access": Provide(provide_company_access, sync_to_thread=True)}
 
     @post("/pushes", status_code=202, sync_to_thread=True)
@@ -215,6 +217,8 @@ def _send_confirmation(runtime: Runtime, session: Session, account_id: str, comp
 class PreferencePages(Controller):
     """The preference center and the inbox, for the signed-in customer."""
 
+    include_in_schema = False  # pages for people, not the machine API
+
     dependencies = {"customer": Provide(provide_customer, sync_to_thread=True)}
 
     def _page(self, customer: Customer, db_session: DbSession, runtime: RuntimeDep,
@@ -315,6 +319,8 @@ class PreferencePages(Controller):
 class OptInLinks(Controller):
     """Links that arrive by e-mail: no sign-in, the unguessable token is the authority."""
 
+    include_in_schema = False  # pages for people, not the machine API
+
     include_in_schema = False
 
     @get("/preferences/confirm/{token:str}", sync_to_thread=True)
@@ -373,6 +379,7 @@ class CampaignsApi(Controller):
 
     path = "/api/v1/campaigns"
     tags = ["marketing"]
+    security = COMPANY_CLIENT
     dependencies = {"company": Provide(provide_company_client, sync_to_thread=True)}
 
     # A million pairwise subjects are about 45 MB of JSON.

@@ -96,6 +96,8 @@ def check_endpoint(url: str, *, allow_loopback: bool = False) -> None:
         infos = socket.getaddrinfo(parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise UnsafeEndpoint(f"{parts.hostname} does not resolve") from exc
+    except (UnicodeError, ValueError) as exc:  # a DNS label over 63 characters, a port > 65535
+        raise UnsafeEndpoint("not a host name and port that can be resolved") from exc
     for info in infos:
         address = ipaddress.ip_address(info[4][0])
         if address.is_loopback and allow_loopback:

@@ -14,6 +14,7 @@ from litestar.response import Template
 from cmr_vault.deps import DbSession, RuntimeDep
 from cmr_vault.measurement import service as measurement_service
 from cmr_vault.oauth.deps import CompanyClient, provide_company_client
+from cmr_vault.web.openapi import COMPANY_CLIENT
 
 
 def _figures(company: CompanyClient, db_session: DbSession,
@@ -27,6 +28,7 @@ class MeasurementApi(Controller):
     """Aggregate figures about the company's relationships; small counts are suppressed."""
 
     tags = ["measurement"]
+    security = COMPANY_CLIENT
     dependencies = {"company": Provide(provide_company_client, sync_to_thread=True)}
 
     @get("/api/v1/measurement", sync_to_thread=True)

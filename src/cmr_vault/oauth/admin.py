@@ -10,33 +10,55 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from typing import Any, TypeAlias
+import re
+from typing import Annotated, Any, TypeAlias
 
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
-from pydantic import BaseModel, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from cmr_vault.audit import service as audit_service
 from cmr_vault.deps import DbSession, RuntimeDep
 from cmr_vault.errors import Forbidden, Unauthenticated
 from cmr_vault.oauth import service as oauth_service
 from cmr_vault.oauth.models import ClientStatus, OAuthClient
+from cmr_vault.oauth.scopes import Notice
+from cmr_vault.patterns import HTTPS_URL, NATIVE_REDIRECT, NOT_BLANK
+from cmr_vault.web.openapi import OPERATOR_TOKEN
 
 Operator: TypeAlias = NamedDependency[str]
+
+
+# A confidential client comes back over https only; a public (native) one may also use
+# the app forms of NATIVE_REDIRECT.
+_REDIRECTS_BY_KIND = {
+    "if": {"properties": {"public": {"const": True}}, "required": ["public"]},
+    "then": {"properties": {"redirect_uris": {"items": {"pattern": NATIVE_REDIRECT}}}},
+    "else": {"properties": {"redirect_uris": {"items": {"pattern": HTTPS_URL}}}},
+}
 
 
 class ClientRegistrationBody(BaseModel):
     """A company as the operator registers it."""
 
-    name: str = Field(min_length=1, max_length=120)
+    model_config = ConfigDict(json_schema_extra=_REDIRECTS_BY_KIND)
+
+    name: str = Field(min_length=1, max_length=120, pattern=NOT_BLANK)
     description: str = Field(default="", max_length=2000)
-    homepage: str = Field(max_length=500)
-    privacy_policy_url: str = Field(max_length=500)
-    redirect_uris: list[str] = Field(min_length=1, max_length=10)
-    notice: dict[str, list[str]] = Field(
-        min_length=1, description="Each scope the company may ask for, with its purposes."
-    )
+    homepage: str = Field(max_length=500, pattern=HTTPS_URL)
+    privacy_policy_url: str = Field(max_length=500, pattern=HTTPS_URL)
+    redirect_uris: list[Annotated[str, StringConstraints(max_length=500,
+                                                         pattern=NATIVE_REDIRECT)]] = Field(
+        min_length=1, max_length=10)
+    notice: Notice
     public: bool = False
     approved: bool = True
 
@@ -47,6 +69,13 @@ class ClientRegistrationBody(BaseModel):
         if not isinstance(value, bool):
             raise ValueError("true or false")
         return value
+
+    @model_validator(mode="after")
+    def _https_unless_native(self) -> ClientRegistrationBody:
+        """The schema's if/then, enforced: a confidential client comes back over https only."""
+        if not self.public and any(not re.match(HTTPS_URL, uri) for uri in self.redirect_uris):
+            raise ValueError("redirect_uris: a confidential client's redirect URIs are https")
+        return self
 
 
 class StatusBody(BaseModel):
@@ -92,6 +121,7 @@ class AdminClientsApi(Controller):
 
     path = "/api/v1/admin/clients"
     tags = ["admin"]
+    security = OPERATOR_TOKEN
     dependencies = {"operator": Provide(provide_operator, sync_to_thread=False)}
 
     @get("/", sync_to_thread=True)

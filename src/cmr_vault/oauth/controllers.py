@@ -138,6 +138,8 @@ def _known_client_and_redirect(server: VaultAuthorizationServer, query: Pairs) -
 class AuthorizationPages(Controller):
     """The authorization endpoint: validate, ask the customer, answer the company."""
 
+    include_in_schema = False  # pages for people, not the machine API
+
     path = "/oauth/authorize"
     include_in_schema = False
     dependencies = {"account": Provide(provide_optional_account, sync_to_thread=True)}

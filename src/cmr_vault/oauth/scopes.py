@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import Field, StringConstraints
 
 from cmr_vault.errors import ValidationFailed
+from cmr_vault.patterns import NOT_BLANK, explain
 from cmr_vault.vault.fields import FIELD_NAMES, STANDARD_BY_NAME
 
 CHANNELS = {
@@ -28,6 +32,21 @@ PROGRAMME_KINDS = {
     "community": "its community",
 }
 TOPIC = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
+SCOPE_NAME = explain(
+    rf"^(profile\.({'|'.join(FIELD_NAMES)}):read|marketing\.({'|'.join(CHANNELS)})"
+    rf"|intents\.{TOPIC.pattern}|programmes\.({'|'.join(PROGRAMME_KINDS)}))$",
+    "must be a scope: profile.<field>:read, marketing.<channel>, intents.<topic> or "
+    "programmes.<kind>")
+
+Purpose = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NOT_BLANK)]
+Notice = Annotated[
+    dict[
+        Annotated[str, StringConstraints(pattern=SCOPE_NAME)],
+        Annotated[list[Purpose], Field(min_length=1, max_length=20)],
+    ],
+    Field(min_length=1, max_length=50, json_schema_extra={"additionalProperties": False},
+          description="Each scope, with the purposes the company asks it for."),
+]
 
 
 @dataclass(frozen=True)

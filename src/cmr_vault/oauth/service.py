@@ -22,7 +22,7 @@ from sqlmodel import Session, col, select
 from cmr_vault.audit import service as audit_service
 from cmr_vault.clock import Clock
 from cmr_vault.crypto.blind_index import blind_index
-from cmr_vault.errors import Conflict, NotFound, ValidationFailed
+from cmr_vault.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from cmr_vault.oauth.models import AuthorizationCode, ClientStatus, OAuthClient, OAuthToken
 from cmr_vault.oauth.scopes import parse_scopes
 
@@ -358,8 +358,9 @@ def publish_notice(session: Session, *, clock: Clock, client: OAuthClient,
         problems["notice"] = "declare at least one scope and its purposes"
     unknown = sorted(set(notice) - allowed)
     if unknown:
-        problems["notice"] = (f"{', '.join(unknown)} not among the company's registered scopes; "
-                              "the operator must approve new scopes")
+        raise Forbidden(f"{', '.join(unknown)}: not among the company's registered scopes; the "
+                        "operator must approve new scopes. The current notice stays in force.",
+                        problems={"notice": "scopes the operator has not approved"})
     for scope, purposes in notice.items():
         if not purposes or any(not p.strip() or len(p) > 200 for p in purposes):
             problems[f"purposes[{scope}]"] = "declare 1 or more purposes of up to 200 characters"

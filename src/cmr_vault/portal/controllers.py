@@ -82,6 +82,8 @@ def _signed_in_response(
 class AccountPages(Controller):
     """Signing up, in and out, and changing the password."""
 
+    include_in_schema = False  # pages for people, not the machine API
+
     @get(
         "/",
         sync_to_thread=True,
@@ -256,6 +258,8 @@ class AccountPages(Controller):
 class ProfilePages(Controller):
     """Viewing and editing the profile, exporting it, erasing it."""
 
+    include_in_schema = False  # pages for people, not the machine API
+
     dependencies = {"customer": Provide(provide_customer, sync_to_thread=True)}
 
     def _profile_page(
@@ -385,6 +389,8 @@ class ProfilePages(Controller):
 class ActivityPage(Controller):
     """"Who accessed my data": the customer's own view of the audit log, with proofs."""
 
+    include_in_schema = False  # pages for people, not the machine API
+
     dependencies = {"customer": Provide(provide_customer, sync_to_thread=True)}
 
     @get("/activity", sync_to_thread=True)
@@ -403,6 +409,8 @@ class ActivityPage(Controller):
 
 class ConnectionsPage(Controller):
     """Every company with access: what, why, since when, until when; revoke a scope or all."""
+
+    include_in_schema = False  # pages for people, not the machine API
 
     path = "/connections"
     dependencies = {"customer": Provide(provide_customer, sync_to_thread=True)}
@@ -454,6 +462,8 @@ class ConnectionsPage(Controller):
 
 class ReceiptsPage(Controller):
     """The customer's consent receipts: listed, and each downloadable as a JSON file."""
+
+    include_in_schema = False  # pages for people, not the machine API
 
     path = "/receipts"
     dependencies = {"customer": Provide(provide_customer, sync_to_thread=True)}

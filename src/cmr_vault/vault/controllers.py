@@ -24,6 +24,7 @@ from cmr_vault.oauth.scopes import read_scope
 from cmr_vault.vault import service as vault_service
 from cmr_vault.vault.fields import FIELD_NAMES
 from cmr_vault.web.errors import exception_to_http_response
+from cmr_vault.web.openapi import ACCESS_TOKEN
 
 MAX_FIELDS = len(FIELD_NAMES)
 
@@ -45,6 +46,7 @@ class CompanyProfileApi(Controller):
 
     path = "/api/v1/subjects"
     tags = ["company data"]
+    security = ACCESS_TOKEN
     dependencies = {"access": Provide(provide_company_access, sync_to_thread=True)}
 
     @get("/{subject:str}/profile", sync_to_thread=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -18,6 +19,7 @@ from litestar.status_codes import HTTP_303_SEE_OTHER
 from cmr_vault.accounts.exceptions import SignInRequired
 from cmr_vault.crypto.kek import KeyUnavailableError
 from cmr_vault.errors import DomainError, ErrorKind, ValidationFailed
+from cmr_vault.patterns import meaning_of
 
 log = logging.getLogger("cmr_vault.web")
 
@@ -78,7 +80,7 @@ def _describe(exc: Exception) -> tuple[int, str, str, str, dict[str, Any], dict[
         headers.update(exc.headers)
         return status, exc.slug, exc.title, exc.detail, extra, headers
     if isinstance(exc, ValidationException):
-        extra = {"errors": exc.extra} if exc.extra else {}
+        extra = {"errors": _in_words(exc.extra)} if exc.extra else {}
         return 400, "invalid-request", "The request is not valid", str(exc.detail), extra, {}
     if isinstance(exc, HTTPException):
         phrase = HTTPStatus(exc.status_code).phrase
@@ -148,6 +150,22 @@ _PROBLEM_STATUSES = {
     503: "The service cannot answer right now; try again",
 }
 MACHINE_PATHS = ("/api/", "/oauth/token", "/oauth/revoke", "/oauth/introspect")
+
+
+_PATTERN_MISMATCH = re.compile(r"String should match pattern '(.*)'", re.S)
+
+
+def _in_words(errors: Any) -> Any:
+    """Say what a pattern asks for instead of quoting the regular expression."""
+    if not isinstance(errors, list):
+        return errors
+    worded = []
+    for error in errors:
+        found = (_PATTERN_MISMATCH.fullmatch(error.get("message", ""))
+                 if isinstance(error, dict) else None)
+        meaning = meaning_of(found.group(1)) if found else None
+        worded.append({**error, "message": meaning} if meaning else error)
+    return worded
 
 
 def document_problems(app: Litestar) -> None:

@@ -8,6 +8,7 @@ frame: clickjacking), and no referrer leaking tokens or paths to other sites.
 from __future__ import annotations
 
 from litestar.datastructures import MutableScopeHeaders
+from litestar.routes import HTTPRoute
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 CONTENT_SECURITY_POLICY = (
@@ -52,3 +53,40 @@ def security_headers_middleware(*, hsts: bool) -> type:
             await self.app(scope, receive, send_with_headers)
 
     return SecurityHeaders
+
+
+class CompleteAllowHeader:
+    """Answer OPTIONS with every method of the path (RFC 9110 §9.3.7).
+
+    Surprising: when a controller declares several methods on one path, Litestar rebuilds the
+    route but keeps the automatic OPTIONS handler of the first, which lists only that first
+    method. The route's own method set is right, so the header is rewritten from it.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.allow: dict[str, str] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "OPTIONS":
+            await self.app(scope, receive, send)
+            return
+        allow = self._allow_for(scope)
+
+        async def send_with_allow(message: Message) -> None:
+            if message["type"] == "http.response.start" and allow:
+                mutable = MutableScopeHeaders.from_message(message)
+                if "allow" in mutable:
+                    mutable["Allow"] = allow
+            await send(message)
+
+        await self.app(scope, receive, send_with_allow)
+
+    def _allow_for(self, scope: Scope) -> str | None:
+        if self.allow is None:
+            self.allow = {
+                route.path_format: ", ".join(sorted(route.methods))
+                for route in scope["litestar_app"].routes
+                if isinstance(route, HTTPRoute)
+            }
+        return self.allow.get(scope.get("path_template", ""))
