@@ -166,3 +166,15 @@ def test_a_programme_invitation_accepted_becomes_a_grant(
     assert "programmes.product-tests" in json.loads(grant.scopes)
     assert "Invite you to take part in product tests" in browser.client.get("/connections").text
     assert db_session.exec(select(Offer)).one().status == "accepted"
+
+
+def test_an_invitation_to_a_subject_without_a_grant_is_forbidden_not_a_missing_programme(
+    client: TestClient[Litestar], bike_shop: Company,
+) -> None:
+    programme = client.post("/api/v1/programmes", headers=bike_shop.auth(), json={
+        "kind": "product-tests", "name": "Saddle testers"}).json()
+    invitation = client.post(
+        f"/api/v1/programmes/{programme['programme_id']}/invitations", headers=bike_shop.auth(),
+        json={"subject": "0" * 40, "title": "Tell us", "body": "Two questions."})
+    assert invitation.status_code == 403
+    assert "grant in force" in invitation.json()["detail"]

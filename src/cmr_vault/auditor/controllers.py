@@ -79,7 +79,8 @@ class AuditorPages(Controller):
             subject: FromQuery[str] = "", action: FromQuery[str] = "",
             outcome: FromQuery[str] = "", reason: FromQuery[str] = "",
             since: FromQuery[str] = "", until: FromQuery[str] = "",
-            before: FromQuery[int | None] = None) -> Template:
+            before: Annotated[int | None, QueryParameter(ge=1, le=MAX_SEQ)] = None
+            ) -> Template:
         """Search and filter the log, newest first."""
         flt = _filter(company, subject, action, outcome, reason, since, until)
         entries = auditor_service.search(db_session, flt, before=before)

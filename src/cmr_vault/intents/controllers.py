@@ -20,6 +20,7 @@ from cmr_vault.intents.models import Offer
 from cmr_vault.marketing.models import ALL
 from cmr_vault.oauth import service as oauth_service
 from cmr_vault.oauth.deps import CompanyClient, provide_company_client
+from cmr_vault.patterns import NOT_BLANK
 from cmr_vault.policy.facts import Decision, Outcome
 from cmr_vault.portal.forms import form_text
 from cmr_vault.web.errors import exception_to_http_response
@@ -50,7 +51,7 @@ class ProgrammeBody(BaseModel):
     """A programme: product tests, feedback rounds or a community."""
 
     kind: Literal["product-tests", "feedback", "community"]
-    name: str = Field(min_length=1, max_length=120, pattern=r"\S")
+    name: str = Field(min_length=1, max_length=120, pattern=NOT_BLANK)
     description: str = Field(default="", max_length=2000)
 
 
@@ -58,7 +59,7 @@ class ValueOfferBody(BaseModel):
     """What the customer gets for a grant."""
 
     kind: Literal["points", "discount", "early-access", "other"]
-    description: str = Field(min_length=1, max_length=300, pattern=r"\S")
+    description: str = Field(min_length=1, max_length=300, pattern=NOT_BLANK)
 
 
 def _draft(data: OfferBody) -> intents_service.OfferDraft:

@@ -370,7 +370,9 @@ def invite(session: Session, ctx: ConsentContext, *, policy: PolicySet, cipher: 
                   if g.pairwise_subject == subject
                   and consent_service.is_usable(g, ctx.clock.now())), None)
     if grant is None:
-        raise NotFound("No customer with a grant in force has this subject.")
+        # 403, not 404: the programme exists; what is missing is the customer's permission.
+        raise Forbidden("No customer with a grant in force has this subject: invite only "
+                        "customers who have granted you.")
     return _submit(session, ctx, policy=policy, cipher=cipher, client=client,
                    account_id=grant.account_id, draft=draft, kind="invitation",
                    programme_id=programme.id)

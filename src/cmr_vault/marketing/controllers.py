@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from litestar import Controller, Request, Response, get, post
 from litestar.di import Provide
 from litestar.enums import RequestEncodingType
-from litestar.params import Body, FromPath, FromQuery, JSONBody
+from litestar.params import Body, FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import Redirect, Template
 from pydantic import BaseModel, Field, field_validator
 from sqlmodel import Session
@@ -36,6 +36,7 @@ from cmr_vault.oauth.deps import (
     provide_company_client,
 )
 from cmr_vault.oauth.scopes import CHANNELS
+from cmr_vault.patterns import NOT_BLANK
 from cmr_vault.policy.cases import decision_record
 from cmr_vault.policy.facts import Action, DecisionRequest, Outcome
 from cmr_vault.runtime import Runtime
@@ -241,7 +242,8 @@ class PreferencePages(Controller):
 
     @get("/preferences", sync_to_thread=True)
     def preferences(self, customer: Customer, db_session: DbSession, runtime: RuntimeDep,
-                    saved: FromQuery[bool] = False, confirm: FromQuery[int] = 0) -> Template:
+                    saved: FromQuery[bool] = False,
+                    confirm: Annotated[int, QueryParameter(ge=0, le=100)] = 0) -> Template:
         """Per company and channel: opt-in, topics, caps, quiet hours, pause; and overall."""
         notice = "Saved." if saved else ""
         if confirm:
@@ -353,9 +355,9 @@ class CampaignBody(BaseModel):
     subjects: list[str] = Field(min_length=1, max_length=campaigns.MAX_SUBJECTS)
     channel: Literal["email", "sms", "inbox", "webhook"]
     topic: str = Field(default="", max_length=64)
-    purpose: str = Field(min_length=1, max_length=200, pattern=r"\S")
-    title: str = Field(min_length=1, max_length=marketing_service.MAX_SUBJECT, pattern=r"\S")
-    body: str = Field(min_length=1, max_length=marketing_service.MAX_BODY, pattern=r"\S")
+    purpose: str = Field(min_length=1, max_length=200, pattern=NOT_BLANK)
+    title: str = Field(min_length=1, max_length=marketing_service.MAX_SUBJECT, pattern=NOT_BLANK)
+    body: str = Field(min_length=1, max_length=marketing_service.MAX_BODY, pattern=NOT_BLANK)
     dry_run: bool = False
 
     @field_validator("dry_run", mode="before")
@@ -413,12 +415,13 @@ class CampaignsApi(Controller):
 
     @get("/{campaign_id:str}/results", sync_to_thread=True)
     def results(self, campaign_id: FromPath[str], company: CompanyClient, db_session: DbSession,
-                after: FromQuery[int] = 0, limit: FromQuery[int] = 1000) -> dict[str, Any]:
+                after: Annotated[int, QueryParameter(ge=0, le=campaigns.MAX_SUBJECTS)] = 0,
+                limit: Annotated[int, QueryParameter(ge=1, le=10_000)] = 1000
+                ) -> dict[str, Any]:
         """A result per subject, in order, `limit` (at most 10,000) at a time."""
         campaign = campaigns.get(db_session, client_id=company.client_id,
                                  campaign_id=campaign_id)
-        rows = campaigns.results(db_session, campaign, after=max(0, after),
-                                 limit=min(max(1, limit), 10_000))
+        rows = campaigns.results(db_session, campaign, after=after, limit=limit)
         return {"results": [{"position": r.position, "subject": r.subject,
                              "outcome": r.outcome or "pending",
                              "rule_ids": [x for x in r.rule_ids.split(",") if x],

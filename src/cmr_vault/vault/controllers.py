@@ -8,11 +8,11 @@ refused) leaves the vault without its durable audit entry.
 from __future__ import annotations
 
 import hmac
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get
 from litestar.di import Provide
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath, QueryParameter
 
 from cmr_vault.audit import service as audit_service
 from cmr_vault.consent import service as consent_service
@@ -21,12 +21,16 @@ from cmr_vault.deps import DbSession, RuntimeDep
 from cmr_vault.errors import Forbidden, NotFound, ValidationFailed
 from cmr_vault.oauth.deps import CompanyAccessDep, provide_company_access
 from cmr_vault.oauth.scopes import read_scope
+from cmr_vault.patterns import NOT_BLANK, explain
 from cmr_vault.vault import service as vault_service
 from cmr_vault.vault.fields import FIELD_NAMES
 from cmr_vault.web.errors import exception_to_http_response
 from cmr_vault.web.openapi import ACCESS_TOKEN
 
 MAX_FIELDS = len(FIELD_NAMES)
+_FIELD = f"({'|'.join(FIELD_NAMES)})"
+FIELD_LIST = explain(rf"^{_FIELD}(,{_FIELD})*$", "must name profile fields, comma-separated: "
+                     + ", ".join(FIELD_NAMES))
 
 
 def _requested_fields(fields: str) -> list[str]:
@@ -51,8 +55,14 @@ class CompanyProfileApi(Controller):
 
     @get("/{subject:str}/profile", sync_to_thread=True)
     def read_profile(
-        self, request: Request[Any, Any, Any], subject: FromPath[str], fields: FromQuery[str],
-        purpose: FromQuery[str], access: CompanyAccessDep, db_session: DbSession,
+        self, request: Request[Any, Any, Any], subject: FromPath[str],
+        fields: Annotated[str, QueryParameter(
+            pattern=FIELD_LIST, max_length=500,
+            description="Comma-separated profile field names, e.g. email,given_name.")],
+        purpose: Annotated[str, QueryParameter(
+            min_length=1, max_length=200, pattern=NOT_BLANK,
+            description="Why the company reads: one of the purposes the customer agreed to.")],
+        access: CompanyAccessDep, db_session: DbSession,
         runtime: RuntimeDep,
     ) -> Response[Any] | dict[str, Any]:
         """The granted fields of one customer (named by your pairwise subject), or a refusal."""
