@@ -92,11 +92,10 @@ def init() -> None:
     console.print(f"Database: {make_engine(settings.resolved_database_url).url!r}")
 
 
-MAX_HEADER_BYTES = 32 * 1024
-
-
 def _serve(settings: Settings, host: str, port: int, workers: int) -> None:
     import uvicorn
+
+    from cmr_vault.web.transport import MAX_HEAD_BYTES, BoundedHeadH11Protocol
 
     try:
         check_startup_safety(settings)
@@ -112,10 +111,9 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> None:
         proxy_headers=True,
         server_header=False,
         log_level="info",
-        # h11 bounds what a client may send before its headers end (httptools does not), so a
-        # flood of header bytes costs the vault at most this much per connection.
-        http="h11",
-        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        # h11 with a size (431) and a deadline (408) for every request head: see web.transport.
+        http=BoundedHeadH11Protocol,
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES + 1024,
     )
 
 

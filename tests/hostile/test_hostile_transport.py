@@ -1,17 +1,22 @@
-"""Hostile input at the transport: deep JSON, invalid UTF-8, huge headers, slow clients, against
-a real server process. Each gets a clear, bounded answer and the vault keeps serving others."""
+"""Hostile input at the transport: deep JSON, invalid UTF-8, huge headers, slow clients, bodies
+too large with or without a Content-Length, against a real server process. Each gets a clear,
+bounded answer (a status a client can act on, an RFC 9457 problem where the app answers) and
+the vault keeps serving others."""
 
 from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import httpx
 
+from cmr_vault.web.transport import HEAD_DEADLINE_SECONDS, MAX_HEAD_BYTES
 from tests.e2e.conftest import live_data_dir, live_vault
 
 __all__ = ["live_data_dir", "live_vault"]
+PROBLEM = "application/problem+json"
 
 
 def _address(live_vault: str) -> tuple[str, int]:
@@ -35,17 +40,6 @@ def test_invalid_utf8_json_gets_a_problem(live_vault: str) -> None:
     assert response.headers["content-type"].startswith("application/problem+json")
 
 
-def test_a_huge_header_is_refused_and_the_server_goes_on(live_vault: str) -> None:
-    with socket.create_connection(_address(live_vault), timeout=10) as sock:
-        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n")
-        try:
-            answer = sock.recv(200)
-        except ConnectionResetError:
-            answer = b""
-    assert not answer.startswith(b"HTTP/1.1 200")
-    assert httpx.get(f"{live_vault}/health").status_code == 200
-
-
 def test_slow_clients_do_not_hold_up_the_others(live_vault: str) -> None:
     slow = []
     for _ in range(50):
@@ -61,7 +55,82 @@ def test_slow_clients_do_not_hold_up_the_others(live_vault: str) -> None:
             sock.close()
 
 
-def test_an_oversized_body_is_refused_before_it_is_read(live_vault: str) -> None:
+def _status_line(sock: socket.socket) -> bytes:
+    try:
+        return sock.recv(200).split(b"\r\n", 1)[0]
+    except (ConnectionResetError, TimeoutError):
+        return b""
+
+
+def test_an_oversized_body_gets_a_413_problem(live_vault: str) -> None:
     response = httpx.post(f"{live_vault}/api/v1/receipts/verify", content=b"{" + b" " * 5_000_000
                           + b"}", headers={"Content-Type": "application/json"}, timeout=30)
     assert response.status_code == 413
+    assert response.headers["content-type"].startswith(PROBLEM)
+    assert response.json()["status"] == 413
+
+
+def test_an_oversized_chunked_body_is_cut_off_too(live_vault: str) -> None:
+    """No Content-Length to refuse up front: the server must stop reading at its limit."""
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"a": "'
+        for _ in range(200):  # 200 x 64 KiB = 12.5 MiB, far over the limit
+            yield b"x" * 65536
+        yield b'"}'
+
+    response = httpx.post(f"{live_vault}/api/v1/receipts/verify", content=chunks(),
+                          headers={"Content-Type": "application/json"}, timeout=30)
+    assert response.status_code == 413
+    assert response.headers["content-type"].startswith(PROBLEM)
+    assert httpx.get(f"{live_vault}/health").status_code == 200
+
+
+def test_a_huge_header_gets_a_431_status_line(live_vault: str) -> None:
+    """RFC 6585 §5: 431 Request Header Fields Too Large, not a bare reset."""
+    with socket.create_connection(_address(live_vault), timeout=10) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n")
+        status = _status_line(sock)
+    assert status.split(b" ")[1:2] == [b"431"], status
+    assert httpx.get(f"{live_vault}/health").status_code == 200
+
+
+def test_a_head_of_many_small_headers_over_the_limit_gets_a_431(live_vault: str) -> None:
+    head = b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"".join(
+        b"X-%d: a\r\n" % i for i in range(5000)) + b"\r\n"
+    assert len(head) > MAX_HEAD_BYTES
+    with socket.create_connection(_address(live_vault), timeout=10) as sock:
+        sock.sendall(head)
+        status = _status_line(sock)
+    assert status.split(b" ")[1:2] == [b"431"], status
+    assert httpx.get(f"{live_vault}/health").status_code == 200
+
+
+def test_a_client_dribbling_its_headers_is_cut_off(live_vault: str) -> None:
+    """Slowloris: one header byte a second never completes a request; the server must close the
+    connection within a bounded time rather than keep it (and a worker's slot) open."""
+    sock = socket.create_connection(_address(live_vault), timeout=5)
+    sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+    started = time.monotonic()
+    closed_after = None
+    try:
+        while time.monotonic() - started < HEAD_DEADLINE_SECONDS + 10:
+            try:
+                sock.sendall(b"X")
+            except (BrokenPipeError, ConnectionResetError):
+                closed_after = time.monotonic() - started
+                break
+            sock.settimeout(1)
+            try:
+                if sock.recv(200) == b"":
+                    closed_after = time.monotonic() - started
+                    break
+            except TimeoutError:
+                pass
+    finally:
+        sock.close()
+    assert closed_after is not None, (
+        f"a client still sending its request head after {HEAD_DEADLINE_SECONDS + 10} s "
+        "was not cut off")
+    assert closed_after <= HEAD_DEADLINE_SECONDS + 3
+    assert httpx.get(f"{live_vault}/health").status_code == 200

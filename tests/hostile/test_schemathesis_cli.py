@@ -138,7 +138,7 @@ def test_schemathesis_finds_no_failure_in_any_phase_or_check(live_api: LiveApi,
                "--checks", "all", "--generation-deterministic", "--no-color",
                "--report", "junit", "--report-dir", str(tmp_path / "report")]
     print(" ".join(command))
-    run = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True,
+    run = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True,
                          timeout=1200, check=False)
     print(run.stdout[-20000:], run.stderr[-5000:])
     assert run.returncode == 0, run.stdout[-12000:] + run.stderr[-3000:]
