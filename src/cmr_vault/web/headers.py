@@ -68,7 +68,7 @@ class CompleteAllowHeader:
         self.allow: dict[str, str] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "OPTIONS":
+        if scope["type"] != "http" or scope.get("method") != "OPTIONS":
             await self.app(scope, receive, send)
             return
         allow = self._allow_for(scope)
