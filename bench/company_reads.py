@@ -59,9 +59,8 @@ def _vault(data_dir: Path) -> tuple[Settings, Runtime, str, str]:
                 redirect_uris=["https://bench.example/cb"],
                 notice={"profile.email:read": [PURPOSE]}))
         grant = consent_service.give_consent(
-            session, clock=runtime.clock, pseudonym_key=keyring.pseudonym_key,
-            account_id=account.id, client=client, scopes=["profile.email:read"],
-            expires_at=None)
+            session, runtime.consent_context(), account_id=account.id, client=client,
+            scopes=["profile.email:read"], expires_at=None)
         oauth_service.save_token(
             session, clock=runtime.clock, access_token=token, refresh_token=None,
             client_id=client.client_id, grant_id=grant.id, family="bench",
