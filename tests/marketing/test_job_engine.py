@@ -23,6 +23,16 @@ from tests.oauth.flows import Company
 
 
 @pytest.fixture(autouse=True)
+def _real_time(clock: FrozenClock) -> None:
+    """procrastinate and the CLI worker run on real time: so do the tokens these tests get.
+
+    Autouse, so it runs before the fixtures that connect the customer and issue the token; set
+    later, a token issued at the frozen hour would already have expired on a later real day.
+    """
+    clock.current = datetime.now(UTC) - timedelta(minutes=1)
+
+
+@pytest.fixture(autouse=True)
 def _postgres_only(mail_runtime: Runtime) -> None:
     if not mail_runtime.settings.uses_job_engine:
         pytest.skip("the job engine runs on PostgreSQL; SQLite uses the in-process worker")
@@ -37,9 +47,8 @@ def _push(client: TestClient[Litestar], connected: dict[str, Any], key: str) -> 
 
 def test_a_push_is_a_job_that_a_worker_delivers(
     mail_client: TestClient[Litestar], connected: dict[str, Any], customer_browser: Browser,
-    shop: Company, mail_runtime: Runtime, db_session: Session, clock: FrozenClock,
+    shop: Company, mail_runtime: Runtime, db_session: Session,
 ) -> None:
-    clock.current = datetime.now(UTC) - timedelta(minutes=1)  # procrastinate runs on real time
     customer_browser.submit("/preferences", preferences_form(shop, inbox__optin="on"))
     assert _push(mail_client, connected, "j1").status_code == 202
     queued = db_session.exec(text(  # type: ignore[call-overload]
@@ -53,9 +62,8 @@ def test_a_push_is_a_job_that_a_worker_delivers(
 
 def test_a_campaign_is_worked_off_by_the_worker_command(
     mail_client: TestClient[Litestar], connected: dict[str, Any], customer_browser: Browser,
-    shop: Company, cli_env: None, db_session: Session, clock: FrozenClock,
+    shop: Company, cli_env: None, db_session: Session,
 ) -> None:
-    clock.current = datetime.now(UTC) - timedelta(minutes=1)  # the CLI worker runs on real time
     customer_browser.submit("/preferences", preferences_form(shop, inbox__optin="on"))
     started = mail_client.post("/api/v1/campaigns", headers=shop.auth(), json={
         "subjects": [connected["subject"]], "channel": "inbox", "topic": "sales",
