@@ -102,7 +102,14 @@ class LossyFS(fuse.Operations):  # type: ignore[misc]
 
     def mkdir(self, path: str, mode: int) -> int:
         os.mkdir(self._real(path), mode)
+        self._owned_by_caller(path)
         return 0
+
+    def _owned_by_caller(self, path: str) -> None:
+        """This process runs as root: new files belong to whoever made them (PostgreSQL
+        insists that its data directory is its own)."""
+        uid, gid, _ = fuse.fuse_get_context()
+        os.chown(self._real(path), uid, gid)
 
     def rmdir(self, path: str) -> int:
         os.rmdir(self._real(path))
@@ -130,6 +137,7 @@ class LossyFS(fuse.Operations):  # type: ignore[misc]
 
     def create(self, path: str, mode: int, fi: Any = None) -> int:
         os.close(os.open(self._real(path), os.O_WRONLY | os.O_CREAT, mode))
+        self._owned_by_caller(path)
         return 0
 
     def open(self, path: str, flags: int) -> int:

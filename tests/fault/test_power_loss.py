@@ -9,7 +9,8 @@ The negative control shows the harness can see a loss: the same kill on a databa
 with `synchronous=FULL` loses none.
 
 Skipped, with the reason, where FUSE is not available (no /dev/fuse, no fusermount3, no
-libfuse). CI installs Debian's fuse3 (.ci/run).
+libfuse, not root). CI installs Debian's fuse3 (.ci/run). test_power_loss_postgres.py does the
+same with PostgreSQL's data directory on the lossy mount.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,74 +31,11 @@ from cmr_vault.crypto.keyring import Keyring, write_keyring
 from cmr_vault.runtime import Runtime
 from cmr_vault.settings import Settings
 from tests.conftest import BASE_URL
+from tests.fault.conftest import LossyMount
 from tests.fault.test_crash_restart import _assert_safe, _finish
 from tests.load.harness import Customer, Journal, VaultProcess, run_load
 
-ROOT = Path(__file__).resolve().parents[2]
 SECONDS = 8
-
-
-def _fuse_missing() -> str | None:
-    if not os.path.exists("/dev/fuse"):
-        return "no /dev/fuse on this machine"
-    if shutil.which("fusermount3") is None:
-        return "fusermount3 is not installed (Debian package fuse3)"
-    try:
-        import mfusepy  # noqa: F401
-    except (ImportError, OSError) as exc:
-        return f"mfusepy cannot load libfuse: {exc}"
-    return None
-
-
-class LossyMount:
-    """The lossy file system over `disk`, mounted at `path`."""
-
-    def __init__(self, disk: Path, path: Path, log: Path) -> None:
-        self.disk, self.path, self.log = disk, path, log
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def mount(self) -> None:
-        with self.log.open("a") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "tests.fault.lossyfs", str(self.disk), str(self.path)],
-                cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=log,
-                stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
-        while not os.path.ismount(self.path):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the lossy file system did not mount: see {self.log}")
-            time.sleep(0.05)
-
-    def power_loss(self) -> None:
-        """Everything not fsynced is gone; the mount comes back with what the disk holds."""
-        self._kill_and_unmount()
-        self.mount()
-
-    def _kill_and_unmount(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
-        subprocess.run(["fusermount3", "-u", "-z", str(self.path)], capture_output=True,
-                       check=False)
-
-    def unmount(self) -> None:
-        self._kill_and_unmount()
-
-
-@pytest.fixture
-def lossy(tmp_path: Path) -> Iterator[LossyMount]:
-    missing = _fuse_missing()
-    if missing:
-        pytest.skip(missing)
-    disk, path = tmp_path / "disk", tmp_path / "mnt"
-    disk.mkdir()
-    path.mkdir()
-    mount = LossyMount(disk, path, tmp_path / "lossyfs.log")
-    mount.mount()
-    try:
-        yield mount
-    finally:
-        mount.unmount()
 
 
 def _synced_copy(source: Path, target: Path) -> None:
