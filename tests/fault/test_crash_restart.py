@@ -5,6 +5,7 @@ no code or refresh token is spent twice, and the vault serves again without manu
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import subprocess
@@ -30,7 +31,8 @@ from tests.load.harness import (
 )
 from tests.oauth.flows import REDIRECT_URI, get_code
 
-SECONDS = 15
+# 15 s in the suite; SECURITY.md R1 asks for 5 minutes: CMR_VAULT_FAULT_SECONDS=300.
+SECONDS = float(os.environ.get("CMR_VAULT_FAULT_SECONDS", "15"))
 
 
 def _finish(vault: VaultProcess, journal: Journal, settings: Settings, tmp_path: Path,

@@ -54,3 +54,29 @@ def tenant_isolation(ctx: Any, response: Any, case: Any) -> bool | None:
         raise AssertionError(f"company B saw company A's {', '.join(leaked)} through "
                              f"{case.method} {case.formatted_path} ({replay.status_code})")
     return None
+
+
+OAUTH_STATUSES = {200, 400, 401, 429}
+OAUTH_ERRORS = {"invalid_request", "invalid_client", "invalid_grant", "unauthorized_client",
+                "unsupported_grant_type", "invalid_scope", "unsupported_token_type"}
+
+
+@schemathesis.check
+def oauth_answers(ctx: Any, response: Any, case: Any) -> bool | None:
+    """The form-encoded OAuth endpoints (SECURITY.md S4): never cached, and every refusal an
+    RFC 6749 §5.2 error object."""
+    if (not case.path.startswith("/oauth/")
+            or case.method.upper() != case.operation.method.upper()):  # 405 probes: elsewhere
+        return None
+    if response.status_code not in OAUTH_STATUSES:
+        raise AssertionError(f"{case.path} answered {response.status_code}")
+    if response.status_code == 429:
+        return None
+    cache = response.headers.get("cache-control") or [""]
+    if "no-store" not in (cache[0] if isinstance(cache, list) else cache):
+        raise AssertionError(f"{case.path} {response.status_code} without Cache-Control: "
+                             "no-store")
+    if response.status_code in (400, 401) and response.json().get("error") not in OAUTH_ERRORS:
+        raise AssertionError(f"{case.path} {response.status_code} is not an RFC 6749 error: "
+                             f"{response.text[:200]}")
+    return None

@@ -1,11 +1,15 @@
 """schemathesis' own command line against a live vault, every phase and every check
-(SECURITY.md S1, S3): examples, coverage, fuzzing and the stateful phase that follows the
+(SECURITY.md S1, S3, S4): examples, coverage, fuzzing and the stateful phase that follows the
 document's links (create -> read -> delete -> read), on SQLite and on PostgreSQL.
 
 The credentials go in through `[auth.openapi.<scheme>]`, so schemathesis knows which of them
 each operation declares: `ignored_auth` then checks that every operation refuses a request
 without them and with wrong ones. The tenant check of tests/hostile/schemathesis_hooks.py
 replays company A's successes as company B. The run must report no failure at all.
+
+The form-encoded OAuth endpoints, which the main document leaves to their RFCs, are fuzzed from
+docs/oauth-endpoints.openapi.yaml: never a 500, every refusal an RFC 6749 error object, every
+answer `Cache-Control: no-store` (the `oauth_answers` hook).
 
 Reproduce by hand: the test prints the command line and keeps its config in its tmp_path.
 """
@@ -148,3 +152,28 @@ def test_schemathesis_finds_no_failure_in_any_phase_or_check(live_api: LiveApi,
     # The stateful phase followed the links far enough to give a grant up and read it again:
     # that is where `use_after_free` looks for a 404.
     assert re.search(r'"DELETE /api/v1/grants/[0-9a-f]{32} HTTP/1.1" 200', served)
+
+
+def test_the_oauth_form_endpoints_answer_only_rfc_errors_and_never_cache(
+        live_api: LiveApi, tmp_path: Path) -> None:
+    a = live_api.a.company
+    config = tmp_path / "schemathesis-oauth.toml"
+    config.write_text("\n".join([
+        f'base-url = "{live_api.vault.base_url}"', "[generation]",
+        f"max-examples = {EXAMPLES * 3}", 'database = "none"', "allow-x00 = false",
+        "[auth.openapi.clientSecretBasic]", f'username = "{a.client_id}"',
+        f'password = "{a.secret}"']) + "\n")
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.hostile.schemathesis_hooks",
+           "PYTHONPATH": str(ROOT)}
+    # Positive data is left out: a schema-valid code is still not a code the vault issued.
+    command = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "run",
+               str(ROOT / "docs" / "oauth-endpoints.openapi.yaml"), "--url",
+               live_api.vault.base_url, "--phases", "examples,coverage,fuzzing",
+               "--checks", "all", "--exclude-checks", "positive_data_acceptance",
+               "--generation-deterministic", "--no-color"]
+    run = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True,
+                         timeout=600, check=False)
+    print(run.stdout[-8000:], run.stderr[-3000:])
+    assert run.returncode == 0, run.stdout[-12000:] + run.stderr[-3000:]
+    for phase in ("Coverage", "Fuzzing"):
+        assert f"✅ {phase}" in run.stdout, f"the {phase} phase did not run and pass"

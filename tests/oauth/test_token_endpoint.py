@@ -143,6 +143,17 @@ def test_the_token_endpoint_takes_only_form_posts(client: TestClient[Litestar]) 
     response = client.post("/oauth/token", content=json.dumps({"grant_type": "x"}),
                            headers={"Content-Type": "application/json"})
     assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"  # RFC 6749 §5.2, not a problem
+    assert response.headers["cache-control"] == "no-store"
+
+
+def test_a_form_that_is_not_utf8_is_an_invalid_request_not_a_crash(
+    client: TestClient[Litestar],
+) -> None:
+    response = client.post("/oauth/revoke", content=b"token=\xff\xfe",
+                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
 
 
 @pytest.mark.parametrize("grant_type", ["password", "client_credentials", "implicit"])

@@ -52,15 +52,19 @@ EXPIRY_CHOICES = {
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
+class FormBodyInvalid(Exception):
+    """A token-endpoint body that is not a UTF-8 form: answered as RFC 6749 invalid_request."""
+
+
 async def provide_form_pairs(request: Request[Any, Any, Any]) -> Pairs:
     """The urlencoded body as ordered pairs, duplicates kept (read before the sync handler)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":
-        raise ValidationFailed(
-            "Send the parameters as application/x-www-form-urlencoded.",
-            problems={"content-type": "must be form-urlencoded"},
-        )
-    body = (await request.body()).decode("utf-8", errors="strict")
+        raise FormBodyInvalid("Send the parameters as application/x-www-form-urlencoded.")
+    try:
+        body = (await request.body()).decode("utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise FormBodyInvalid("The body is not UTF-8.") from None
     return parse_qsl(body, keep_blank_values=True)
 
 
@@ -307,8 +311,10 @@ class TokenEndpoints(Controller):
     path = "/oauth"
     tags = ["oauth"]
     dependencies = {"form_pairs": Provide(provide_form_pairs)}
-    # Described by the server metadata (RFC 8414) and RFCs 6749, 7009 and 7662, not OpenAPI:
-    # their bodies are read as raw form pairs so that repeated parameters can be refused.
+    exception_handlers = {FormBodyInvalid: lambda _, exc: _invalid_request(str(exc))}
+    # Described by the server metadata (RFC 8414), RFCs 6749, 7009 and 7662, and
+    # docs/oauth-endpoints.openapi.yaml: their bodies are read as raw form pairs so that
+    # repeated parameters can be refused, which Litestar's generated schema cannot say.
     include_in_schema = False
 
     @post("/token", sync_to_thread=True, status_code=200)
