@@ -1,51 +1,84 @@
-"""Request limits per caller, so one noisy company cannot crowd out the others.
+"""Request limits per caller, shared by every worker process through the database.
 
-Fixed one-minute windows counted in this process: cheap enough to sit in front of every token
-and push request, and fair between callers because each has its own key. With several worker
-processes each counts on its own, so the vault-wide limit is at most workers × the setting;
-sign-in throttling, which guards passwords, is kept in the database instead (accounts/).
+A sliding one-minute window over a log of hits, one row per counted request: fair between
+callers because each has its own key, and vault-wide because every worker and host counts the
+same rows, so `--workers 4` still means the configured limit, not four times it. Callers are
+stored only as a keyed hash (an address is personal data). Sign-in throttling, which guards
+passwords and counts failures rather than requests, lives with the accounts.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Callable
 
+from sqlalchemy import Column, Float, Index, delete, func, insert, select
+from sqlmodel import Field, Session, SQLModel, col
+
 from cmr_vault.errors import TooManyRequests
+
+WINDOW_SECONDS = 60.0
+SWEEP_EVERY_SECONDS = 5.0
+SWEEP_AT_MOST = 5_000
+
+
+class RateHit(SQLModel, table=True):
+    """One counted request of one caller."""
+
+    __tablename__ = "rate_hit"
+    __table_args__ = (Index("ix_rate_hit_caller_at", "caller_key", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    caller_key: str = Field(max_length=64)
+    at: float = Field(sa_column=Column(Float, nullable=False, index=True))  # Unix seconds
 
 
 class RateLimiter:
-    """At most `limit` hits per key in each `window` seconds."""
+    """At most `limit` hits per caller in any minute, counted for one kind of request.
 
-    def __init__(self, limit: int, window: float = 60.0,
-                 now: Callable[[], float] = time.monotonic) -> None:
-        self._limit, self._window, self._now = limit, window, now
-        self._lock = threading.Lock()
-        self._counts: dict[str, tuple[float, int]] = {}
+    The count is part of the request's own transaction, so a request that fails is rolled back
+    and not counted, and nothing waits on a second connection (on SQLite that would wait for
+    the write lock the request itself holds). On SQLite requests take turns and the limit is
+    exact; on PostgreSQL requests of one caller still in flight do not see each other, so a
+    burst may pass the limit by as many requests as are in flight at once.
+    """
 
-    def hit(self, key: str, what: str) -> None:
-        """Count one request for `key`, or raise TooManyRequests with the wait."""
+    def __init__(self, kind: str, limit: int, *, caller_key: Callable[[str], str],
+                 now: Callable[[], float] = time.time) -> None:
+        self._kind, self._limit = kind, limit
+        self._caller_key, self._now = caller_key, now
+        self._next_sweep = 0.0
+
+    def hit(self, session: Session, caller: str, what: str) -> None:
+        """Count one request of `caller`, or raise TooManyRequests with the wait."""
         now = self._now()
-        with self._lock:
-            started, count = self._counts.get(key, (now, 0))
-            if now - started >= self._window:
-                started, count = now, 0
-            if count >= self._limit:
-                wait = max(1, math.ceil(started + self._window - now))
-                raise TooManyRequests(
-                    f"Too many {what}: at most {self._limit} a minute. Try again in {wait} s.",
-                    retry_after=wait)
-            self._counts[key] = (started, count + 1)
-            if len(self._counts) > 100_000:  # forget idle callers rather than grow forever
-                self._counts = {k: v for k, v in self._counts.items()
-                                if now - v[0] < self._window}
+        key = self._caller_key(f"{self._kind}\x00{caller}")
+        in_window = (col(RateHit.caller_key) == key) & (col(RateHit.at) > now - WINDOW_SECONDS)
+        count, oldest = session.execute(
+            select(func.count(), func.min(RateHit.at)).where(in_window)).one()
+        if count >= self._limit:
+            wait = max(1, math.ceil(oldest + WINDOW_SECONDS - now))
+            raise TooManyRequests(
+                f"Too many {what}: at most {self._limit} a minute. Try again in {wait} s.",
+                retry_after=wait)
+        session.execute(insert(RateHit).values(caller_key=key, at=now))
+        if now >= self._next_sweep:
+            self._sweep(session, now)
+
+    def _sweep(self, session: Session, now: float) -> None:
+        """Forget hits that left the window. Rows another worker is deleting are skipped, not
+        waited for, so a sweep never holds up a request."""
+        expired = select(RateHit.id).where(col(RateHit.at) <= now - WINDOW_SECONDS) \
+            .limit(SWEEP_AT_MOST).with_for_update(skip_locked=True)
+        session.execute(delete(RateHit).where(col(RateHit.id).in_(expired)))
+        self._next_sweep = now + SWEEP_EVERY_SECONDS
 
 
 class RateLimits:
     """The vault's limits, one limiter per kind of request."""
 
-    def __init__(self, *, token_per_minute: int, pushes_per_minute: int) -> None:
-        self.token = RateLimiter(token_per_minute)
-        self.pushes = RateLimiter(pushes_per_minute)
+    def __init__(self, *, token_per_minute: int, pushes_per_minute: int,
+                 caller_key: Callable[[str], str]) -> None:
+        self.token = RateLimiter("token", token_per_minute, caller_key=caller_key)
+        self.pushes = RateLimiter("pushes", pushes_per_minute, caller_key=caller_key)

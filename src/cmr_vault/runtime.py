@@ -17,6 +17,7 @@ from cmr_vault.audit.transparency import TreeCache
 from cmr_vault.clock import Clock, SystemClock
 from cmr_vault.consent.receipts import ReceiptSigner
 from cmr_vault.consent.service import ConsentContext
+from cmr_vault.crypto.blind_index import blind_index
 from cmr_vault.crypto.data_keys import DataKeyStore
 from cmr_vault.crypto.field_cipher import FieldCipher
 from cmr_vault.crypto.kek import KeyProvider, KeyringFileProvider, StaticKeyProvider
@@ -53,8 +54,13 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.rate_limits = RateLimits(
-                token_per_minute=self.settings.token_requests_per_minute,
-                pushes_per_minute=self.settings.pushes_per_minute)
+            token_per_minute=self.settings.token_requests_per_minute,
+            pushes_per_minute=self.settings.pushes_per_minute,
+            caller_key=self.rate_limit_key)
+
+    def rate_limit_key(self, caller: str) -> str:
+        """The keyed hash a caller is counted under: an address never reaches the database."""
+        return blind_index(self.keyring.index_key, "rate-limit", caller)
 
     @property
     def keyring(self) -> Keyring:

@@ -103,7 +103,7 @@ class CompanyIntentsApi(Controller):
                data: JSONBody[OfferBody], company: CompanyClient, db_session: DbSession,
                runtime: RuntimeDep) -> Response[Any] | dict[str, Any]:
         """Answer an intent: delivered (202), deferred to a time (202) or refused (403)."""
-        runtime.rate_limits.pushes.hit(company.client_id, "offers")
+        runtime.rate_limits.pushes.hit(db_session, company.client_id, "offers")
         offer, decision = intents_service.answer_intent(
             db_session, runtime.consent_context(), policy=runtime.policy.current,
             cipher=runtime.cipher, index_key=runtime.keyring.index_key, client=company,
@@ -124,7 +124,7 @@ class CompanyIntentsApi(Controller):
                data: JSONBody[InvitationBody], company: CompanyClient, db_session: DbSession,
                runtime: RuntimeDep) -> Response[Any] | dict[str, Any]:
         """Invite one customer who holds a grant with the company."""
-        runtime.rate_limits.pushes.hit(company.client_id, "invitations")
+        runtime.rate_limits.pushes.hit(db_session, company.client_id, "invitations")
         offer, decision = intents_service.invite(
             db_session, runtime.consent_context(), policy=runtime.policy.current,
             cipher=runtime.cipher, client=company, programme_id=programme_id,

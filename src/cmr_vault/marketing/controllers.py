@@ -95,7 +95,7 @@ class PushesApi(Controller):
         """Queue a message (202), queue it deferred with the time it will go (202), or refuse
         it with the reasons (403). The same idempotency key always gives the same answer.
         Limited per company: 429 with Retry-After."""
-        runtime.rate_limits.pushes.hit(access.client.client_id, "pushes")
+        runtime.rate_limits.pushes.hit(db_session, access.client.client_id, "pushes")
         _own_subject(access, data.subject)
         outcome = marketing_service.submit_push(
             db_session, clock=runtime.clock, policy=runtime.policy.current,
@@ -131,7 +131,8 @@ class PushesApi(Controller):
     def consent_check(self, data: JSONBody[ConsentCheckBody], access: CompanyAccessDep,
                       db_session: DbSession, runtime: RuntimeDep) -> dict[str, Any]:
         """The decision a push would get now, with its reasons, without sending anything."""
-        runtime.rate_limits.pushes.hit(access.client.client_id, "pushes and consent checks")
+        runtime.rate_limits.pushes.hit(db_session, access.client.client_id,
+                                       "pushes and consent checks")
         _own_subject(access, data.subject)
         if data.channel not in CHANNELS:
             raise ValidationFailed("Unknown channel.", problems={"channel": ", ".join(CHANNELS)})

@@ -324,7 +324,7 @@ class TokenEndpoints(Controller):
 
         Limited per client (or, before a client is named, per address): 429 with Retry-After.
         """
-        runtime.rate_limits.token.hit(_caller(request, form_pairs), "token requests")
+        runtime.rate_limits.token.hit(db_session, _caller(request, form_pairs), "token requests")
         return _answer(request, db_session, runtime, form_pairs, None)
 
     @post("/revoke", sync_to_thread=True, status_code=200)
