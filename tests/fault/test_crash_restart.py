@@ -59,6 +59,7 @@ def _assert_safe(report: Report) -> None:
     assert report.duplicates == 0 and report.delivered_twice == 0
     assert report.refused_delivered == 0
     assert report.audit_verified
+    assert 500 not in report.server_errors  # a database that is away is a 503 with Retry-After
 
 
 def test_sigkill_and_restart_lose_no_acknowledged_write(

@@ -184,12 +184,15 @@ class Journal:
     push_targets: dict[str, Customer] = field(default_factory=dict)
     reads_ok: Counter[str] = field(default_factory=Counter)
     consent_acks: Counter[str] = field(default_factory=Counter)
+    server_errors: Counter[int] = field(default_factory=Counter)
 
     def classify(self, kind: str, status: int | None) -> str:
         outcome = ("info" if status is None or status >= 500
                    else "ok" if status < 300 or status == 303 else "refused")
         with self.lock:
             self.requests[f"{kind} {outcome}"] += 1
+            if status is not None and status >= 500:
+                self.server_errors[status] += 1
         return outcome
 
 
@@ -269,9 +272,11 @@ class Report:
     refused_delivered: int
     delivered_twice: int
     audit_verified: bool
+    server_errors: dict[int, int]
 
     def lines(self) -> str:
         return json.dumps({"requests": self.requests, "acknowledged_writes": self.acknowledged,
+                           "server_errors": {str(k): v for k, v in self.server_errors.items()},
                            "writes_found": self.found, "lost": self.lost[:10],
                            "duplicate_messages": self.duplicates,
                            "refused_but_delivered": self.refused_delivered,
@@ -319,7 +324,8 @@ def check(database_url: str, journal: Journal, env: dict[str, str]) -> Report:
                               capture_output=True, text=True, timeout=300)
     return Report(dict(journal.requests), acknowledged, found, lost,
                   sum(1 for n in messages.values() if n > 1), refused_delivered,
-                  sum(1 for n in deliveries.values() if n > 1), verified.returncode == 0)
+                  sum(1 for n in deliveries.values() if n > 1), verified.returncode == 0,
+                  dict(journal.server_errors))
 
 
 def retry_unknown_pushes(base_url: str, journal: Journal) -> int:

@@ -28,4 +28,5 @@ def test_concurrent_companies_and_customers_lose_no_acknowledged_write(
     assert report.acknowledged == report.found
     assert report.duplicates == 0 and report.refused_delivered == 0
     assert report.audit_verified
+    assert report.server_errors == {}
     assert json.loads(report.lines())["writes_found"] == report.found

@@ -25,7 +25,9 @@ def make_engine(url: str, *, immediate: bool = True) -> Engine:
     if parsed.get_backend_name() != "sqlite":
         if parsed.drivername == "postgresql":
             url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+        # A request that cannot get a connection within 10 s gets a 503 rather than hanging.
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10,
+                             pool_timeout=10)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     # Pooled: opening a connection and setting its PRAGMAs costs more than a whole read.

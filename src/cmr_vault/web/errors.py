@@ -15,6 +15,8 @@ from litestar import Litestar, MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_303_SEE_OTHER
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from cmr_vault.accounts.exceptions import SignInRequired
 from cmr_vault.crypto.kek import KeyUnavailableError
@@ -95,6 +97,18 @@ def _describe(exc: Exception) -> tuple[int, str, str, str, dict[str, Any], dict[
             ("The vault cannot reach its keys right now; nothing was changed. Try again later."),
             {},
             {"Retry-After": "30"},
+        )
+    if isinstance(exc, OperationalError | PoolTimeoutError):
+        # Only the driver's error class: SQLAlchemy's message quotes statements and parameters.
+        log.error("database unavailable: %s", type(getattr(exc, "orig", None) or exc).__name__)
+        return (
+            503,
+            "database-unavailable",
+            "Temporarily unavailable",
+            "The vault cannot reach its database right now. Try again in a few seconds; a push "
+            "sent again with the same idempotency key is stored at most once.",
+            {},
+            {"Retry-After": "5"},
         )
     log.exception("unhandled error on %s", type(exc).__name__)
     return 500, "internal-error", "Internal error", "Something went wrong on our side.", {}, {}
