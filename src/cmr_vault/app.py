@@ -22,7 +22,7 @@ from sqlalchemy import text
 
 from cmr_vault import __version__
 from cmr_vault.audit.controllers import TransparencyApi
-from cmr_vault.audit.signer import run_periodic_signer
+from cmr_vault.audit.signer import check_not_rolled_back, run_periodic_signer
 from cmr_vault.auditor.controllers import AuditorApi, AuditorPages
 from cmr_vault.consent.controllers import CompanyEventsApi, CompanyGrantsApi, ReceiptsApi
 from cmr_vault.db.engine import check_durability
@@ -81,6 +81,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
     def on_startup(app: Litestar) -> None:
         check_durability(runtime.engine)
         runtime.data_keys.create_schema()
+        check_not_rolled_back(runtime)
         app.state.runtime = runtime
         app.state.engine = runtime.engine
         # One gate per event loop (a process serves from one; test clients bring their own).

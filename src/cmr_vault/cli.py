@@ -22,7 +22,7 @@ from rich.table import Table
 from cmr_vault.accounts import service as accounts_service
 from cmr_vault.accounts.models import Role
 from cmr_vault.audit import service as audit_service
-from cmr_vault.audit import transparency
+from cmr_vault.audit import transparency, witness
 from cmr_vault.audit.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -30,7 +30,9 @@ from cmr_vault.audit.checkpoint import (
     verify_checkpoint,
 )
 from cmr_vault.audit.export import write_csv, write_jsonl
+from cmr_vault.audit.signer import check_not_rolled_back
 from cmr_vault.audit.verify import VerifyReport, read_export, verify, verify_database
+from cmr_vault.audit.witness import RolledBackError
 from cmr_vault.consent import receipts as consent_receipts
 from cmr_vault.consent.events import EventDelivery
 from cmr_vault.crypto.blind_index import subject_pseudonym
@@ -102,6 +104,13 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> None:
     except UnsafeSettingsError as exc:
         raise click.ClickException(str(exc)) from exc
     migrate.upgrade(make_engine(settings.resolved_database_url, immediate=False))
+    runtime = Runtime.build(settings)
+    try:
+        check_not_rolled_back(runtime)
+    except RolledBackError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        runtime.dispose()
     uvicorn.run(
         "cmr_vault.app:create_app_from_env",
         factory=True,
@@ -333,10 +342,40 @@ def audit_checkpoint(output: Path | None) -> None:
                                       seed=runtime.keyring.signing_key,
                                       issuer=runtime.settings.issuer, clock=runtime.clock)
         note = head.note
+    witness.remember(runtime.keystore_engine, head)
     runtime.dispose()
     if output is not None:
         output.write_text(note, encoding="utf-8")
     click.echo(note, nl=False)
+
+
+@audit.command("accept-rollback")
+@click.confirmation_option(prompt="Go on from this database, recording the rollback in the log?")
+def audit_accept_rollback() -> None:
+    """Go on from a restored backup that `serve` refused: record the rollback in the log and
+    sign a head over it, which the key store then holds instead."""
+    runtime = Runtime.build(_settings())
+    try:
+        try:
+            check_not_rolled_back(runtime)
+        except RolledBackError:
+            pass
+        else:
+            raise click.ClickException(
+                "Nothing to accept: the log reaches the newest head the key store holds.")
+        with unit_of_work(runtime.engine) as session:
+            accepted, head = witness.accept_rollback(
+                session, runtime.keystore_engine, tree=runtime.audit_tree,
+                seed=runtime.keyring.signing_key, issuer=runtime.settings.issuer,
+                clock=runtime.clock)
+        witness.remember(runtime.keystore_engine, head, allow_back=True)
+    finally:
+        runtime.dispose()
+    console.print(
+        f"[yellow]Rollback accepted.[/] The key store held a head of {accepted.witnessed_size} "
+        f"entries; the log had {accepted.log_size}. Entry {head.size} records this, and a new "
+        "head is signed over it. An auditor holding a newer checkpoint will see the fork, as "
+        "they should.")
 
 
 @audit.command("verifier-key")

@@ -12,7 +12,7 @@ import logging
 import anyio.to_thread
 from sqlalchemy.exc import IntegrityError
 
-from cmr_vault.audit import transparency
+from cmr_vault.audit import transparency, witness
 from cmr_vault.db.session import unit_of_work
 from cmr_vault.runtime import Runtime
 
@@ -20,16 +20,23 @@ log = logging.getLogger(__name__)
 
 
 def sign_once(runtime: Runtime) -> int | None:
-    """Sign the current head if the log grew; the new checkpoint's size, or None."""
+    """Sign the current head if the log grew; the new checkpoint's size, or None.
+
+    Then the key store's witness moves up to the newest head, which is committed by now (a
+    receipt or an export may have signed one since the last pass).
+    """
     try:
         with unit_of_work(runtime.engine) as session:
             checkpoint = transparency.sign_if_grown(
                 session, tree=runtime.audit_tree, seed=runtime.keyring.signing_key,
                 issuer=runtime.settings.issuer, clock=runtime.clock,
             )
-            return checkpoint.size if checkpoint else None
+            newest = transparency.latest_checkpoint(session)
     except IntegrityError:
         return None
+    if newest is not None:
+        witness.remember(runtime.keystore_engine, newest)
+    return checkpoint.size if checkpoint else None
 
 
 async def run_periodic_signer(runtime: Runtime) -> None:
@@ -41,3 +48,9 @@ async def run_periodic_signer(runtime: Runtime) -> None:
             await anyio.to_thread.run_sync(sign_once, runtime)
         except Exception:
             log.exception("signing the audit tree head failed; will retry")
+
+
+def check_not_rolled_back(runtime: Runtime) -> None:
+    """Refuse to start on a log that fell behind the key store's witness (`audit.witness`)."""
+    with unit_of_work(runtime.engine) as session:
+        witness.check_not_rolled_back(session, runtime.keystore_engine)
