@@ -37,7 +37,7 @@ from cmr_vault.marketing.models import Message
 from cmr_vault.runtime import Runtime
 from cmr_vault.settings import Settings
 from tests.factories import Browser, make_customer
-from tests.oauth.flows import Company, get_code, introspect, redeem, register_company
+from tests.oauth.flows import Company, get_code, introspect, redeem, refresh, register_company
 
 SALES = "Tell you about sales"
 NOTICE = {"profile.email:read": ["Send your order receipts"], "marketing.inbox": [SALES]}
@@ -118,6 +118,7 @@ class Customer:
     subject: str = ""
     grant_id: str = ""
     refresh_token: str = ""
+    renewing: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
 
 def seed(runtime: Runtime, session: Session, *, companies: int, customers: int) -> tuple[
@@ -204,6 +205,27 @@ def _status(call: Callable[..., Any], *args: Any, **kwargs: Any) -> int | None:
         return None
 
 
+def renew_token(base_url: str, customer: Customer, stale: str) -> None:
+    """A fresh access token after a 401, as a real company gets one: refresh it, or, when the
+    refresh token was spent without an answer (a crash between rotation and reply), ask the
+    customer again. Access tokens live 5 minutes, so a long run needs this."""
+    with customer.renewing:
+        if customer.token != stale:
+            return  # another thread renewed it already
+        try:
+            with httpx.Client(base_url=base_url, timeout=10) as client:
+                answer = refresh(client, customer.company, customer.refresh_token)  # type: ignore[arg-type]
+                if answer.status_code != 200:
+                    code, verifier = get_code(customer.browser, customer.company, scopes=SCOPES,
+                                              scope=" ".join(SCOPES))
+                    answer = redeem(client, customer.company, code, verifier)  # type: ignore[arg-type]
+                tokens = answer.json()
+                customer.token, customer.refresh_token = (tokens["access_token"],
+                                                          tokens["refresh_token"])
+        except (httpx.HTTPError, AssertionError, KeyError, ValueError):
+            return  # the vault is down: the next 401 tries again
+
+
 def push_body(customer: Customer, key: str) -> dict[str, str]:
     """One inbox push for the customer, with its idempotency key."""
     return {"subject": customer.subject, "channel": "inbox", "topic": "sales",
@@ -218,7 +240,8 @@ def company_worker(base_url: str, customers: list[Customer], journal: Journal,
     n = 0
     while not stop.is_set():
         customer = rng.choice(customers)
-        headers = {"Authorization": f"Bearer {customer.token}"}
+        token = customer.token
+        headers = {"Authorization": f"Bearer {token}"}
         if rng.random() < 0.5:
             status = _status(client.get, f"/api/v1/subjects/{customer.subject}/profile",
                              headers=headers,
@@ -235,6 +258,8 @@ def company_worker(base_url: str, customers: list[Customer], journal: Journal,
             with journal.lock:
                 journal.pushes[(customer.company.client_id, key)] = outcome
                 journal.push_targets[key] = customer
+        if status == 401:
+            renew_token(base_url, customer, token)
         if status is None:
             stop.wait(0.25)  # the server is down: a real client backs off too
     client.close()
@@ -337,9 +362,16 @@ def retry_unknown_pushes(base_url: str, journal: Journal) -> int:
             if outcome != "info":
                 continue
             customer = journal.push_targets[key]
-            status = _status(client.post, "/api/v1/pushes", json=push_body(customer, key),
-                             headers={"Authorization": f"Bearer {customer.token}"})
-            journal.pushes[(client_id, key)] = journal.classify("push retry", status)
+            for _ in range(3):
+                token = customer.token
+                status = _status(client.post, "/api/v1/pushes", json=push_body(customer, key),
+                                 headers={"Authorization": f"Bearer {token}"})
+                if status != 401:
+                    break
+                renew_token(base_url, customer, token)
+            # A 401 answers nothing about the push: its outcome stays unknown.
+            journal.pushes[(client_id, key)] = journal.classify(
+                "push retry", None if status == 401 else status)
             retried += 1
     return retried
 
