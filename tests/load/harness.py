@@ -80,6 +80,19 @@ class VaultProcess:
             time.sleep(0.2)
         raise RuntimeError(f"the vault did not become healthy: see {self.log_path}")
 
+    def rss_mb(self) -> float:
+        """Resident memory of every process in the server's group (the workers included)."""
+        assert self.process is not None
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[2]) == self.process.pid:  # the process group id
+                    total += int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+            except (OSError, IndexError, ValueError):
+                continue  # the process ended while we looked
+        return round(total / 2**20, 1)
+
     def kill(self) -> None:
         """SIGKILL the whole process group: no clean shutdown, no flush."""
         if self.process is not None and self.process.poll() is None:
@@ -186,6 +199,27 @@ class Journal:
     reads_ok: Counter[str] = field(default_factory=Counter)
     consent_acks: Counter[str] = field(default_factory=Counter)
     server_errors: Counter[int] = field(default_factory=Counter)
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+
+    def timed(self, kind: str, call: Callable[..., Any], *args: Any, **kwargs: Any
+              ) -> int | None:
+        """The status of one call, keeping how long an answered one took."""
+        started = time.perf_counter()
+        status = _status(call, *args, **kwargs)
+        if status is not None:
+            with self.lock:
+                self.latencies.setdefault(kind, []).append(time.perf_counter() - started)
+        return status
+
+    def latency_ms(self) -> dict[str, dict[str, float]]:
+        """p50, p95 and p99 of answered requests, per kind, in milliseconds."""
+        figures = {}
+        for kind, values in sorted(self.latencies.items()):
+            ordered = sorted(values)
+            figures[kind] = {f"p{q}": round(1000 * ordered[min(len(ordered) - 1,
+                                                                 len(ordered) * q // 100)], 1)
+                             for q in (50, 95, 99)}
+        return figures
 
     def classify(self, kind: str, status: int | None) -> str:
         outcome = ("info" if status is None or status >= 500
@@ -243,17 +277,19 @@ def company_worker(base_url: str, customers: list[Customer], journal: Journal,
         token = customer.token
         headers = {"Authorization": f"Bearer {token}"}
         if rng.random() < 0.5:
-            status = _status(client.get, f"/api/v1/subjects/{customer.subject}/profile",
-                             headers=headers,
-                             params={"fields": "email", "purpose": NOTICE["profile.email:read"][0]})
+            status = journal.timed("read", client.get,
+                                   f"/api/v1/subjects/{customer.subject}/profile",
+                                   headers=headers, params={
+                                       "fields": "email",
+                                       "purpose": NOTICE["profile.email:read"][0]})
             if journal.classify("read", status) == "ok":
                 with journal.lock:
                     journal.reads_ok[customer.company.client_id] += 1
         else:
             n += 1
             key = f"w{seed_value}-{n}"
-            status = _status(client.post, "/api/v1/pushes", headers=headers,
-                             json=push_body(customer, key))
+            status = journal.timed("push", client.post, "/api/v1/pushes", headers=headers,
+                                   json=push_body(customer, key))
             outcome = journal.classify("push", status)
             with journal.lock:
                 journal.pushes[(customer.company.client_id, key)] = outcome
@@ -298,10 +334,12 @@ class Report:
     delivered_twice: int
     audit_verified: bool
     server_errors: dict[int, int]
+    latency_ms: dict[str, dict[str, float]]
 
     def lines(self) -> str:
         return json.dumps({"requests": self.requests, "acknowledged_writes": self.acknowledged,
                            "server_errors": {str(k): v for k, v in self.server_errors.items()},
+                           "latency_ms": self.latency_ms,
                            "writes_found": self.found, "lost": self.lost[:10],
                            "duplicate_messages": self.duplicates,
                            "refused_but_delivered": self.refused_delivered,
@@ -350,7 +388,7 @@ def check(database_url: str, journal: Journal, env: dict[str, str]) -> Report:
     return Report(dict(journal.requests), acknowledged, found, lost,
                   sum(1 for n in messages.values() if n > 1), refused_delivered,
                   sum(1 for n in deliveries.values() if n > 1), verified.returncode == 0,
-                  dict(journal.server_errors))
+                  dict(journal.server_errors), journal.latency_ms())
 
 
 def retry_unknown_pushes(base_url: str, journal: Journal) -> int:
