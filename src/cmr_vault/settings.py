@@ -61,10 +61,10 @@ class Settings(BaseSettings):
         "webhooks be on 127.0.0.1 (tests only).")
     token_requests_per_minute: int = Field(
         default=120, ge=1, description="Token endpoint requests per client (or address) and "
-        "minute, per process.")
+        "minute, counted across every worker.")
     pushes_per_minute: int = Field(
-        default=600, ge=1, description="Pushes, consent checks and offers per company and "
-        "minute, per process.")
+        default=600, ge=1, description="Pushes, consent checks, offers and invitations per "
+        "company and minute, counted across every worker.")
     campaign_subjects_per_day: int = Field(
         default=2_000_000, ge=1, description="Campaign subjects (real runs) per company in any "
         "24 hours.")
