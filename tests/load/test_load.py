@@ -37,7 +37,7 @@ def test_concurrent_companies_and_customers_lose_no_acknowledged_write(
     report = check(settings.database_url, journal, vault.env)
     print(f"\nload ({vault.workers} worker(s), {SECONDS:.0f} s):\n{report.lines()}\n"
           f"server memory (MB, all workers): first {memory[0]}, peak {max(memory)}, "
-          f"last {memory[-1]}")
+          f"last {memory[-1]}; every {max(1.0, SECONDS / 20):.0f} s: {memory}")
     (tmp_path / "load-report.json").write_text(report.lines())
     assert journal.requests["read ok"] > 0 and journal.requests["push ok"] > 0
     assert journal.requests["consent ok"] > 0
