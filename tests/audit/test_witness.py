@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from litestar.testing import TestClient
 from sqlalchemy import create_engine, make_url, text
-from sqlmodel import select
+from sqlmodel import col, select
 
 from cmr_vault import cli
 from cmr_vault.app import create_app
@@ -92,6 +92,17 @@ def _events(runtime: Runtime, clock: FrozenClock, count: int, action: str = "pro
             clock.advance(seconds=1)
 
 
+@pytest.fixture
+def restored(runtime: Runtime, clock: FrozenClock, backup: Backup) -> Runtime:
+    """A backup taken at 3 entries, 2 more written and signed, then the backup restored."""
+    _events(runtime, clock, 3)
+    backup.take()
+    _events(runtime, clock, 2)
+    sign_once(runtime)
+    backup.restore()
+    return runtime
+
+
 def _start(settings: Settings, runtime: Runtime) -> None:
     with TestClient(create_app(settings, runtime=runtime)) as client:
         assert client.get("/health").status_code == 200
@@ -119,41 +130,23 @@ def test_the_witness_never_moves_back(runtime: Runtime, clock: FrozenClock) -> N
     assert held is not None and held.size == 4
 
 
-def test_a_restored_backup_is_refused_at_start(
-    runtime: Runtime, clock: FrozenClock, backup: Backup
-) -> None:
-    _events(runtime, clock, 3)
-    backup.take()
-    _events(runtime, clock, 2)
-    sign_once(runtime)
-    backup.restore()
+def test_a_restored_backup_is_refused_at_start(restored: Runtime) -> None:
     with pytest.raises(RolledBackError, match="holds 3 entries, but this vault signed a head "
                                               "of 5 entries"):
-        check_not_rolled_back(runtime)  # what the app's start and `serve` run first
+        check_not_rolled_back(restored)  # what the app's start and `serve` run first
 
 
 def test_a_restored_backup_written_to_since_is_refused_as_a_fork(
-    runtime: Runtime, clock: FrozenClock, backup: Backup
+    restored: Runtime, clock: FrozenClock
 ) -> None:
-    _events(runtime, clock, 3)
-    backup.take()
-    _events(runtime, clock, 2)
-    sign_once(runtime)
-    backup.restore()
-    _events(runtime, clock, 4, action="grant.created")
+    _events(restored, clock, 4, action="grant.created")
     with pytest.raises(RolledBackError, match="forked"):
-        check_not_rolled_back(runtime)
+        check_not_rolled_back(restored)
 
 
 def test_serve_names_the_rollback_and_the_way_on(
-    runtime: Runtime, clock: FrozenClock, backup: Backup, cli_env: None,
-    monkeypatch: pytest.MonkeyPatch
+    restored: Runtime, cli_env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _events(runtime, clock, 3)
-    backup.take()
-    _events(runtime, clock, 2)
-    sign_once(runtime)
-    backup.restore()
     def started(*_: object, **__: object) -> None:
         pytest.fail("the vault started on a rolled-back log")
 
@@ -165,23 +158,17 @@ def test_serve_names_the_rollback_and_the_way_on(
 
 
 def test_accepting_the_rollback_is_on_the_record_and_lets_the_vault_start(
-    runtime: Runtime, clock: FrozenClock, backup: Backup, settings: Settings, cli_env: None
+    restored: Runtime, settings: Settings, cli_env: None
 ) -> None:
-    _events(runtime, clock, 3)
-    backup.take()
-    _events(runtime, clock, 2)
-    sign_once(runtime)
-    backup.restore()
-
     result = CliRunner().invoke(cli.main, ["audit", "accept-rollback", "--yes"])
 
     assert result.exit_code == 0, result.output
     assert "held a head of 5 entries; the log had 3" in result.output
-    with unit_of_work(runtime.engine) as session:
-        last = session.exec(select(AuditEntry).order_by(AuditEntry.seq.desc())).first()  # type: ignore[attr-defined]
+    with unit_of_work(restored.engine) as session:
+        last = session.exec(select(AuditEntry).order_by(col(AuditEntry.seq).desc())).first()
     assert last is not None and last.seq == 4 and last.action == "audit.rollback_accepted"
     assert json.loads(last.details) == {"witnessed_size": 5, "log_size": 3}
-    _start(settings, runtime)
+    _start(settings, restored)
 
 
 def test_there_is_nothing_to_accept_without_a_rollback(

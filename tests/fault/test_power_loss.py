@@ -22,6 +22,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -121,10 +122,11 @@ def test_synchronous_full_keeps_every_acknowledged_commit(lossy: LossyMount) -> 
 # --- the vault -------------------------------------------------------------------------------
 
 
-def test_power_loss_under_load_loses_no_acknowledged_write(
-    live: tuple[VaultProcess, list[Customer]], lossy: LossyMount, settings: Settings,
-    runtime: Runtime, db_session: Session, tmp_path: Path,
-) -> None:
+def power_loss_under_load(live: tuple[VaultProcess, list[Customer]], power_loss: Callable[[], None],
+                          runtime: Runtime, db_session: Session, settings: Settings,
+                          tmp_path: Path, title: str) -> None:
+    """Load, then the vault and the disk under it die together; the vault restarts without
+    repair and every acknowledged write must still be there."""
     vault, customers = live
     journal = Journal()
     run_load(vault.base_url, customers, journal, seconds=SECONDS, company_threads=4)
@@ -133,10 +135,18 @@ def test_power_loss_under_load_loses_no_acknowledged_write(
     db_session.close()
     runtime.engine.dispose()
     runtime.keystore_engine.dispose()
-    lossy.power_loss()
+    power_loss()
     vault.start()  # recovers from what was synced, without manual repair
 
-    report = _finish(vault, journal, settings, tmp_path, "power loss (SQLite, unsynced lost)")
+    report = _finish(vault, journal, settings, tmp_path, title)
 
     assert journal.requests["push ok"] > 0 and journal.requests["read ok"] > 0
     _assert_safe(report)
+
+
+def test_power_loss_under_load_loses_no_acknowledged_write(
+    live: tuple[VaultProcess, list[Customer]], lossy: LossyMount, settings: Settings,
+    runtime: Runtime, db_session: Session, tmp_path: Path,
+) -> None:
+    power_loss_under_load(live, lossy.power_loss, runtime, db_session, settings, tmp_path,
+                          "power loss (SQLite, unsynced lost)")

@@ -28,10 +28,8 @@ from cmr_vault.runtime import Runtime
 from cmr_vault.settings import Settings
 from tests.conftest import BASE_URL
 from tests.fault.conftest import LossyMount
-from tests.fault.test_crash_restart import _assert_safe, _finish
-from tests.load.harness import Customer, Journal, VaultProcess, free_port, run_load
-
-SECONDS = 8
+from tests.fault.test_power_loss import power_loss_under_load
+from tests.load.harness import Customer, VaultProcess, free_port
 
 
 def _server_binaries() -> Path | None:
@@ -178,18 +176,5 @@ def test_power_loss_under_load_loses_no_acknowledged_write_on_postgresql(
     live: tuple[VaultProcess, list[Customer]], cluster: LossyCluster, settings: Settings,
     runtime: Runtime, db_session: Session, tmp_path: Path,
 ) -> None:
-    vault, customers = live
-    journal = Journal()
-    run_load(vault.base_url, customers, journal, seconds=SECONDS, company_threads=4)
-    vault.kill()
-    db_session.close()
-    runtime.engine.dispose()
-    runtime.keystore_engine.dispose()
-    cluster.power_loss()
-    vault.start()
-
-    report = _finish(vault, journal, settings, tmp_path,
-                     "power loss (PostgreSQL, unsynced lost)")
-
-    assert journal.requests["push ok"] > 0 and journal.requests["read ok"] > 0
-    _assert_safe(report)
+    power_loss_under_load(live, cluster.power_loss, runtime, db_session, settings, tmp_path,
+                          "power loss (PostgreSQL, unsynced lost)")
