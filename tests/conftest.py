@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from argon2 import PasswordHasher
@@ -33,19 +34,73 @@ from cmr_vault.settings import Settings, get_settings
 POSTGRES_URL = os.environ.get("CMR_VAULT_TEST_POSTGRES_URL", "")
 BASE_URL = "http://127.0.0.1:8000"
 DATABASES = ["sqlite", "postgresql"]
+# A Monday morning (UTC): quiet hours and weekday rules start from a known hour.
+FROZEN_START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
 
 class FrozenClock:
-    """A clock tests move by hand."""
+    """A clock that stands still until the test moves it forward.
 
-    def __init__(self, start: datetime | None = None) -> None:
-        self.current = start or datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    It has no setter: a test cannot jump it to the real time half-way through, which is how a
+    session started at the frozen hour expired on every later real day. A test that talks to
+    something reading the process clock (a live server, procrastinate, a webhook receiver)
+    is marked `real_clock` and gets a `RealClock` from its first fixture on.
+    """
+
+    def __init__(self, start: datetime = FROZEN_START) -> None:
+        self._current = start
 
     def now(self) -> datetime:
-        return self.current
+        return self._current
 
     def advance(self, **delta: float) -> None:
-        self.current += timedelta(**delta)
+        """Move forward by a `timedelta(**delta)`."""
+        step = timedelta(**delta)
+        if step < timedelta(0):
+            raise ValueError("a test clock only moves forward")
+        self._current += step
+
+    def move_to(self, moment: datetime) -> None:
+        """Move forward to a moment on the frozen timeline (an expiry, a quiet hour)."""
+        self.advance(seconds=(moment - self._current).total_seconds())
+
+
+class RealClock:
+    """The process clock, which a test can still move forward by an offset."""
+
+    def __init__(self) -> None:
+        self._offset = timedelta(0)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self._offset
+
+    def advance(self, **delta: float) -> None:
+        """Move forward by a `timedelta(**delta)`."""
+        step = timedelta(**delta)
+        if step < timedelta(0):
+            raise ValueError("a test clock only moves forward")
+        self._offset += step
+
+
+ClockUnderTest = FrozenClock | RealClock
+
+
+# Fixtures that hand the test's data to something reading the process clock; a test using one
+# gets the `real_clock` marker, so its `clock` is real from the first fixture on.
+REAL_TIME_FIXTURES: set[str] = set()
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def reads_real_time(fixture_function: F) -> F:
+    """Declare a fixture whose collaborators read the process clock (see `REAL_TIME_FIXTURES`)."""
+    REAL_TIME_FIXTURES.add(fixture_function.__name__)
+    return fixture_function
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if REAL_TIME_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.real_clock)
 
 
 @pytest.fixture(autouse=True)
@@ -110,8 +165,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 @pytest.fixture
-def clock() -> FrozenClock:
-    """The test's clock, starting on a fixed Monday morning (UTC)."""
+def clock(request: pytest.FixtureRequest) -> ClockUnderTest:
+    """The test's one clock: frozen on a fixed Monday morning, or real for `real_clock` tests.
+
+    Chosen once, before any other fixture reads it, so no test mixes the two timelines.
+    """
+    if request.node.get_closest_marker("real_clock"):
+        return RealClock()
     return FrozenClock()
 
 
@@ -132,7 +192,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
 
 
 @pytest.fixture
-def runtime(settings: Settings, clock: FrozenClock) -> Iterator[Runtime]:
+def runtime(settings: Settings, clock: ClockUnderTest) -> Iterator[Runtime]:
     """The process collaborators, on the test clock."""
     runtime = Runtime.build(settings, clock=clock)
     runtime.data_keys.create_schema()

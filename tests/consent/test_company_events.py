@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -20,7 +19,7 @@ from cmr_vault.marketing.worker import event_pass
 from cmr_vault.runtime import Runtime
 from cmr_vault.settings import Settings
 from tests.auditor.conftest import auditor_browser
-from tests.conftest import FrozenClock
+from tests.conftest import ClockUnderTest, reads_real_time
 from tests.factories import DEFAULT_PASSWORD, Browser
 from tests.oauth.flows import Company, get_code, register_company
 
@@ -65,10 +64,10 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def loopback_runtime(runtime: Runtime, settings: Settings, clock: FrozenClock) -> Runtime:
-    """Loopback webhooks allowed, and real time: receivers check the signed timestamp."""
+@reads_real_time
+def loopback_runtime(runtime: Runtime, settings: Settings) -> Runtime:
+    """Loopback webhooks allowed; receivers check the signed timestamp against real time."""
     runtime.settings = settings.model_copy(update={"webhook_allow_loopback": True})
-    clock.current = datetime.now(UTC)
     return runtime
 
 
@@ -91,7 +90,7 @@ def _revoke(browser: Browser, company: Company, db_session: Session) -> Grant:
 
 def test_a_revocation_reaches_the_company_signed_and_retried_until_it_answers(
     browser: Browser, company: Company, db_session: Session, subscribed: str,
-    receiver: Receiver, loopback_runtime: Runtime, clock: FrozenClock,
+    receiver: Receiver, loopback_runtime: Runtime, clock: ClockUnderTest,
 ) -> None:
     receiver.failures = 2
     grant = _revoke(browser, company, db_session)

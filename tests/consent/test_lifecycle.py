@@ -62,7 +62,7 @@ def test_a_lapsed_grant_stops_reads_and_pushes_at_the_expiry_itself(
     clock: FrozenClock,
 ) -> None:
     client, subject = customer_browser.client, thirty_day_grant["subject"]
-    clock.current = thirty_day_grant["expires_at"] - timedelta(minutes=1)
+    clock.move_to(thirty_day_grant["expires_at"] - timedelta(minutes=1))
     token = _fresh_token(client, shop, thirty_day_grant)
     assert _read(client, token, subject).status_code == 200
     assert _push(client, token, subject, "before").json()["status"] == "queued"
@@ -98,7 +98,7 @@ def test_renewal_after_the_lapse_restores_access_in_one_step(
     runtime: Runtime, clock: FrozenClock, db_session: Session,
 ) -> None:
     client, subject = customer_browser.client, thirty_day_grant["subject"]
-    clock.current = thirty_day_grant["expires_at"] - timedelta(minutes=1)
+    clock.move_to(thirty_day_grant["expires_at"] - timedelta(minutes=1))
     _fresh_token(client, shop, thirty_day_grant)
     clock.advance(minutes=2)
     lifecycle_pass(runtime)
@@ -124,7 +124,7 @@ def test_a_lapse_is_recorded_once_with_a_receipt_and_a_company_event(
     thirty_day_grant: dict[str, Any], runtime: Runtime, clock: FrozenClock,
     db_session: Session,
 ) -> None:
-    clock.current = thirty_day_grant["expires_at"] + timedelta(seconds=1)
+    clock.move_to(thirty_day_grant["expires_at"] + timedelta(seconds=1))
     lifecycle_pass(runtime)
     lifecycle_pass(runtime)
     db_session.rollback()

@@ -24,7 +24,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -35,7 +34,7 @@ from cmr_vault.accounts import service as accounts_service
 from cmr_vault.accounts.models import Role
 from cmr_vault.runtime import Runtime
 from cmr_vault.settings import Settings
-from tests.conftest import FrozenClock
+from tests.conftest import reads_real_time
 from tests.factories import DEFAULT_PASSWORD, Browser, make_customer
 from tests.hostile.conftest import ADMIN_TOKEN, NOTICE
 from tests.load.harness import Customer, VaultProcess, free_port, opt_in, vault_env
@@ -67,9 +66,9 @@ def _connect(base_url: str, email: str, company: Company) -> Customer:
 
 
 @pytest.fixture
-def live_api(settings: Settings, runtime: Runtime, db_session: Session, clock: FrozenClock,
+@reads_real_time
+def live_api(settings: Settings, runtime: Runtime, db_session: Session,
              tmp_path: Path, database_url: str) -> Iterator[LiveApi]:
-    clock.current = datetime.now(UTC) - timedelta(minutes=1)
     shops = [register_company(db_session, runtime, name=f"Fuzz Shop {n}", notice=NOTICE)
              for n in "AB"]
     for shop in shops:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -11,15 +10,15 @@ from sqlmodel import Session
 
 from cmr_vault.runtime import Runtime
 from cmr_vault.settings import Settings
-from tests.conftest import FrozenClock
+from tests.conftest import reads_real_time
 from tests.load.harness import Customer, VaultProcess, connect, free_port, opt_in, seed, vault_env
 
 
 @pytest.fixture
-def live(settings: Settings, runtime: Runtime, db_session: Session, clock: FrozenClock,
+@reads_real_time
+def live(settings: Settings, runtime: Runtime, db_session: Session,
          tmp_path: Path, database_url: str) -> Iterator[tuple[VaultProcess, list[Customer]]]:
     """Three companies, six customers each connected to one of them and opted in."""
-    clock.current = datetime.now(UTC) - timedelta(minutes=1)
     shops, emails = seed(runtime, db_session, companies=3, customers=6)
     port = free_port()
     vault = VaultProcess(vault_env(settings, f"http://127.0.0.1:{port}"), port,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,20 +15,12 @@ from cmr_vault import cli
 from cmr_vault.marketing import jobs
 from cmr_vault.marketing.models import Message
 from cmr_vault.runtime import Runtime
-from tests.conftest import FrozenClock
 from tests.factories import Browser
 from tests.marketing.conftest import SALES, preferences_form
 from tests.oauth.flows import Company
 
-
-@pytest.fixture(autouse=True)
-def _real_time(clock: FrozenClock) -> None:
-    """procrastinate and the CLI worker run on real time: so do the tokens these tests get.
-
-    Autouse, so it runs before the fixtures that connect the customer and issue the token; set
-    later, a token issued at the frozen hour would already have expired on a later real day.
-    """
-    clock.current = datetime.now(UTC) - timedelta(minutes=1)
+# procrastinate and the CLI worker read the process clock: so must the tokens these tests get.
+pytestmark = pytest.mark.real_clock
 
 
 @pytest.fixture(autouse=True)

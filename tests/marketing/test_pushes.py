@@ -88,7 +88,7 @@ def test_in_quiet_hours_a_push_is_deferred_and_delivered_after_them(
     assert body["status"] == "deferred"
     assert body["not_before"] == "2026-11-23T17:00:00+00:00"  # 18:00 in Berlin
     assert deliver(mail_runtime).delivered == 0
-    clock.current = datetime(2026, 11, 23, 17, 0, 1, tzinfo=UTC)
+    clock.move_to(datetime(2026, 11, 23, 17, 0, 1, tzinfo=UTC))
     assert deliver(mail_runtime).delivered == 1
     sale = [m for m in mailbox[0].mails if m["Subject"] == "Winter sale"]
     assert len(sale) == 1 and sale[0]["To"] == "ada@example.org"
