@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from sqlmodel import Session
@@ -19,6 +23,7 @@ from cmr_vault.marketing import service as marketing_service
 from cmr_vault.runtime import Runtime
 from cmr_vault.settings import Settings, get_settings
 from cmr_vault.vault import service as vault_service
+from tests.load.harness import VaultProcess, free_port
 
 
 @pytest.fixture
@@ -80,3 +85,63 @@ def test_python_dash_m_is_the_same_command() -> None:
     for command in ("init", "serve", "demo", "db", "keys", "audit", "clients", "auditors",
                     "policy", "admin-token"):
         assert command in result.stdout
+
+
+def _cli_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment of a newcomer's shell: a data directory and no public URL."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CMR_VAULT_")}
+    return {**env, "CMR_VAULT_DATA_DIR": str(data_dir), **extra}
+
+
+def test_demo_on_another_port_is_its_own_issuer_and_its_log_exports_verifiably(
+    fresh_env: Path, tmp_path: Path
+) -> None:
+    port = free_port()
+    vault = VaultProcess(_cli_env(fresh_env, CMR_VAULT_CHECKPOINT_INTERVAL_SECONDS="0.2"), port,
+                         workers=1, log=tmp_path / "demo.log", command="demo")
+    vault.start()
+    try:
+        metadata = httpx.get(f"{vault.base_url}/.well-known/oauth-authorization-server").json()
+        signed = _wait_for_checkpoint(vault.base_url)
+    finally:
+        vault.stop()
+    assert metadata["issuer"] == f"http://127.0.0.1:{port}"
+    assert signed.startswith(f"127.0.0.1:{port}/audit\n")
+    assert f"Public URL: http://127.0.0.1:{port}/" in (tmp_path / "demo.log").read_text()
+
+    # Later, a shell with no public URL set exports the log: it must verify itself.
+    export = tmp_path / "log.jsonl"
+    env = _cli_env(fresh_env)
+    exported = subprocess.run([sys.executable, "-m", "cmr_vault", "audit", "export", str(export)],
+                              env=env, capture_output=True, text=True, timeout=120)
+    assert exported.returncode == 0, exported.stderr
+    verified = subprocess.run(
+        [sys.executable, "-m", "cmr_vault", "audit", "verify", "--export", str(export)],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def _wait_for_checkpoint(base_url: str) -> str:
+    """The note of the first tree head the running vault signs (its signer runs every 0.2 s)."""
+    for _ in range(300):
+        answer = httpx.get(f"{base_url}/api/v1/audit/checkpoints/latest")
+        if answer.status_code == 200:
+            return str(answer.json()["note"])
+        time.sleep(0.2)
+    raise AssertionError("the vault signed no checkpoint within a minute")
+
+
+def test_demo_on_a_taken_port_says_which_flag_to_use_and_prints_no_url(
+    fresh_env: Path,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "cmr_vault", "demo", "--port", str(port)],
+                                env=_cli_env(fresh_env), capture_output=True, text=True,
+                                timeout=120)
+    assert result.returncode != 0
+    assert f"Port {port} on 127.0.0.1 is already in use" in result.stderr
+    assert f"--port {port + 1}" in result.stderr
+    assert "Open http" not in result.stdout

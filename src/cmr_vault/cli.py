@@ -6,10 +6,12 @@ does and what the server sees never disagree.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import secrets
+import socket
 import sys
 import time
 from pathlib import Path
@@ -94,7 +96,38 @@ def init() -> None:
     console.print(f"Database: {make_engine(settings.resolved_database_url).url!r}")
 
 
-def _serve(settings: Settings, host: str, port: int, workers: int) -> None:
+def _listen(host: str, port: int, command: str) -> socket.socket:
+    """Bind the listening socket before anything is printed, so a taken port is said plainly."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise click.ClickException(
+                f"Port {port} on {host} is already in use (another vault or program listens "
+                f"there). Choose a free port with --port, for example: cmr-vault {command} "
+                f"--port {port + 1}") from exc
+        raise click.ClickException(f"Cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.set_inheritable(True)
+    return sock
+
+
+def _settings_for(host: str, port: int) -> Settings:
+    """The settings, with the public URL defaulting to the address the vault listens on.
+
+    Set in the environment, so every worker process that uvicorn starts reads the same one.
+    """
+    if not _settings().base_url:
+        os.environ["CMR_VAULT_BASE_URL"] = f"http://{host}:{port}"
+        get_settings.cache_clear()
+        console.print(f"Public URL: {_settings().issuer}/ (the address it listens on; set "
+                      "CMR_VAULT_BASE_URL when people reach the vault by another)")
+    return _settings()
+
+
+def _serve(settings: Settings, listener: socket.socket, workers: int) -> None:
     import uvicorn
 
     from cmr_vault.web.transport import MAX_HEAD_BYTES, BoundedHeadH11Protocol
@@ -114,8 +147,7 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> None:
     uvicorn.run(
         "cmr_vault.app:create_app_from_env",
         factory=True,
-        host=host,
-        port=port,
+        fd=listener.fileno(),
         workers=workers,
         proxy_headers=True,
         server_header=False,
@@ -132,10 +164,11 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> None:
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
 def serve(host: str, port: int, workers: int) -> None:
     """Apply pending migrations and serve the vault."""
-    settings = _settings()
+    listener = _listen(host, port, "serve")
+    settings = _settings_for(host, port)
     if settings.demo and not settings.resolved_key_file.exists():
         initialise(settings)
-    _serve(settings, host, port, workers)
+    _serve(settings, listener, workers)
 
 
 @main.command()
@@ -143,10 +176,10 @@ def serve(host: str, port: int, workers: int) -> None:
 @click.option("--port", default=8000, show_default=True, type=int)
 def demo(host: str, port: int) -> None:
     """Initialise, add demo data and serve on this machine only."""
-    os.environ.setdefault("CMR_VAULT_BASE_URL", f"http://{host}:{port}")
+    listener = _listen(host, port, "demo")
     os.environ["CMR_VAULT_DEMO"] = "1"
     get_settings.cache_clear()
-    settings = _settings()
+    settings = _settings_for(host, port)
     initialise(settings)
     runtime = Runtime.build(settings)
     with unit_of_work(runtime.engine) as session:
@@ -159,7 +192,7 @@ def demo(host: str, port: int) -> None:
                   " (auditor)\n")
     click.echo(f"Open {url}/ in your browser", err=False)
     sys.stdout.flush()
-    _serve(settings, host, port, 1)
+    _serve(settings, listener, 1)
 
 
 @main.group()
@@ -239,7 +272,7 @@ def _progress_bar() -> Progress:
 
 
 def _verifier_key(runtime: Runtime) -> str:
-    return transparency.verifier_key(runtime.keyring.signing_key, runtime.settings.issuer)
+    return transparency.verifier_key(runtime.keyring.signing_key, runtime.log_origin)
 
 
 def _held_checkpoint(path: Path | None, key: str) -> Checkpoint | None:
@@ -340,7 +373,7 @@ def audit_checkpoint(output: Path | None) -> None:
     with unit_of_work(runtime.engine) as session:
         head = transparency.sign_head(session, tree=runtime.audit_tree,
                                       seed=runtime.keyring.signing_key,
-                                      issuer=runtime.settings.issuer, clock=runtime.clock)
+                                      origin=runtime.log_origin, clock=runtime.clock)
         note = head.note
     witness.remember(runtime.keystore_engine, head)
     runtime.dispose()
@@ -366,7 +399,7 @@ def audit_accept_rollback() -> None:
         with unit_of_work(runtime.engine) as session:
             accepted, head = witness.accept_rollback(
                 session, runtime.keystore_engine, tree=runtime.audit_tree,
-                seed=runtime.keyring.signing_key, issuer=runtime.settings.issuer,
+                seed=runtime.keyring.signing_key, origin=runtime.log_origin,
                 clock=runtime.clock)
         witness.remember(runtime.keystore_engine, head, allow_back=True)
     finally:
@@ -396,7 +429,7 @@ def audit_export(output: Path, fmt: str) -> None:
     with unit_of_work(runtime.engine) as session:
         head = transparency.sign_head(session, tree=runtime.audit_tree,
                                       seed=runtime.keyring.signing_key,
-                                      issuer=runtime.settings.issuer, clock=runtime.clock)
+                                      origin=runtime.log_origin, clock=runtime.clock)
     partial = output.with_name(output.name + ".partial")
     with unit_of_work(runtime.engine) as session, partial.open("w", encoding="utf-8",
                                                                  newline="") as out:

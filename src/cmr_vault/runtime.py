@@ -10,10 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
+from sqlmodel import Session
 
 from cmr_vault.audit.appender import GroupCommitAppender
 from cmr_vault.audit.service import AuditEvent
-from cmr_vault.audit.transparency import TreeCache
+from cmr_vault.audit.transparency import TreeCache, log_origin, pinned_origin
 from cmr_vault.clock import Clock, SystemClock
 from cmr_vault.consent.receipts import ReceiptSigner
 from cmr_vault.consent.service import ConsentContext
@@ -22,7 +23,7 @@ from cmr_vault.crypto.data_keys import DataKeyStore
 from cmr_vault.crypto.field_cipher import FieldCipher
 from cmr_vault.crypto.kek import KeyProvider, KeyringFileProvider, StaticKeyProvider
 from cmr_vault.crypto.keyring import Keyring
-from cmr_vault.db.engine import make_engine
+from cmr_vault.db.engine import IMMEDIATE_OPTION, make_engine
 from cmr_vault.marketing.delivery import (
     DeliveryChannel,
     InboxChannel,
@@ -51,6 +52,7 @@ class Runtime:
     audit_tree: TreeCache = field(default_factory=TreeCache)
     clock: Clock = field(default_factory=SystemClock)
     rate_limits: RateLimits = field(init=False)
+    _origin: str | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.rate_limits = RateLimits(
@@ -61,6 +63,19 @@ class Runtime:
     def rate_limit_key(self, caller: str) -> str:
         """The keyed hash a caller is counted under: an address never reaches the database."""
         return blind_index(self.keyring.index_key, "rate-limit", caller)
+
+    @property
+    def log_origin(self) -> str:
+        """The audit log's name (C2SP origin): pinned by its first signed checkpoint."""
+        if self._origin is None:
+            # A deferred read on a connection of its own: the caller may be inside a write
+            # transaction, and a second BEGIN IMMEDIATE on SQLite would wait for it for ever.
+            with self.engine.connect() as conn, Session(
+                    bind=conn.execution_options(**{IMMEDIATE_OPTION: False})) as session:
+                self._origin = pinned_origin(session)
+            if self._origin is None:
+                return log_origin(self.settings.issuer)
+        return self._origin
 
     @property
     def keyring(self) -> Keyring:
@@ -89,12 +104,15 @@ class Runtime:
 
     def consent_context(self) -> ConsentContext:
         """What consent changes need, with the lifecycle of the policy set in force now."""
-        keyring = self.keyring
         return ConsentContext(
-            clock=self.clock, pseudonym_key=keyring.pseudonym_key,
-            signer=ReceiptSigner(seed=keyring.signing_key, issuer=self.settings.issuer,
-                                 jurisdiction=self.settings.jurisdiction, clock=self.clock),
-            lifecycle=self.policy.current.lifecycle)
+            clock=self.clock, pseudonym_key=self.keyring.pseudonym_key,
+            signer=self.receipt_signer(), lifecycle=self.policy.current.lifecycle)
+
+    def receipt_signer(self) -> ReceiptSigner:
+        """Signs consent receipts with the log's key, under the log's name."""
+        return ReceiptSigner(seed=self.keyring.signing_key, issuer=self.settings.issuer,
+                             origin=self.log_origin, jurisdiction=self.settings.jurisdiction,
+                             clock=self.clock)
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock | None = None) -> Runtime:

@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SOURCE_ROOT = PACKAGE_DIR.parents[1]
+DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 
 
 def _shipped_dir(name: str) -> Path:
@@ -41,7 +42,12 @@ class Settings(BaseSettings):
         default=None,
         description="KEK ring from the environment: 'id:base64key[,id:base64key…]', first active.",
     )
-    base_url: str = "http://127.0.0.1:8000"
+    base_url: str = Field(
+        default="",
+        description="The public URL people and companies reach the vault at (the OAuth issuer). "
+        "Empty: `serve` and `demo` take the address they listen on; other commands "
+        f"assume {DEFAULT_BASE_URL}.",
+    )
     demo: bool = False
     templates_dir: Path = Field(default_factory=lambda: _shipped_dir("templates"))
     policy_dir: Path = Field(default_factory=lambda: _shipped_dir("policies"))
@@ -108,12 +114,17 @@ class Settings(BaseSettings):
     @property
     def issuer(self) -> str:
         """The OAuth issuer and the origin pages are served from, without a trailing slash."""
-        return self.base_url.rstrip("/")
+        return self.public_url.rstrip("/")
+
+    @property
+    def public_url(self) -> str:
+        """`base_url`, or the default address when none was set."""
+        return self.base_url or DEFAULT_BASE_URL
 
     @property
     def is_loopback_http(self) -> bool:
         """True for a plain-http URL on this machine: the only place cookies may lack `Secure`."""
-        parts = urlsplit(self.base_url)
+        parts = urlsplit(self.public_url)
         if parts.scheme != "http":
             return False
         host = parts.hostname or ""
@@ -140,9 +151,10 @@ def check_startup_safety(settings: Settings) -> None:
     Durability pragmas are checked against the live database in `db.engine`; this checks what
     can be seen from the settings alone.
     """
-    scheme = urlsplit(settings.base_url).scheme
+    scheme = urlsplit(settings.public_url).scheme
     if scheme not in {"http", "https"}:
-        raise UnsafeSettingsError(f"CMR_VAULT_BASE_URL must be http(s), got {settings.base_url!r}")
+        raise UnsafeSettingsError(
+            f"CMR_VAULT_BASE_URL must be http(s), got {settings.public_url!r}")
     if scheme == "http" and not settings.is_loopback_http:
         raise UnsafeSettingsError(
             "CMR_VAULT_BASE_URL is plain http on a non-loopback host: sessions and tokens would "

@@ -36,7 +36,7 @@ def _append(session: Session, clock: FrozenClock, count: int) -> None:
 
 
 def _verify(session: Session, runtime: Runtime) -> VerifyReport:
-    key = transparency.verifier_key(runtime.keyring.signing_key, runtime.settings.issuer)
+    key = transparency.verifier_key(runtime.keyring.signing_key, runtime.log_origin)
     return verify_database(session, verifier_key=key)
 
 

@@ -37,13 +37,13 @@ def _append(session: Session, clock: FrozenClock, count: int) -> None:
 def _sign(session: Session, runtime: Runtime) -> transparency.AuditCheckpoint:
     head = transparency.sign_head(session, tree=runtime.audit_tree,
                                   seed=runtime.keyring.signing_key,
-                                  issuer=runtime.settings.issuer, clock=runtime.clock)
+                                  origin=runtime.log_origin, clock=runtime.clock)
     session.commit()
     return head
 
 
 def _key(runtime: Runtime) -> str:
-    return transparency.verifier_key(runtime.keyring.signing_key, runtime.settings.issuer)
+    return transparency.verifier_key(runtime.keyring.signing_key, runtime.log_origin)
 
 
 def _tamper(session: Session, sql: str) -> None:

@@ -51,18 +51,21 @@ def free_port() -> int:
 
 
 class VaultProcess:
-    """`cmr-vault serve` in its own process group, so SIGKILL takes every worker with it."""
+    """`cmr-vault serve` (or `demo`) in its own process group, so SIGKILL takes every worker."""
 
-    def __init__(self, env: dict[str, str], port: int, workers: int, log: Path) -> None:
+    def __init__(self, env: dict[str, str], port: int, workers: int, log: Path,
+                 command: str = "serve") -> None:
         self.env, self.port, self.workers, self.log_path = env, port, workers, log
+        self.command = command
         self.base_url = f"http://127.0.0.1:{port}"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        workers = ["--workers", str(self.workers)] if self.command == "serve" else []
         with self.log_path.open("a") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "cmr_vault", "serve", "--port", str(self.port),
-                 "--workers", str(self.workers)],
+                [sys.executable, "-m", "cmr_vault", self.command, "--port", str(self.port),
+                 *workers],
                 env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.wait_healthy()
 

@@ -31,11 +31,11 @@ class TransparencyApi(Controller):
     path = "/api/v1/audit"
     tags = ["audit"]
 
-    @get("/verifier-key", sync_to_thread=False)
+    @get("/verifier-key", sync_to_thread=True)
     def verifier_key(self, runtime: RuntimeDep) -> dict[str, str]:
         """The Ed25519 verifier key (C2SP signed-note format) that checks every signed head."""
         return {"verifier_key": transparency.verifier_key(runtime.keyring.signing_key,
-                                                          runtime.settings.issuer)}
+                                                          runtime.log_origin)}
 
     @get("/checkpoints/latest", sync_to_thread=True)
     def latest(self, db_session: DbSession) -> dict[str, Any]:

@@ -29,7 +29,7 @@ def sign_once(runtime: Runtime) -> int | None:
         with unit_of_work(runtime.engine) as session:
             checkpoint = transparency.sign_if_grown(
                 session, tree=runtime.audit_tree, seed=runtime.keyring.signing_key,
-                issuer=runtime.settings.issuer, clock=runtime.clock,
+                origin=runtime.log_origin, clock=runtime.clock,
             )
             newest = transparency.latest_checkpoint(session)
     except IntegrityError:

@@ -31,8 +31,21 @@ from cmr_vault.errors import NotFound
 
 
 def log_origin(issuer: str) -> str:
-    """The checkpoint origin line: the vault's host and path, no scheme (C2SP convention)."""
+    """The origin a new log takes: the vault's host and path, no scheme (C2SP convention)."""
     return issuer.split("://", 1)[-1].rstrip("/") + "/audit"
+
+
+def pinned_origin(session: Session) -> str | None:
+    """The origin the log's first checkpoint was signed under, if one was signed.
+
+    A log keeps that name for life, so a vault later served on another port or URL, or a
+    command run without the server's public URL, still signs and verifies under the name its
+    checkpoints carry.
+    """
+    note = session.exec(
+        select(AuditCheckpoint.note).order_by(col(AuditCheckpoint.size)).limit(1)
+    ).first()
+    return note.split("\n", 1)[0] if note else None
 
 
 def signing_key(seed: bytes) -> Ed25519PrivateKey:
@@ -40,9 +53,9 @@ def signing_key(seed: bytes) -> Ed25519PrivateKey:
     return Ed25519PrivateKey.from_private_bytes(seed)
 
 
-def verifier_key(seed: bytes, issuer: str) -> str:
+def verifier_key(seed: bytes, origin: str) -> str:
     """The public verifier key string an auditor needs (C2SP signed-note format)."""
-    return verifier_key_for(signing_key(seed), log_origin(issuer))
+    return verifier_key_for(signing_key(seed), origin)
 
 
 class TreeCache:
@@ -90,7 +103,7 @@ def checkpoint_at(session: Session, size: int) -> AuditCheckpoint:
 
 
 def sign_head(
-    session: Session, *, tree: TreeCache, seed: bytes, issuer: str, clock: Clock
+    session: Session, *, tree: TreeCache, seed: bytes, origin: str, clock: Clock
 ) -> AuditCheckpoint:
     """Sign the tree head at the log's current size (or return the one already signed)."""
     size = log_size(session)
@@ -98,7 +111,6 @@ def sign_head(
     if existing is not None:
         return existing
     root = tree.synced(session, size).root(size)
-    origin = log_origin(issuer)
     note = sign_checkpoint(Checkpoint(origin, size, root), signing_key(seed), origin).to_text()
     checkpoint = AuditCheckpoint(size=size, root_hash=root.hex(), note=note,
                                  signed_at=clock.now())
@@ -108,14 +120,14 @@ def sign_head(
 
 
 def fresh_checkpoint(
-    session: Session, *, tree: TreeCache, seed: bytes, issuer: str, clock: Clock,
+    session: Session, *, tree: TreeCache, seed: bytes, origin: str, clock: Clock,
     covering: int,
 ) -> AuditCheckpoint:
     """A checkpoint that covers entry `covering`, signing a new one only when needed."""
     latest = latest_checkpoint(session)
     if latest is not None and latest.size >= covering:
         return latest
-    return sign_head(session, tree=tree, seed=seed, issuer=issuer, clock=clock)
+    return sign_head(session, tree=tree, seed=seed, origin=origin, clock=clock)
 
 
 def inclusion_proof(session: Session, *, tree: TreeCache, seq: int, size: int) -> list[bytes]:
@@ -134,13 +146,13 @@ def consistency_proof(session: Session, *, tree: TreeCache, first: int, second: 
     return tree.synced(session, second).consistency_proof(first, second)
 
 
-def sign_if_grown(session: Session, *, tree: TreeCache, seed: bytes, issuer: str,
+def sign_if_grown(session: Session, *, tree: TreeCache, seed: bytes, origin: str,
                   clock: Clock) -> AuditCheckpoint | None:
     """Sign a new head when the log grew since the last one (the periodic signer's step)."""
     latest = latest_checkpoint(session)
     if log_size(session) == (latest.size if latest else 0):
         return None
-    return sign_head(session, tree=tree, seed=seed, issuer=issuer, clock=clock)
+    return sign_head(session, tree=tree, seed=seed, origin=origin, clock=clock)
 
 
 @dataclass(frozen=True)
@@ -192,7 +204,7 @@ class ProvenHistory:
 
 
 def proven_history(
-    session: Session, *, tree: TreeCache, seed: bytes, issuer: str, clock: Clock, subject: str,
+    session: Session, *, tree: TreeCache, seed: bytes, origin: str, clock: Clock, subject: str,
     limit: int = 500,
 ) -> ProvenHistory:
     """The newest entries about `subject`, each proven against a head that covers them all.
@@ -203,8 +215,8 @@ def proven_history(
     entries = entries_about(session, subject, limit=limit)
     if not entries:
         return ProvenHistory(entries, latest_checkpoint(session), {})
-    checkpoint = fresh_checkpoint(session, tree=tree, seed=seed, issuer=issuer, clock=clock,
+    checkpoint = fresh_checkpoint(session, tree=tree, seed=seed, origin=origin, clock=clock,
                                   covering=entries[0].seq)
     checks = check_entries_included(session, tree=tree, entries=entries, checkpoint=checkpoint,
-                                    verifier=verifier_key(seed, issuer))
+                                    verifier=verifier_key(seed, origin))
     return ProvenHistory(entries, checkpoint, checks)

@@ -123,7 +123,7 @@ class AcceptedRollback:
 
 
 def accept_rollback(session: Session, keystore: Engine, *, tree: TreeCache, seed: bytes,
-                    issuer: str, clock: Clock) -> tuple[AcceptedRollback, AuditCheckpoint]:
+                    origin: str, clock: Clock) -> tuple[AcceptedRollback, AuditCheckpoint]:
     """Record the rollback in the log and sign a head over it. The caller commits, then calls
     `remember(..., allow_back=True)` with the returned head."""
     held = witnessed(keystore)
@@ -132,5 +132,5 @@ def accept_rollback(session: Session, keystore: Engine, *, tree: TreeCache, seed
         actor="operator:cli", action="audit.rollback_accepted", resource="audit-log",
         details={"witnessed_size": accepted.witnessed_size, "log_size": accepted.log_size}))
     session.flush()
-    return accepted, sign_head(session, tree=tree, seed=seed, issuer=issuer, clock=clock)
+    return accepted, sign_head(session, tree=tree, seed=seed, origin=origin, clock=clock)
 

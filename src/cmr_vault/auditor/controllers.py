@@ -105,7 +105,7 @@ class AuditorPages(Controller):
                   checked: FromQuery[bool] = False) -> Template:
         """The log's size, its latest signed head, and the last full verification."""
         status = auditor_service.integrity(db_session)
-        key = transparency.verifier_key(runtime.keyring.signing_key, runtime.settings.issuer)
+        key = transparency.verifier_key(runtime.keyring.signing_key, runtime.log_origin)
         last = json.loads(status.last_verification.details) if status.last_verification else {}
         return Template("auditor/integrity.html", context={
             "account": auditor, "status": status, "verifier_key": key, "last": last,
@@ -114,7 +114,7 @@ class AuditorPages(Controller):
     @post("/integrity", status_code=303, sync_to_thread=True)
     def verify(self, auditor: Auditor, db_session: DbSession, runtime: RuntimeDep) -> Redirect:
         """Recompute every hash, root and signature now, and record the result."""
-        key = transparency.verifier_key(runtime.keyring.signing_key, runtime.settings.issuer)
+        key = transparency.verifier_key(runtime.keyring.signing_key, runtime.log_origin)
         auditor_service.verify_now(
             db_session, verifier_key=key, clock=runtime.clock,
             auditor=accounts_service.actor_for(runtime.keyring.pseudonym_key, auditor))

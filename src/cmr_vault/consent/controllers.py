@@ -150,19 +150,14 @@ class ReceiptsApi(Controller):
 
     tags = ["receipts"]
 
-    @post("/api/v1/receipts/verify", status_code=200, sync_to_thread=False)
+    @post("/api/v1/receipts/verify", status_code=200, sync_to_thread=True)
     def verify(self, data: JSONBody[dict[str, Any]], runtime: RuntimeDep) -> dict[str, Any]:
         """Check a receipt file against this vault's public key."""
-        keyring = runtime.keyring
-        verifier = receipts.ReceiptSigner(keyring.signing_key, runtime.settings.issuer,
-                                          runtime.settings.jurisdiction,
-                                          runtime.clock).verifier_key
-        check = receipts.verify_file(json.dumps(data), verifier)
+        check = receipts.verify_file(json.dumps(data), runtime.receipt_signer().verifier_key)
         return {"valid": check.valid, "problems": check.problems,
                 "receipt_id": (check.claims or {}).get("consentReceiptID")}
 
-    @get("/.well-known/jwks.json", sync_to_thread=False)
+    @get("/.well-known/jwks.json", sync_to_thread=True)
     def jwks(self, runtime: RuntimeDep) -> dict[str, Any]:
         """The receipt signing key as a JWK set (the same key signs the log's tree heads)."""
-        return {"keys": [receipts.public_jwk(runtime.keyring.signing_key,
-                                             runtime.settings.issuer)]}
+        return {"keys": [receipts.public_jwk(runtime.keyring.signing_key, runtime.log_origin)]}

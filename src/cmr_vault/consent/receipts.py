@@ -33,7 +33,6 @@ from cmr_vault.audit.transparency import (
     TreeCache,
     fresh_checkpoint,
     inclusion_proof,
-    log_origin,
     signing_key,
     verifier_key,
 )
@@ -67,13 +66,14 @@ class ReceiptSigner:
 
     seed: bytes
     issuer: str
+    origin: str
     jurisdiction: str
     clock: Clock
 
     @property
     def verifier_key(self) -> str:
         """The one public key a receipt verifies with."""
-        return verifier_key(self.seed, self.issuer)
+        return verifier_key(self.seed, self.origin)
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,7 @@ def claims_of(event: ConsentEvent, *, receipt_id: str, signer: ReceiptSigner) ->
         "notice": {"version": event.notice_version, "url": company.privacy_policy_url},
         "expiresAt": event.expires_at.isoformat() if event.expires_at else None,
         **event.extra,
-        "audit": {"log": log_origin(signer.issuer), "index": event.audit_entry.seq,
+        "audit": {"log": signer.origin, "index": event.audit_entry.seq,
                   "leafHash": event.audit_entry.leaf_hash},
     }
 
@@ -157,15 +157,15 @@ def _okp_public(public: Ed25519PublicKey) -> OKPKey:
     return OKPKey.import_key({"kty": "OKP", "crv": "Ed25519", "x": x})
 
 
-def public_jwk(seed: bytes, issuer: str) -> dict[str, Any]:
+def public_jwk(seed: bytes, origin: str) -> dict[str, Any]:
     """The signing key as a public JWK, for JOSE tooling (`/.well-known/jwks.json`)."""
-    _, public = parse_verifier_key(verifier_key(seed, issuer))
+    _, public = parse_verifier_key(verifier_key(seed, origin))
     jwk = dict(_okp_public(public).as_dict(private=False))
-    return {**jwk, "kid": _key_id(seed, issuer), "alg": ALGORITHM, "use": "sig"}
+    return {**jwk, "kid": _key_id(seed, origin), "alg": ALGORITHM, "use": "sig"}
 
 
-def _key_id(seed: bytes, issuer: str) -> str:
-    return verifier_key(seed, issuer).split("+")[1]
+def _key_id(seed: bytes, origin: str) -> str:
+    return verifier_key(seed, origin).split("+")[1]
 
 
 def issue(session: Session, signer: ReceiptSigner, event: ConsentEvent) -> ConsentReceipt:
@@ -174,7 +174,7 @@ def issue(session: Session, signer: ReceiptSigner, event: ConsentEvent) -> Conse
     claims = claims_of(event, receipt_id=receipt_id, signer=signer)
     payload = json.dumps(claims, sort_keys=True, separators=(",", ":")).encode()
     token = jws.serialize_compact(
-        {"alg": ALGORITHM, "typ": JWS_TYPE, "kid": _key_id(signer.seed, signer.issuer)},
+        {"alg": ALGORITHM, "typ": JWS_TYPE, "kid": _key_id(signer.seed, signer.origin)},
         payload, _okp_private(signer.seed), algorithms=[ALGORITHM])
     receipt = ConsentReceipt(
         id=receipt_id, account_id=event.account_id, client_id=event.company.client_id,
@@ -209,7 +209,7 @@ def receipt_file(session: Session, signer: ReceiptSigner, *, tree: TreeCache, ac
     receipt = session.get(ConsentReceipt, receipt_id)
     if receipt is None or receipt.account_id != account_id:
         raise NotFound("You have no such receipt.")
-    checkpoint = fresh_checkpoint(session, tree=tree, seed=signer.seed, issuer=signer.issuer,
+    checkpoint = fresh_checkpoint(session, tree=tree, seed=signer.seed, origin=signer.origin,
                                   clock=signer.clock, covering=receipt.audit_seq)
     path = inclusion_proof(session, tree=tree, seq=receipt.audit_seq, size=checkpoint.size)
     return {

@@ -399,7 +399,7 @@ class ActivityPage(Controller):
         keyring = runtime.keyring
         history = transparency.proven_history(
             db_session, tree=runtime.audit_tree, seed=keyring.signing_key,
-            issuer=runtime.settings.issuer, clock=runtime.clock,
+            origin=runtime.log_origin, clock=runtime.clock,
             subject=subject_pseudonym(keyring.pseudonym_key, customer.id),
         )
         rows = [(e, json.loads(e.details), history.checks.get(e.seq)) for e in history.entries]
@@ -478,12 +478,9 @@ class ReceiptsPage(Controller):
     def download(self, receipt_id: FromPath[str], customer: Customer, db_session: DbSession,
                  runtime: RuntimeDep) -> Response[Any]:
         """The receipt with its log proof, verifiable offline with the vault's public key."""
-        keyring = runtime.keyring
-        signer = receipts.ReceiptSigner(keyring.signing_key, runtime.settings.issuer,
-                                        runtime.settings.jurisdiction, runtime.clock)
-        document = receipts.receipt_file(db_session, signer, tree=runtime.audit_tree,
-                                         account_id=customer.id,
-                                         receipt_id=receipt_id.removesuffix(".json"))
+        document = receipts.receipt_file(
+            db_session, runtime.receipt_signer(), tree=runtime.audit_tree,
+            account_id=customer.id, receipt_id=receipt_id.removesuffix(".json"))
         name = f"consent-receipt-{document['claims']['consentReceiptID']}.json"
         return Response(
             content=json.dumps(document, indent=2).encode(), media_type="application/json",
