@@ -177,9 +177,10 @@ def _report(label: str, best: dict[tuple[str, int], Figure], workers: list[int])
     for (name, count), figure in sorted(best.items(), key=lambda item: (item[0][0], item[0][1])):
         bare = best["bare app", count].rate
         one = best.get((name, workers[0]))
-        scaling = f"{figure.rate / one.rate:.2f}×" if one and count != workers[0] else ""
+        scaling = (f"{figure.rate / one.rate:.2f}×"
+                   if one and one.rate and count != workers[0] else "")
         print(f"{name:<22}{count:>8}{figure.rate:>10,.0f}{figure.p99_ms:>10.1f}"
-              f"{figure.non_2xx:>9}{figure.rate / bare:>8.1%}{scaling:>13}")
+              f"{figure.non_2xx:>9}{figure.rate / bare if bare else 0:>8.1%}{scaling:>13}")
 
 
 def main() -> None:

@@ -238,9 +238,7 @@ class PolicySet:
         bucket = self._index.get(request.action, _NO_CHANNELS).get(request.channel, _EMPTY)
         for test in bucket.deny_tests:
             if test(ctx):
-                denies = tuple(RuleHit(rule.id, "deny", reason(ctx))
-                               for fires, rule, reason in bucket.denies if fires(ctx))
-                return Decision(Outcome.DENY, None, denies, (), self.version)
+                return self._deny(bucket.denies, bucket.deny_tests.index(test), ctx)
         obligations = bucket.obligations
         if obligations is None:
             obligations = tuple(dict.fromkeys(rule.obligation for test, rule, _
@@ -264,6 +262,18 @@ class PolicySet:
         if allows:
             return Decision(Outcome.ALLOW, None, tuple(allows), obligations, self.version)
         return Decision(Outcome.DENY, None, (DEFAULT_DENY,), (), self.version)
+
+    def _deny(self, denies: Tested, first: int, ctx: Context) -> Decision:
+        """A denial listing every deny rule that fires, each rule tested once.
+
+        The rules before `first` were tested and did not fire; a test is a pure function of the
+        context, so the first index of the test that fired is the rule that fired.
+        """
+        _, rule, reason = denies[first]
+        hits = [RuleHit(rule.id, "deny", reason(ctx))]
+        hits.extend(RuleHit(rule.id, "deny", reason(ctx))
+                    for fires, rule, reason in denies[first + 1:] if fires(ctx))
+        return Decision(Outcome.DENY, None, tuple(hits), (), self.version)
 
     def explain(self, request: DecisionRequest, facts: Facts) -> list[RuleTrace]:
         """Every rule in file order: whether it applies, what its condition gave, its effect."""
