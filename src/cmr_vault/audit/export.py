@@ -9,8 +9,8 @@ from typing import Any, TextIO
 
 from sqlmodel import Session, col, select
 
-from cmr_vault.audit.models import AuditCheckpoint, AuditEntry
-from cmr_vault.audit.service import iter_entries
+from cmr_vault.audit.models import AuditCheckpoint
+from cmr_vault.audit.service import LoggedEntry, iter_entry_rows
 from cmr_vault.audit.verify import EXPORT_FORMAT
 from cmr_vault.clock import utc_iso
 
@@ -18,12 +18,12 @@ COLUMNS = ("seq", "recorded_at", "actor", "action", "subject", "resource", "purp
            "details", "prev_hash", "entry_hash", "leaf_hash")
 
 
-def entry_record(entry: AuditEntry) -> dict[str, Any]:
+def entry_record(entry: LoggedEntry) -> dict[str, Any]:
     """One entry as a JSON-ready dict (details as an object, time in UTC)."""
-    record = entry.model_dump()
+    record = {name: getattr(entry, name) for name in COLUMNS}
     record["recorded_at"] = utc_iso(entry.recorded_at)
     record["details"] = json.loads(entry.details)
-    return {name: record[name] for name in COLUMNS}
+    return record
 
 
 def write_jsonl(session: Session, out: TextIO, *, verifier_key: str, size: int,
@@ -40,7 +40,7 @@ def write_jsonl(session: Session, out: TextIO, *, verifier_key: str, size: int,
     }
     out.write(json.dumps(header, ensure_ascii=False) + "\n")
     written = 0
-    for entry in iter_entries(session):
+    for entry in iter_entry_rows(session):
         if entry.seq > size:
             break
         out.write(json.dumps(entry_record(entry), ensure_ascii=False, sort_keys=True) + "\n")
@@ -55,7 +55,7 @@ def write_csv(session: Session, out: TextIO, *, size: int) -> int:
     writer = csv.DictWriter(out, fieldnames=COLUMNS)
     writer.writeheader()
     written = 0
-    for entry in iter_entries(session):
+    for entry in iter_entry_rows(session):
         if entry.seq > size:
             break
         record = entry_record(entry)

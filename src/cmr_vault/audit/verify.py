@@ -26,7 +26,13 @@ from cmr_vault.audit.checkpoint import (
 )
 from cmr_vault.audit.merkle import MerkleTree, leaf_hash
 from cmr_vault.audit.models import AuditCheckpoint, AuditEntry, AuditHead
-from cmr_vault.audit.service import GENESIS_HASH, canonical_json, iter_entries, leaf_bytes
+from cmr_vault.audit.service import (
+    GENESIS_HASH,
+    LoggedEntry,
+    canonical_json,
+    iter_entry_rows,
+    leaf_bytes,
+)
 
 EXPORT_FORMAT = "cmr-vault/audit-export/v1"
 Progress = Callable[[int], None]
@@ -57,7 +63,7 @@ class VerifyReport:
 
 
 def _check_entries(
-    entries: Iterable[AuditEntry], report: VerifyReport, tree: MerkleTree,
+    entries: Iterable[LoggedEntry], report: VerifyReport, tree: MerkleTree,
     progress: Progress | None,
 ) -> str:
     prev = GENESIS_HASH
@@ -126,7 +132,7 @@ def check_held_checkpoint(held: Checkpoint, tree: MerkleTree, report: VerifyRepo
 
 
 def verify(
-    entries: Iterable[AuditEntry], heads: list[SignedHead], *, verifier_key: str,
+    entries: Iterable[LoggedEntry], heads: list[SignedHead], *, verifier_key: str,
     held: Checkpoint | None = None, head_size: int | None = None,
     progress: Progress | None = None,
 ) -> VerifyReport:
@@ -156,7 +162,7 @@ def verify_database(
         SignedHead(c.size, c.root_hash, c.note)
         for c in session.exec(select(AuditCheckpoint).order_by(col(AuditCheckpoint.size))).all()
     ]
-    return verify(iter_entries(session), heads, verifier_key=verifier_key, held=held,
+    return verify(iter_entry_rows(session), heads, verifier_key=verifier_key, held=held,
                   head_size=head.size if head else 0, progress=progress)
 
 
