@@ -10,7 +10,8 @@ import asyncio
 import logging
 from typing import Any
 
-from litestar import Litestar, get
+import anyio.to_thread
+from litestar import Litestar, Request, get
 from litestar.config.csrf import CSRFConfig
 from litestar.di import Provide
 from litestar.logging import LoggingConfig
@@ -25,9 +26,10 @@ from cmr_vault.audit.controllers import TransparencyApi
 from cmr_vault.audit.signer import check_not_rolled_back, run_periodic_signer
 from cmr_vault.auditor.controllers import AuditorApi, AuditorPages
 from cmr_vault.consent.controllers import CompanyEventsApi, CompanyGrantsApi, ReceiptsApi
-from cmr_vault.db.engine import check_durability
-from cmr_vault.db.session import provide_db_session
+from cmr_vault.db.engine import IMMEDIATE_OPTION, check_durability
+from cmr_vault.db.session import end_abandoned_transaction, provide_db_session, sqlite_gate
 from cmr_vault.deps import RuntimeDep, provide_runtime
+from cmr_vault.errors import Unavailable
 from cmr_vault.intents.controllers import CompanyIntentsApi, IntentPages
 from cmr_vault.marketing.controllers import (
     CampaignsApi,
@@ -50,11 +52,8 @@ from cmr_vault.runtime import Runtime
 from cmr_vault.settings import Settings, check_startup_safety, get_settings
 from cmr_vault.vault.controllers import CompanyProfileApi
 from cmr_vault.web import openapi
-from cmr_vault.web.errors import (
-    document_problems,
-    exception_to_http_response,
-    screen_api_input,
-)
+from cmr_vault.web.bodies import prepare_request
+from cmr_vault.web.errors import document_problems, exception_to_http_response
 from cmr_vault.web.headers import CompleteAllowHeader, security_headers_middleware
 
 # API clients authenticate with bearer tokens or client credentials, not cookies, so CSRF does
@@ -63,11 +62,37 @@ from cmr_vault.web.headers import CompleteAllowHeader, security_headers_middlewa
 CSRF_EXEMPT = [r"^/api/", r"^/oauth/(token|revoke|introspect)$", r"^/unsubscribe/"]
 
 
-@get("/health", sync_to_thread=True, tags=["operations"])
-def health(runtime: RuntimeDep) -> dict[str, Any]:
-    """Liveness and database reachability, for load balancers."""
+HEALTH_DATABASE_WAIT_SECONDS = 3.0
+
+
+def _select_one(runtime: Runtime) -> None:
+    # A deferred transaction: a health check has no reason to queue for the write lock.
     with runtime.engine.connect() as conn:
-        conn.execute(text("SELECT 1"))
+        conn.execution_options(**{IMMEDIATE_OPTION: False}).execute(text("SELECT 1"))
+
+
+@get("/health", tags=["operations"])
+async def health(request: Request[Any, Any, Any], runtime: RuntimeDep) -> dict[str, Any]:
+    """Liveness and database reachability, for load balancers.
+
+    On SQLite it waits for its turn at the gate like any request, but only for a few seconds:
+    a database every request queues behind is stuck, even if it would still answer SELECT 1.
+    """
+    gate = sqlite_gate(request.app.state)
+    if gate is None:
+        await anyio.to_thread.run_sync(_select_one, runtime)
+        return {"status": "ok", "version": __version__}
+    try:
+        async with asyncio.timeout(HEALTH_DATABASE_WAIT_SECONDS):
+            await gate.acquire()
+    except TimeoutError:
+        raise Unavailable(
+            f"Requests have waited over {HEALTH_DATABASE_WAIT_SECONDS:g} s for the database.",
+            retry_after=5) from None
+    try:
+        await anyio.to_thread.run_sync(_select_one, runtime)
+    finally:
+        gate.release()
     return {"status": "ok", "version": __version__}
 
 
@@ -157,7 +182,8 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
             components=openapi.components(settings),
         ),
         exception_handlers={Exception: exception_to_http_response},
-        before_request=screen_api_input,
+        before_request=prepare_request,
+        after_exception=[end_abandoned_transaction],
         middleware=[security_headers_middleware(hsts=not settings.is_loopback_http),
                     CompleteAllowHeader],
         logging_config=LoggingConfig(

@@ -89,3 +89,11 @@ class TooManyRequests(DomainError):
     kind = ErrorKind.THROTTLED
     slug = "too-many-requests"
     title = "Too many requests"
+
+
+class Unavailable(DomainError):
+    """The vault cannot answer right now; `retry_after` says when to try again."""
+
+    kind = ErrorKind.UNAVAILABLE
+    slug = "unavailable"
+    title = "Temporarily unavailable"

@@ -52,8 +52,19 @@ class Settings(BaseSettings):
     templates_dir: Path = Field(default_factory=lambda: _shipped_dir("templates"))
     policy_dir: Path = Field(default_factory=lambda: _shipped_dir("policies"))
     session_max_age_seconds: int = 8 * 3600
-    sign_in_max_failures: int = 5
-    sign_in_window_seconds: int = 900
+    sign_in_max_failures: int = Field(
+        default=5, ge=1, description="Failed sign-ins per address and account in the window, "
+        "then 429: stops guessing one password from one place; other accounts are unaffected.")
+    sign_in_account_max_failures: int = Field(
+        default=20, ge=1, description="Failed sign-ins per account from all addresses together "
+        "in the window: stops guessing one password from many places.")
+    sign_in_address_max_failures: int = Field(
+        default=300, ge=1, description="Failed sign-ins per address over all accounts in the "
+        "window: far above the per-account limits (a proxy may put every customer behind one "
+        "address), only there to slow credential stuffing. Keep it above "
+        "sign_in_max_failures, so failures against one account never block another.")
+    sign_in_window_seconds: int = Field(
+        default=900, ge=1, description="The sliding window the sign-in limits count in.")
     data_key_max_encryptions: int = 2**28
     checkpoint_interval_seconds: float = 10.0
     max_body_bytes: int = 1_000_000

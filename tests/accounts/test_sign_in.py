@@ -77,6 +77,44 @@ def test_repeated_failures_are_throttled_with_retry_after(
     assert browser.sign_in("lee@example.org").status_code == 303
 
 
+def test_failures_for_an_unknown_address_never_block_another_accounts_sign_in(
+    client: TestClient[Litestar], db_session: Session, runtime: Runtime
+) -> None:
+    make_customer(db_session, runtime, email="demo@example.org")
+    browser = Browser(client)
+    for _ in range(runtime.settings.sign_in_max_failures + 1):
+        assert browser.sign_in("nobody@example.org", "wrong password!").status_code in (401, 429)
+    assert browser.sign_in("nobody@example.org", "wrong password!").status_code == 429
+    assert browser.sign_in("demo@example.org").status_code == 303
+
+
+def test_one_accounts_throttle_does_not_lock_out_another_account_from_the_same_address(
+    client: TestClient[Litestar], db_session: Session, runtime: Runtime
+) -> None:
+    make_customer(db_session, runtime, email="rae@example.org")
+    make_customer(db_session, runtime, email="sam@example.org")
+    browser = Browser(client)
+    for _ in range(runtime.settings.sign_in_max_failures):
+        browser.sign_in("rae@example.org", "wrong password!")
+    assert browser.sign_in("rae@example.org").status_code == 429
+    assert browser.sign_in("sam@example.org").status_code == 303
+
+
+def test_credential_stuffing_from_one_address_is_slowed_by_the_address_limit(
+    client: TestClient[Litestar], db_session: Session, runtime: Runtime, clock: FrozenClock
+) -> None:
+    runtime.settings = runtime.settings.model_copy(update={"sign_in_address_max_failures": 8})
+    make_customer(db_session, runtime, email="tia@example.org")
+    browser = Browser(client)
+    for n in range(8):
+        assert browser.sign_in(f"stuffed{n}@example.org", "leaked password").status_code == 401
+    throttled = browser.sign_in("tia@example.org")
+    assert throttled.status_code == 429
+    assert int(throttled.headers["retry-after"]) > 0
+    clock.advance(seconds=runtime.settings.sign_in_window_seconds + 1)
+    assert browser.sign_in("tia@example.org").status_code == 303
+
+
 def test_sign_in_rotates_the_session_token(
     client: TestClient[Litestar], db_session: Session, runtime: Runtime
 ) -> None:

@@ -6,12 +6,17 @@ the vault keeps serving others."""
 from __future__ import annotations
 
 import socket
+import sqlite3
+import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 
+from cmr_vault.web.bodies import BODY_DEADLINE_SECONDS
 from cmr_vault.web.transport import HEAD_DEADLINE_SECONDS, MAX_HEAD_BYTES
 from tests.e2e.conftest import live_data_dir, live_vault
 
@@ -134,3 +139,85 @@ def test_a_client_dribbling_its_headers_is_cut_off(live_vault: str) -> None:
         "was not cut off")
     assert closed_after <= HEAD_DEADLINE_SECONDS + 3
     assert httpx.get(f"{live_vault}/health").status_code == 200
+
+
+OAUTH_FORM_ENDPOINTS = ["/oauth/token", "/oauth/revoke", "/oauth/introspect"]
+UNKNOWN_CLIENT = {"grant_type": "authorization_code", "code": "x", "client_id": "nobody"}
+
+
+def _stall_body(live_vault: str, path: str) -> socket.socket:
+    """A client that sends its head and a tenth of its form body, then waits."""
+    sock = socket.create_connection(_address(live_vault), timeout=BODY_DEADLINE_SECONDS + 10)
+    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                 "application/x-www-form-urlencoded\r\nContent-Length: 200\r\n\r\n"
+                 "grant_type=".encode())
+    return sock
+
+
+def _database_answers(live_vault: str) -> bool:
+    """Whether a request that needs the database (the token endpoint counts it against the
+    caller's limit) gets its RFC 6749 answer within 10 s."""
+    response = httpx.post(f"{live_vault}/oauth/token", data=UNKNOWN_CLIENT, timeout=10)
+    return response.status_code in (400, 401) and "error" in response.json()
+
+
+@pytest.mark.parametrize("path", OAUTH_FORM_ENDPOINTS)
+def test_a_client_stalling_its_form_body_does_not_hold_up_the_database(
+    live_vault: str, path: str
+) -> None:
+    stalled = _stall_body(live_vault, path)
+    try:
+        assert _database_answers(live_vault)
+        assert httpx.get(f"{live_vault}/", timeout=10).status_code == 200
+    finally:
+        stalled.close()
+
+
+@pytest.mark.parametrize("path", OAUTH_FORM_ENDPOINTS)
+def test_a_client_leaving_mid_body_leaves_the_database_free(live_vault: str, path: str) -> None:
+    for _ in range(3):
+        _stall_body(live_vault, path).close()
+    assert _database_answers(live_vault)
+    assert httpx.get(f"{live_vault}/health", timeout=10).status_code == 200
+
+
+def test_a_body_that_stops_arriving_gets_a_408(live_vault: str) -> None:
+    with _stall_body(live_vault, "/oauth/token") as sock:
+        status = _status_line(sock)
+    assert status.split(b" ")[1:2] == [b"408"], status
+    assert _database_answers(live_vault)
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/json"])
+def test_a_token_request_that_is_not_a_form_leaves_the_database_free(
+    live_vault: str, content_type: str
+) -> None:
+    for _ in range(5):
+        refused = httpx.post(f"{live_vault}/oauth/token", content=b"grant_type=x",
+                             headers={"Content-Type": content_type}, timeout=10)
+        assert refused.status_code == 400
+    assert _database_answers(live_vault)
+
+
+def test_health_answers_503_while_requests_are_stuck_behind_the_database(
+    live_vault: str, live_data_dir: str
+) -> None:
+    """Something outside the vault holds SQLite's write lock: the request that has its turn
+    waits for it, and so does every request behind; /health must say so, not answer 200."""
+    holder = sqlite3.connect(Path(live_data_dir) / "cmr_vault.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    waiting = threading.Thread(target=lambda: httpx.post(
+        f"{live_vault}/oauth/token", data=UNKNOWN_CLIENT, timeout=60))
+    waiting.start()
+    try:
+        statuses = []
+        for _ in range(5):
+            statuses.append(httpx.get(f"{live_vault}/health", timeout=10).status_code)
+            if statuses[-1] == 503:
+                break
+        assert statuses[-1] == 503, statuses
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        waiting.join()
+    assert httpx.get(f"{live_vault}/health", timeout=10).status_code == 200

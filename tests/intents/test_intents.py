@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 from sqlmodel import Session, select
@@ -78,6 +79,17 @@ def test_an_invalid_intent_is_shown_again_with_reasons_and_nothing_is_published(
     response = publish(browser, topic="Bikes & more", days="900")
     assert response.status_code == 400
     assert "lower-case letters" in response.text
+    assert "1 to 180 days" in response.text
+    db_session.rollback()
+    assert db_session.exec(select(Intent)).all() == []
+
+
+@pytest.mark.parametrize("days", ["²", "9" * 5_000])
+def test_days_that_are_not_plain_digits_are_a_field_error(
+    browser: Browser, db_session: Session, days: str
+) -> None:
+    response = publish(browser, days=days)
+    assert response.status_code == 400
     assert "1 to 180 days" in response.text
     db_session.rollback()
     assert db_session.exec(select(Intent)).all() == []

@@ -142,18 +142,39 @@ class SignInResult:
     retry_after: int = 0
 
 
-def _throttle_keys(index_key: bytes, email: str, client: str) -> list[str]:
+@dataclass(frozen=True)
+class SignInLimits:
+    """Failed sign-ins allowed within `window_seconds`, counted three ways.
+
+    Per (address, account) is the tight one: it stops guessing one password from one place.
+    Per account stops a guesser who spreads over many addresses. Per address is far higher and
+    only slows credential stuffing (one address trying many accounts); since one account
+    contributes at most `per_address_and_account` failures from an address, failures against one
+    account never block another account's sign-in, even behind a proxy that hides addresses.
+    """
+
+    per_address_and_account: int
+    per_account: int
+    per_address: int
+    window_seconds: int
+
+
+def _throttle_keys(index_key: bytes, email: str, client: str,
+                   limits: SignInLimits) -> list[tuple[str, int]]:
+    """(key, limit) per counter; the account ones first, as a success clears them."""
+    account = email.strip().casefold()
     return [
-        blind_index(index_key, "throttle-email", email.strip().casefold()),
-        blind_index(index_key, "throttle-client", client),
+        (blind_index(index_key, "throttle-client-email", f"{client}\x00{account}"),
+         limits.per_address_and_account),
+        (blind_index(index_key, "throttle-email", account), limits.per_account),
+        (blind_index(index_key, "throttle-client", client), limits.per_address),
     ]
 
 
-def _retry_after(
-    session: Session, keys: list[str], *, now: datetime, window: int, limit: int
-) -> int:
+def _retry_after(session: Session, keys: list[tuple[str, int]], *, now: datetime,
+                 window: int) -> int:
     since = now - timedelta(seconds=window)
-    for key in keys:
+    for key, limit in keys:
         failures = session.exec(
             select(func.count(), func.min(SignInFailure.failed_at)).where(
                 SignInFailure.throttle_key == key, col(SignInFailure.failed_at) >= since
@@ -175,18 +196,17 @@ def authenticate(
     email: str,
     password: str,
     client: str,
-    max_failures: int,
-    window_seconds: int,
+    limits: SignInLimits,
 ) -> SignInResult:
     """Check credentials under throttling; failures are recorded, not raised, so they persist."""
     now = clock.now()
-    keys = _throttle_keys(index_key, email, client)
-    wait = _retry_after(session, keys, now=now, window=window_seconds, limit=max_failures)
+    keys = _throttle_keys(index_key, email, client, limits)
+    wait = _retry_after(session, keys, now=now, window=limits.window_seconds)
     if wait:
         return SignInResult(SignInOutcome.THROTTLED, retry_after=wait)
     account = find_by_email(session, index_key=index_key, email=email)
     if not password_matches(account, password):
-        for key in keys:
+        for key, _ in keys:
             session.add(SignInFailure(throttle_key=key, failed_at=now))
         audit_service.record(
             session,
@@ -200,7 +220,10 @@ def authenticate(
         )
         return SignInResult(SignInOutcome.REFUSED)
     assert account is not None
-    session.exec(delete(SignInFailure).where(col(SignInFailure.throttle_key).in_(keys)))
+    # The owner proved the password: the account's counters restart; the address's does not,
+    # or one stuffed account that happens to match would reset it for the stuffer.
+    account_keys = [key for key, _ in keys[:2]]
+    session.exec(delete(SignInFailure).where(col(SignInFailure.throttle_key).in_(account_keys)))
     if _hasher.check_needs_rehash(account.password_hash):
         account.password_hash = _hasher.hash(password)
         session.add(account)

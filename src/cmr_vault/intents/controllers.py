@@ -150,6 +150,13 @@ class CompanyIntentsApi(Controller):
         return {"grant_id": grant_id, "fulfilled": True}
 
 
+def _whole_days(text: str) -> int:
+    """The number of days typed, or 0 (which the service refuses with its reason) for anything
+    but a few ASCII digits: `str.isdigit` also accepts "²", which `int` does not, and `int`
+    refuses more than 4,300 digits."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 6 else 0
+
+
 class IntentPages(Controller):
     """The customer's intents and their answers to offers and invitations."""
 
@@ -180,7 +187,7 @@ class IntentPages(Controller):
         days = form_text(data, "valid_days")
         draft = intents_service.IntentDraft(
             topic=form_text(data, "topic").strip().lower(), text=form_text(data, "text"),
-            budget=form_text(data, "budget"), valid_days=int(days) if days.isdigit() else 0,
+            budget=form_text(data, "budget"), valid_days=_whole_days(days),
             audience=[ALL] if form_text(data, "to") != "chosen"
             else [chosen] if isinstance(chosen, str) else list(chosen))
         try:

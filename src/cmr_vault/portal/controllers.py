@@ -162,8 +162,12 @@ class AccountPages(Controller):
             email=form_text(data, "email"),
             password=form_text(data, "password"),
             client=request.client.host if request.client else "unknown",
-            max_failures=runtime.settings.sign_in_max_failures,
-            window_seconds=runtime.settings.sign_in_window_seconds,
+            limits=accounts_service.SignInLimits(
+                per_address_and_account=runtime.settings.sign_in_max_failures,
+                per_account=runtime.settings.sign_in_account_max_failures,
+                per_address=runtime.settings.sign_in_address_max_failures,
+                window_seconds=runtime.settings.sign_in_window_seconds,
+            ),
         )
         if result.outcome is accounts_service.SignInOutcome.THROTTLED:
             minutes = max(1, result.retry_after // 60)

@@ -81,7 +81,9 @@ def _country(value: str) -> str:
 def _time_zone(value: str) -> str:
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        # OSError: a name that is a directory of the zone database ("America") or too long
+        # for a file name reaches the file system before zoneinfo can say it is unknown.
         raise ValueError("use a time zone name such as Europe/Berlin") from exc
     return value
 
