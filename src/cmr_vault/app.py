@@ -26,8 +26,8 @@ from cmr_vault.audit.controllers import TransparencyApi
 from cmr_vault.audit.signer import check_not_rolled_back, run_periodic_signer
 from cmr_vault.auditor.controllers import AuditorApi, AuditorPages
 from cmr_vault.consent.controllers import CompanyEventsApi, CompanyGrantsApi, ReceiptsApi
-from cmr_vault.db.engine import IMMEDIATE_OPTION, check_durability
-from cmr_vault.db.session import end_abandoned_transaction, provide_db_session, sqlite_gate
+from cmr_vault.db.engine import IMMEDIATE_OPTION, POOL_SIZE, check_durability
+from cmr_vault.db.session import database_gate, end_abandoned_transaction, provide_db_session
 from cmr_vault.deps import RuntimeDep, provide_runtime
 from cmr_vault.errors import Unavailable
 from cmr_vault.intents.controllers import CompanyIntentsApi, IntentPages
@@ -63,6 +63,8 @@ CSRF_EXEMPT = [r"^/api/", r"^/oauth/(token|revoke|introspect)$", r"^/unsubscribe
 
 
 HEALTH_DATABASE_WAIT_SECONDS = 3.0
+# A request waits at most this long for a database turn: the pool's own timeout.
+DATABASE_WAIT_SECONDS = 10.0
 
 
 def _select_one(runtime: Runtime) -> None:
@@ -75,24 +77,23 @@ def _select_one(runtime: Runtime) -> None:
 async def health(request: Request[Any, Any, Any], runtime: RuntimeDep) -> dict[str, Any]:
     """Liveness and database reachability, for load balancers.
 
-    On SQLite it waits for its turn at the gate like any request, but only for a few seconds:
-    a database every request queues behind is stuck, even if it would still answer SELECT 1.
+    It never queues behind requests: a busy vault whose requests come and go is healthy, but
+    one where every database turn is taken and none came back for a few seconds is stuck, even
+    if the database would still answer SELECT 1. The SELECT 1 is a read on a connection of its
+    own (the pool's overflow), bounded by the same few seconds.
     """
-    gate = sqlite_gate(request.app.state)
-    if gate is None:
-        await anyio.to_thread.run_sync(_select_one, runtime)
-        return {"status": "ok", "version": __version__}
-    try:
-        async with asyncio.timeout(HEALTH_DATABASE_WAIT_SECONDS):
-            await gate.acquire()
-    except TimeoutError:
+    gate = database_gate(request.app.state)
+    if not await gate.moving(within=HEALTH_DATABASE_WAIT_SECONDS):
         raise Unavailable(
             f"Requests have waited over {HEALTH_DATABASE_WAIT_SECONDS:g} s for the database.",
-            retry_after=5) from None
+            retry_after=5)
     try:
-        await anyio.to_thread.run_sync(_select_one, runtime)
-    finally:
-        gate.release()
+        async with asyncio.timeout(HEALTH_DATABASE_WAIT_SECONDS):
+            await anyio.to_thread.run_sync(_select_one, runtime, abandon_on_cancel=True)
+    except TimeoutError:
+        raise Unavailable(
+            f"The database did not answer within {HEALTH_DATABASE_WAIT_SECONDS:g} s.",
+            retry_after=5) from None
     return {"status": "ok", "version": __version__}
 
 
@@ -110,7 +111,11 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
         app.state.runtime = runtime
         app.state.engine = runtime.engine
         # One gate per event loop (a process serves from one; test clients bring their own).
-        app.state.db_gates = {} if runtime.engine.dialect.name == "sqlite" else None
+        app.state.db_gates = {}
+        app.state.db_gate_limits = {
+            "capacity": settings.database_turns or (
+                1 if runtime.engine.dialect.name == "sqlite" else POOL_SIZE),
+            "queue": settings.database_queue, "max_wait": DATABASE_WAIT_SECONDS}
         runtime.policy.install_sighup_handler()
         if settings.checkpoint_interval_seconds > 0:
             signer.append(asyncio.create_task(run_periodic_signer(runtime)))

@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     sign_in_window_seconds: int = Field(
         default=900, ge=1, description="The sliding window the sign-in limits count in.")
     data_key_max_encryptions: int = 2**28
+    database_turns: int = Field(
+        default=0, ge=0, description="Requests one worker lets use the database at once; 0: 1 "
+        "on SQLite (its one write lock), the connection pool's size on PostgreSQL (10).")
+    database_queue: int = Field(
+        default=100, ge=0, description="Requests one worker lets wait for a database turn; "
+        "beyond that, and after 10 s of waiting, it answers 503 with Retry-After at once.")
     checkpoint_interval_seconds: float = 10.0
     max_body_bytes: int = 1_000_000
     log_level: str = "INFO"

@@ -17,6 +17,10 @@ from sqlalchemy.pool import QueuePool
 from cmr_vault.settings import UnsafeSettingsError
 
 IMMEDIATE_OPTION = "cmr_vault_immediate"
+# PostgreSQL: requests get POOL_SIZE connections (`DatabaseGate`); the overflow is for the audit
+# appender, the checkpoint signer and the in-process worker, which never wait at the gate.
+POOL_SIZE = 10
+POOL_OVERFLOW = 10
 
 
 def make_engine(url: str, *, immediate: bool = True) -> Engine:
@@ -26,8 +30,8 @@ def make_engine(url: str, *, immediate: bool = True) -> Engine:
         if parsed.drivername == "postgresql":
             url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
         # A request that cannot get a connection within 10 s gets a 503 rather than hanging.
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10,
-                             pool_timeout=10)
+        return create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE,
+                             max_overflow=POOL_OVERFLOW, pool_timeout=10)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     # Pooled: opening a connection and setting its PRAGMAs costs more than a whole read.

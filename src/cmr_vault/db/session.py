@@ -19,15 +19,72 @@ from litestar.types import Scope
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from cmr_vault.errors import Unavailable
+
 _TRANSACTION = "cmr_vault.transaction"
 
 
-def sqlite_gate(state: State) -> asyncio.Lock | None:
-    """This event loop's turn-taking lock on SQLite; None on PostgreSQL (no gate needed)."""
-    gates: dict[int, asyncio.Lock] | None = getattr(state, "db_gates", None)
-    if gates is None:
-        return None
-    return gates.setdefault(id(asyncio.get_running_loop()), asyncio.Lock())
+class DatabaseGate:
+    """How many of one event loop's requests use the database at once, and how many may wait.
+
+    A request holds its pooled connection from its first statement to its commit, and both run
+    in worker threads. Admitting more requests than there are connections lets threads and
+    connections wait on each other: on PostgreSQL every pooled connection sat idle in an open
+    transaction while its request waited for a thread, and the vault never recovered. So a
+    request waits here, on the event loop, for one of `capacity` turns; when `queue` requests
+    already wait, or it has waited `max_wait` seconds, it is shed with 503 and Retry-After. On
+    SQLite the capacity is 1: its one write lock (BEGIN IMMEDIATE) makes requests take turns
+    anyway, and waiting for a thread while holding it would starve the rest.
+    """
+
+    def __init__(self, *, capacity: int, queue: int, max_wait: float) -> None:
+        self._turns = asyncio.Semaphore(capacity)
+        self._queue, self._max_wait = queue, max_wait
+        self._waiting = 0
+        self._progress = asyncio.Event()
+
+    async def enter(self) -> None:
+        """Take a turn, or raise `Unavailable` when too many wait or the wait is too long."""
+        if self._turns.locked() and self._waiting >= self._queue:
+            raise Unavailable("The vault is busy: too many requests wait for the database.",
+                              retry_after=1)
+        self._waiting += 1
+        try:
+            async with asyncio.timeout(self._max_wait):
+                await self._turns.acquire()
+        except TimeoutError:
+            raise Unavailable(
+                f"The vault is busy: no database turn came within {self._max_wait:g} s.",
+                retry_after=5) from None
+        finally:
+            self._waiting -= 1
+
+    def leave(self) -> None:
+        """Give the turn back, and tell anyone watching that the database moves."""
+        self._turns.release()
+        self._progress.set()
+        self._progress = asyncio.Event()
+
+    async def moving(self, within: float) -> bool:
+        """False when every turn is taken and none came back within `within` seconds: the
+        database (or something holding its lock) is stuck, however busy the vault is."""
+        if not self._turns.locked():
+            return True
+        try:
+            async with asyncio.timeout(within):
+                await self._progress.wait()
+        except TimeoutError:
+            return False
+        return True
+
+
+def database_gate(state: State) -> DatabaseGate:
+    """This event loop's gate (a process serves from one loop; test clients bring their own)."""
+    gates: dict[int, DatabaseGate] = state.db_gates
+    loop = id(asyncio.get_running_loop())
+    if loop not in gates:
+        gates[loop] = DatabaseGate(**state.db_gate_limits)
+    return gates[loop]
 
 
 class RequestTransaction:
@@ -40,17 +97,16 @@ class RequestTransaction:
     the app's exception hook ends a transaction the dependency never got to end.
     """
 
-    def __init__(self, engine: Engine, gate: asyncio.Lock | None) -> None:
+    def __init__(self, engine: Engine, gate: DatabaseGate) -> None:
         self._engine, self._gate = engine, gate
         self._holds_gate = False
         self._ended = False
         self.session: Session | None = None
 
     async def begin(self) -> Session:
-        """Wait for the gate (SQLite) and open the session."""
-        if self._gate is not None:
-            await self._gate.acquire()
-            self._holds_gate = True
+        """Wait for a turn at the gate and open the session."""
+        await self._gate.enter()
+        self._holds_gate = True
         self.session = Session(self._engine, expire_on_commit=False)
         return self.session
 
@@ -68,9 +124,9 @@ class RequestTransaction:
                 if self.session is not None:
                     await anyio.to_thread.run_sync(self.session.close)
             finally:
-                if self._holds_gate and self._gate is not None:
+                if self._holds_gate:
                     self._holds_gate = False
-                    self._gate.release()
+                    self._gate.leave()
 
 
 async def provide_db_session(
@@ -78,14 +134,10 @@ async def provide_db_session(
 ) -> AsyncGenerator[Session, None]:
     """The request's session; commits on success.
 
-    On SQLite a request's first statement takes the database's one write lock (BEGIN
-    IMMEDIATE) and keeps it until the commit, while its later steps wait for a free worker
-    thread. Many requests at once would take every thread and wait for that lock, starving the
-    request that holds it; so on SQLite requests take turns here, on the event loop, before
-    touching the database. PostgreSQL has no such lock and no gate. The body was read before
-    (`web.bodies`), so no turn is ever spent waiting for a client.
+    The request first waits for its turn at the database gate (`DatabaseGate`). The body was
+    read before (`web.bodies`), so no turn is ever spent waiting for a client.
     """
-    transaction = RequestTransaction(state.engine, sqlite_gate(state))
+    transaction = RequestTransaction(state.engine, database_gate(state))
     request.scope[_TRANSACTION] = transaction  # type: ignore[literal-required]
     try:
         session = await transaction.begin()
