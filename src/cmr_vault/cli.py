@@ -50,6 +50,7 @@ from cmr_vault.oauth.models import ClientStatus
 from cmr_vault.policy.commands import policy
 from cmr_vault.runtime import Runtime
 from cmr_vault.settings import Settings, UnsafeSettingsError, check_startup_safety, get_settings
+from cmr_vault.vault.shredding import shred_once
 
 console = Console(stderr=True)
 
@@ -178,7 +179,7 @@ def db_upgrade(revision: str) -> None:
 
 @main.group()
 def keys() -> None:
-    """Key-encryption keys."""
+    """Key-encryption keys and the epoch keys that seal data keys."""
 
 
 @keys.command("rotate")
@@ -223,6 +224,22 @@ def keys_rotate() -> None:
     console.print(
         f"[green]Done.[/] Active KEK {report.active_kek_id}; re-wrapped {report.rewrapped}, "
         f"{report.already_current} were current. Keys per KEK: {usage or 'none'}"
+    )
+
+
+@keys.command("shred-now")
+def keys_shred_now() -> None:
+    """Destroy now the epoch key sealing erased customers' key residue (after re-sealing the
+    remaining data keys under a new one), instead of waiting for `erasure_shred_seconds`."""
+    runtime = Runtime.build(_settings())
+    runtime.data_keys.create_schema()
+    try:
+        report = shred_once(runtime, force=True, actor="operator:cli")
+    finally:
+        runtime.dispose()
+    console.print(
+        f"[green]Done.[/] Epoch {report.current_epoch} is current; re-sealed {report.resealed} "
+        f"data keys; destroyed {len(report.destroyed)} epoch key(s)."
     )
 
 
