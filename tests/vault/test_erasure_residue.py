@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -22,14 +23,28 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from litestar import Litestar
 from litestar.testing import TestClient
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    insert,
+    make_url,
+    text,
+)
 from sqlmodel import Session, col, select
 
 from cmr_vault import cli
 from cmr_vault.accounts.models import Account
 from cmr_vault.crypto.data_keys import DataKey
-from cmr_vault.crypto.field_cipher import DecryptionError, open_sealed
+from cmr_vault.crypto.field_cipher import DecryptionError, open_sealed, seal
+from cmr_vault.crypto.kek import StaticKeyProvider
 from cmr_vault.crypto.keyring import read_keyring
+from cmr_vault.db.engine import make_engine
 from cmr_vault.runtime import Runtime
 from cmr_vault.settings import Settings
 from cmr_vault.vault import service as vault_service
@@ -274,3 +289,51 @@ def test_keys_shred_now_destroys_the_erased_keys_epoch_at_once(
     bea = db_session.exec(select(Account.id)).one()
     profile = vault_service.read_profile(db_session, cipher=runtime.cipher, account_id=bea)
     assert profile.standard["given_name"] == "Bea"
+
+
+def _old_key_store(settings: Settings, owner_id: str, data_key: bytes) -> None:
+    """A key store as the vault wrote it before epochs: KEK-wrapped keys, no epoch column."""
+    metadata = MetaData()
+    old = Table(
+        "data_key", metadata,
+        Column("owner_id", String(64), primary_key=True),
+        Column("version", Integer, primary_key=True),
+        Column("kek_id", String(64), nullable=False, index=True),
+        Column("wrapped", LargeBinary, nullable=False),
+        Column("encryptions", Integer, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+    )
+    ring = read_keyring(settings.resolved_key_file)
+    wrapped = StaticKeyProvider(ring.keks, ring.active_kek_id).wrap(
+        data_key, f"cmr-vault/data-key/v1|{owner_id}|1".encode())
+    engine = make_engine(settings.keystore_url, immediate=False)
+    metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(insert(old).values(
+            owner_id=owner_id, version=1, kek_id=wrapped.kek_id, wrapped=wrapped.blob,
+            encryptions=1, created_at=datetime(2026, 1, 1, tzinfo=UTC)))
+    engine.dispose()
+
+
+def test_upgrading_an_old_key_store_seals_every_key_and_leaves_no_bare_copy(
+    settings: Settings, cli_env: None
+) -> None:
+    owner_id = "legacy-owner"
+    data_key = os.urandom(DATA_KEY)
+    _old_key_store(settings, owner_id, data_key)
+    legacy = Erased(owner_id, seal(DataKey(owner_id, 1, data_key), "given_name", "Old"))
+    keks = HeldKeys(keks=list(read_keyring(settings.resolved_key_file).keks.values()),
+                    epoch_keys={}, data_keys=[])
+    assert _openings(_key_store_bytes(settings), keks, set(), legacy)
+
+    result = CliRunner().invoke(cli.main, ["init"])
+
+    assert result.exit_code == 0, result.output
+    runtime = Runtime.build(settings)
+    assert runtime.data_keys.for_decryption(owner_id, 1).key == data_key
+    runtime.dispose()
+    epoch_keys = _epoch_keys(settings)
+    found = _openings(_key_store_bytes(settings), replace(keks, epoch_keys=epoch_keys),
+                      set(epoch_keys), legacy)
+    assert found
+    assert [place for place in found if place.endswith("KEK-wrapped")] == []

@@ -170,6 +170,12 @@ class DataKeyStore:
             with self._epochs.changing():
                 self._reseal_all(self._current_epoch_id())
             self._compact()
+            if self._engine.dialect.name == "postgresql":
+                # Unsealed old tuples would open with the KEK alone: rewrite the table into a
+                # new file so they leave the heap (they stay in old WAL segments until recycled).
+                with self._engine.connect().execution_options(
+                        isolation_level="AUTOCOMMIT") as conn:
+                    conn.execute(text("VACUUM FULL data_key"))
 
     def _add_epoch_column(self) -> None:
         if "epoch_id" in {c["name"] for c in inspect(self._engine).get_columns("data_key")}:
