@@ -19,6 +19,7 @@ Each data key has versions: a version is retired for encryption after
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -56,6 +57,8 @@ from cmr_vault.crypto.epochs import EpochKeyFile, EpochKeyMissingError
 from cmr_vault.crypto.kek import KeyProvider, KeyUnavailableError, WrappedKey
 from cmr_vault.db.engine import IMMEDIATE_OPTION
 from cmr_vault.db.types import UTCDateTime
+
+log = logging.getLogger(__name__)
 
 keystore_metadata = MetaData()
 
@@ -401,10 +404,14 @@ class DataKeyStore:
         raw = self._engine.raw_connection()
         try:
             cursor = raw.cursor()
-            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            busy = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
             cursor.close()
         finally:
             raw.close()
+        if busy:
+            # A reader held the WAL past the busy timeout: the next erasure or shred truncates
+            # it; until then the epoch seal protects what it holds.
+            log.warning("key store WAL not truncated: a reader held it past the busy timeout")
 
     def kek_usage(self) -> dict[str, int]:
         """How many data key versions each KEK wraps."""
