@@ -36,6 +36,7 @@ from cmr_vault.audit.witness import RolledBackError
 from cmr_vault.consent import receipts as consent_receipts
 from cmr_vault.consent.events import EventDelivery
 from cmr_vault.crypto.blind_index import subject_pseudonym
+from cmr_vault.crypto.kek import KeyUnavailableError
 from cmr_vault.crypto.keyring import Keyring, KeyringError, read_keyring, write_keyring
 from cmr_vault.db import migrate
 from cmr_vault.db.engine import make_engine
@@ -89,7 +90,10 @@ main.add_command(policy)
 def init() -> None:
     """Create the keyring, the database and the key store (safe to run again)."""
     settings = _settings()
-    created = initialise(settings)
+    try:
+        created = initialise(settings)
+    except KeyUnavailableError as exc:
+        raise click.ClickException(str(exc)) from exc
     state = "created" if created else "kept existing"
     console.print(f"[green]Initialised.[/] Keyring {state}: {settings.resolved_key_file} (0600)")
     console.print(f"Database: {make_engine(settings.resolved_database_url).url!r}")
@@ -107,8 +111,9 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> None:
     migrate.upgrade(make_engine(settings.resolved_database_url, immediate=False))
     runtime = Runtime.build(settings)
     try:
+        runtime.data_keys.create_schema()
         check_not_rolled_back(runtime)
-    except RolledBackError as exc:
+    except (RolledBackError, KeyUnavailableError) as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         runtime.dispose()

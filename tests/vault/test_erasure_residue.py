@@ -337,3 +337,15 @@ def test_upgrading_an_old_key_store_seals_every_key_and_leaves_no_bare_copy(
                       set(epoch_keys), legacy)
     assert found
     assert [place for place in found if place.endswith("KEK-wrapped")] == []
+
+
+def test_a_key_store_without_its_epoch_key_file_is_refused_at_start(
+    settings: Settings, cli_env: None
+) -> None:
+    assert CliRunner().invoke(cli.main, ["init"]).exit_code == 0
+    settings.resolved_epoch_key_file.unlink()
+
+    result = CliRunner().invoke(cli.main, ["init"])
+
+    assert result.exit_code != 0
+    assert "epoch-key file" in result.output

@@ -160,11 +160,19 @@ class DataKeyStore:
 
         The key store has no migration history: a store from before epochs gets the `epoch_id`
         column and its rows sealed under the first epoch key. On PostgreSQL the table is then
-        rewritten (`VACUUM FULL`), so the unsealed old tuples leave its files.
+        rewritten (`_rewrite_table`), so the unsealed old tuples leave its files.
         """
         keystore_metadata.create_all(self._engine)
         self._add_epoch_column()
         self._ensure_epoch()
+        # Refuse to start without the current epoch key (a key store restored or moved without
+        # its epoch-key file) rather than fail on every read.
+        current = self._current_epoch_id()
+        if current not in self._epochs.held():
+            raise EpochKeyMissingError(
+                f"the key store's current epoch key {current!r} is not in {self._epochs.path}: "
+                "restore the epoch-key file that was backed up with this key store"
+            )
         with self._engine.connect() as conn:
             unsealed = conn.execute(
                 select(func.count()).where(data_key_table.c.epoch_id.is_(None))
@@ -174,11 +182,21 @@ class DataKeyStore:
                 self._reseal_all(self._current_epoch_id())
             self._compact()
             if self._engine.dialect.name == "postgresql":
-                # Unsealed old tuples would open with the KEK alone: rewrite the table into a
-                # new file so they leave the heap (they stay in old WAL segments until recycled).
-                with self._engine.connect().execution_options(
-                        isolation_level="AUTOCOMMIT") as conn:
-                    conn.execute(text("VACUUM FULL data_key"))
+                self._rewrite_table()
+
+    def _rewrite_table(self) -> None:
+        """Move the (now sealed) rows into a fresh file, dropping the unsealed old tuples.
+
+        They would open with the KEK alone. VACUUM FULL keeps a dead tuple that any open
+        transaction might still see; TRUNCATE drops the table's old file whatever is open, so
+        the live rows go through a temporary copy in the same transaction. Old WAL segments and
+        archives keep the unsealed tuples until they are recycled or deleted.
+        """
+        with self._engine.begin() as conn:
+            conn.execute(text("CREATE TEMPORARY TABLE data_key_copy ON COMMIT DROP AS "
+                              "SELECT * FROM data_key"))
+            conn.execute(text("TRUNCATE data_key"))
+            conn.execute(text("INSERT INTO data_key SELECT * FROM data_key_copy"))
 
     def _add_epoch_column(self) -> None:
         if "epoch_id" in {c["name"] for c in inspect(self._engine).get_columns("data_key")}:

@@ -81,7 +81,7 @@ class EpochKeyFile:
         """Where the epoch keys live."""
         return self._path
 
-    def keys(self) -> dict[str, bytes]:
+    def held(self) -> dict[str, bytes]:
         """Every epoch key the file holds now."""
         try:
             stat = self._path.stat()
@@ -98,7 +98,7 @@ class EpochKeyFile:
 
     def key(self, epoch_id: str) -> bytes:
         """One epoch key; a destroyed or unknown epoch fails closed."""
-        key = self.keys().get(epoch_id)
+        key = self.held().get(epoch_id)
         if key is None:
             raise EpochKeyMissingError(f"epoch key {epoch_id!r} is not in {self._path}")
         return key
@@ -124,12 +124,12 @@ class EpochKeyFile:
     def add(self) -> str:
         """Write a fresh epoch key beside the existing ones (call inside `changing`)."""
         epoch_id = new_epoch_id()
-        self._write({**self.keys(), epoch_id: secrets.token_bytes(KEY_BYTES)})
+        self._write({**self.held(), epoch_id: secrets.token_bytes(KEY_BYTES)})
         return epoch_id
 
     def keep_only(self, epoch_id: str) -> list[str]:
         """Destroy every epoch key but `epoch_id` (call inside `changing`); the ids destroyed."""
-        keys = self.keys()
+        keys = self.held()
         doomed = sorted(set(keys) - {epoch_id})
         if doomed:
             self._write({epoch_id: self.key(epoch_id)})
