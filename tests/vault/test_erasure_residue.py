@@ -87,6 +87,10 @@ class Erased:
 
     account_id: str
     given_name_sealed: bytes
+    stored: bytes = b""
+    """Her data key as the key store held it (epoch-sealed)."""
+    kek_wrapped: bytes = b""
+    """The same key inside the epoch seal: wrapped by the KEK alone."""
 
 
 @pytest.fixture
@@ -112,8 +116,12 @@ def erased(
         )
     ).one()
     db_session.rollback()
-    rosa_before = Erased(account_id, copy)
     keks = list(read_keyring(settings.resolved_key_file).keks.values())
+    stored, epoch_id = _stored_key(settings, account_id)
+    epoch_aad = f"cmr-vault/data-key-epoch/v1|{account_id}|1|{epoch_id}".encode()
+    kek_wrapped = (_try(_epoch_keys(settings)[epoch_id], stored, epoch_aad) or b""
+                   if epoch_id else stored)
+    rosa_before = Erased(account_id, copy, stored, kek_wrapped)
     live = HeldKeys(keks=keks, epoch_keys=_epoch_keys(settings), data_keys=[])
     assert _openings(_key_store_bytes(settings), live, set(live.epoch_keys), rosa_before)
     response = rosa.submit(
@@ -122,6 +130,15 @@ def erased(
     assert response.status_code == 200
     assert "Bea" in other_client.get("/profile").text
     return rosa_before
+
+
+def _stored_key(settings: Settings, account_id: str) -> tuple[bytes, str | None]:
+    engine = make_engine(settings.keystore_url, immediate=False)
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT * FROM data_key WHERE owner_id = :o AND version = 1"),
+                           {"o": account_id}).one()
+    engine.dispose()
+    return bytes(row.wrapped), getattr(row, "epoch_id", None)
 
 
 def _key_store_bytes(settings: Settings) -> dict[str, bytes]:
@@ -349,3 +366,39 @@ def test_a_key_store_without_its_epoch_key_file_is_refused_at_start(
 
     assert result.exit_code != 0
     assert "epoch-key file" in result.output
+
+
+@pytest.fixture
+def wal_start(settings: Settings) -> str:
+    """The WAL segment in use before the test writes anything (PostgreSQL, server files)."""
+    if make_url(settings.keystore_url).get_backend_name() == "sqlite":
+        pytest.skip("SQLite's WAL is truncated at erasure: see the tests above")
+    with make_engine(settings.keystore_url).connect() as conn:
+        data_dir = Path(conn.execute(text("SHOW data_directory")).scalar_one())
+        segment = conn.execute(text("SELECT pg_walfile_name(pg_current_wal_lsn())")).scalar_one()
+    if not os.access(data_dir / "pg_wal", os.R_OK):
+        pytest.skip("the PostgreSQL server's pg_wal is not readable from here")
+    return str(data_dir / "pg_wal" / segment)
+
+
+def test_postgresql_wal_holds_the_erased_key_only_sealed_under_a_destroyed_epoch_key(
+    wal_start: str, erased: Erased, seen_epochs: set[str], settings: Settings,
+    runtime: Runtime, db_session: Session, cli_env: None,
+) -> None:
+    result = CliRunner().invoke(cli.main, ["keys", "shred-now"])
+    assert result.exit_code == 0, result.output
+    first = Path(wal_start)
+    wal = b"".join(f.read_bytes() for f in sorted(first.parent.glob("0*"))
+                   if len(f.name) == 24 and f.name >= first.name)
+    assert erased.kek_wrapped
+    assert erased.kek_wrapped not in wal
+    copies = []
+    at = wal.find(erased.stored)
+    while at != -1:
+        copies.append(at)
+        at = wal.find(erased.stored, at + 1)
+    assert copies
+    keys = _held_keys(settings, runtime, db_session)
+    for at in copies:
+        chunk = {f"wal@{at}": wal[at : at + EPOCH_SEALED]}
+        assert _openings(chunk, keys, seen_epochs | set(keys.epoch_keys), erased) == []
