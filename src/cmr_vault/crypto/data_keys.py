@@ -86,6 +86,7 @@ key_epoch_table = Table(
     Column("shred_due", UTCDateTime(), nullable=True),
 )
 
+
 class DataKeyMissingError(KeyUnavailableError):
     """The owner's data key does not exist: never created, or destroyed by erasure."""
 
@@ -193,6 +194,8 @@ class DataKeyStore:
         archives keep the unsealed tuples until they are recycled or deleted.
         """
         with self._engine.begin() as conn:
+            # Locked first: a key created between the copy and the TRUNCATE would be lost.
+            conn.execute(text("LOCK TABLE data_key IN ACCESS EXCLUSIVE MODE"))
             conn.execute(text("CREATE TEMPORARY TABLE data_key_copy ON COMMIT DROP AS "
                               "SELECT * FROM data_key"))
             conn.execute(text("TRUNCATE data_key"))
