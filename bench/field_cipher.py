@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import create_engine
 
 from cmr_vault.crypto.data_keys import DataKeyStore
+from cmr_vault.crypto.epochs import EpochKeyFile
 from cmr_vault.crypto.field_cipher import FieldCipher, open_sealed, seal
 from cmr_vault.crypto.kek import StaticKeyProvider
 
@@ -59,6 +60,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         engine = create_engine(f"sqlite:///{Path(tmp) / 'keystore.db'}")
         store = DataKeyStore(engine=engine, provider=StaticKeyProvider({"k": os.urandom(32)}, "k"),
+                             epochs=EpochKeyFile(Path(tmp) / "epoch-keys.json"),
                              max_encryptions=2**28)
         store.create_schema()
         store.create("owner")

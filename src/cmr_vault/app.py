@@ -51,6 +51,7 @@ from cmr_vault.portal.controllers import (
 from cmr_vault.runtime import Runtime
 from cmr_vault.settings import Settings, check_startup_safety, get_settings
 from cmr_vault.vault.controllers import CompanyProfileApi
+from cmr_vault.vault.shredding import run_periodic_shredder
 from cmr_vault.web import openapi
 from cmr_vault.web.bodies import prepare_request
 from cmr_vault.web.errors import document_problems, exception_to_http_response
@@ -119,6 +120,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
         runtime.policy.install_sighup_handler()
         if settings.checkpoint_interval_seconds > 0:
             signer.append(asyncio.create_task(run_periodic_signer(runtime)))
+        signer.append(asyncio.create_task(run_periodic_shredder(runtime)))
         # On PostgreSQL `cmr-vault worker` processes (procrastinate) do this work instead.
         if settings.delivery_interval_seconds > 0 and not settings.uses_job_engine:
             signer.append(asyncio.create_task(run_delivery_worker(runtime)))

@@ -38,6 +38,7 @@ from cmr_vault.audit.witness import RolledBackError
 from cmr_vault.consent import receipts as consent_receipts
 from cmr_vault.consent.events import EventDelivery
 from cmr_vault.crypto.blind_index import subject_pseudonym
+from cmr_vault.crypto.kek import KeyUnavailableError
 from cmr_vault.crypto.keyring import Keyring, KeyringError, read_keyring, write_keyring
 from cmr_vault.db import migrate
 from cmr_vault.db.engine import make_engine
@@ -52,6 +53,7 @@ from cmr_vault.oauth.models import ClientStatus
 from cmr_vault.policy.commands import policy
 from cmr_vault.runtime import Runtime
 from cmr_vault.settings import Settings, UnsafeSettingsError, check_startup_safety, get_settings
+from cmr_vault.vault.shredding import shred_once
 
 console = Console(stderr=True)
 
@@ -90,7 +92,10 @@ main.add_command(policy)
 def init() -> None:
     """Create the keyring, the database and the key store (safe to run again)."""
     settings = _settings()
-    created = initialise(settings)
+    try:
+        created = initialise(settings)
+    except KeyUnavailableError as exc:
+        raise click.ClickException(str(exc)) from exc
     state = "created" if created else "kept existing"
     console.print(f"[green]Initialised.[/] Keyring {state}: {settings.resolved_key_file} (0600)")
     console.print(f"Database: {make_engine(settings.resolved_database_url).url!r}")
@@ -139,8 +144,9 @@ def _serve(settings: Settings, listener: socket.socket, workers: int) -> None:
     migrate.upgrade(make_engine(settings.resolved_database_url, immediate=False))
     runtime = Runtime.build(settings)
     try:
+        runtime.data_keys.create_schema()
         check_not_rolled_back(runtime)
-    except RolledBackError as exc:
+    except (RolledBackError, KeyUnavailableError) as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         runtime.dispose()
@@ -211,7 +217,7 @@ def db_upgrade(revision: str) -> None:
 
 @main.group()
 def keys() -> None:
-    """Key-encryption keys."""
+    """Key-encryption keys and the epoch keys that seal data keys."""
 
 
 @keys.command("rotate")
@@ -256,6 +262,22 @@ def keys_rotate() -> None:
     console.print(
         f"[green]Done.[/] Active KEK {report.active_kek_id}; re-wrapped {report.rewrapped}, "
         f"{report.already_current} were current. Keys per KEK: {usage or 'none'}"
+    )
+
+
+@keys.command("shred-now")
+def keys_shred_now() -> None:
+    """Destroy now the epoch key sealing erased customers' key residue (after re-sealing the
+    remaining data keys under a new one), instead of waiting for `erasure_shred_seconds`."""
+    runtime = Runtime.build(_settings())
+    runtime.data_keys.create_schema()
+    try:
+        report = shred_once(runtime, force=True, actor="operator:cli")
+    finally:
+        runtime.dispose()
+    console.print(
+        f"[green]Done.[/] Epoch {report.current_epoch} is current; re-sealed {report.resealed} "
+        f"data keys; destroyed {len(report.destroyed)} epoch key(s)."
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -20,6 +21,7 @@ from cmr_vault.consent.receipts import ReceiptSigner
 from cmr_vault.consent.service import ConsentContext
 from cmr_vault.crypto.blind_index import blind_index
 from cmr_vault.crypto.data_keys import DataKeyStore
+from cmr_vault.crypto.epochs import EpochKeyFile
 from cmr_vault.crypto.field_cipher import FieldCipher
 from cmr_vault.crypto.kek import KeyProvider, KeyringFileProvider, StaticKeyProvider
 from cmr_vault.crypto.keyring import Keyring
@@ -125,7 +127,9 @@ class Runtime:
         data_keys = DataKeyStore(
             engine=keystore_engine,
             provider=key_provider,
+            epochs=EpochKeyFile(settings.resolved_epoch_key_file),
             max_encryptions=settings.data_key_max_encryptions,
+            shred_delay=timedelta(seconds=settings.erasure_shred_seconds),
         )
         engine = make_engine(settings.resolved_database_url)
         clock = clock or SystemClock()

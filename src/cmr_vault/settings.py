@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     database_queue: int = Field(
         default=100, ge=0, description="Requests one worker lets wait for a database turn; "
         "beyond that, and after 10 s of waiting, it answers 503 with Retry-After at once.")
+    epoch_key_file: Path | None = None
+    erasure_shred_seconds: int = Field(
+        default=3600, ge=1, le=86_400, description="How soon after an erasure the epoch key "
+        "sealing the erased data key's residue in the key store is destroyed (the background "
+        "check adds at most a minute); `cmr-vault keys shred-now` does it at once.")
     checkpoint_interval_seconds: float = 10.0
     max_body_bytes: int = 1_000_000
     log_level: str = "INFO"
@@ -127,6 +132,11 @@ class Settings(BaseSettings):
     def resolved_key_file(self) -> Path:
         """The keyring file created by `cmr-vault init`."""
         return self.key_file or self.data_dir / "keys" / "keyring.json"
+
+    @property
+    def resolved_epoch_key_file(self) -> Path:
+        """The epoch keys (`crypto.epochs`): beside the keyring, outside every database."""
+        return self.epoch_key_file or self.resolved_key_file.with_name("epoch-keys.json")
 
     @property
     def issuer(self) -> str:

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from cmr_vault.crypto.data_keys import DataKeyMissingError, DataKeyStore
+from cmr_vault.crypto.epochs import EpochKeyFile
 from cmr_vault.crypto.field_cipher import DecryptionError, FieldCipher, key_version
 from cmr_vault.crypto.kek import KeyUnavailableError, StaticKeyProvider, WrappedKey
 
@@ -19,7 +20,8 @@ def provider() -> StaticKeyProvider:
 
 def _store(tmp_path, provider, max_encryptions: int = 1000) -> DataKeyStore:
     engine = create_engine(f"sqlite:///{tmp_path / 'keystore.db'}")
-    store = DataKeyStore(engine=engine, provider=provider, max_encryptions=max_encryptions)
+    store = DataKeyStore(engine=engine, provider=provider, max_encryptions=max_encryptions,
+                         epochs=EpochKeyFile(tmp_path / "epoch-keys.json"))
     store.create_schema()
     return store
 
@@ -112,7 +114,8 @@ def test_unreachable_kms_fails_closed(tmp_path, provider) -> None:
     store = _store(tmp_path, provider)
     store.create("alice")
     sealed = FieldCipher(store).seal_fields("alice", {"email": "alice@example.org"})
-    down = DataKeyStore(engine=store._engine, provider=UnreachableKms(), max_encryptions=1000)
+    down = DataKeyStore(engine=store._engine, provider=UnreachableKms(), max_encryptions=1000,
+                        epochs=EpochKeyFile(tmp_path / "epoch-keys.json"))
     with pytest.raises(KeyUnavailableError):
         FieldCipher(down).seal_fields("alice", {"email": "new@example.org"})
     with pytest.raises(DecryptionError):

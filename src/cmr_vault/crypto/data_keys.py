@@ -6,16 +6,25 @@ open the customer's fields. With the key store elsewhere (its own SQLite file un
 `var/keys/`, or its own database/KMS in production), destroying the key there makes every copy
 of the main database unreadable for that customer.
 
+Deleting a row does not erase its bytes, so each KEK-wrapped key is sealed again under the
+current epoch key (`crypto.epochs`), which lives outside any database. Erasure deletes the rows
+(on SQLite with `secure_delete` and a truncating WAL checkpoint, so no byte of them stays in the
+key store's files) and schedules `shred`: within `erasure_shred_seconds` every remaining key is
+re-sealed under a new epoch key and the old one destroyed, which turns whatever residue the
+database keeps (PostgreSQL's dead tuples and WAL) into ciphertext under a key that is gone.
+
 Each data key has versions: a version is retired for encryption after
 `max_encryptions` uses, far below the 2^32 random-nonce limit of AES-GCM (NIST SP 800-38D §8.3).
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -31,14 +40,25 @@ from sqlalchemy import (
     Table,
     and_,
     delete,
+    event,
     func,
     insert,
+    inspect,
+    literal,
+    or_,
     select,
+    text,
     update,
 )
+from sqlalchemy.exc import DBAPIError
 
+from cmr_vault.crypto import epochs
+from cmr_vault.crypto.epochs import EpochKeyFile, EpochKeyMissingError
 from cmr_vault.crypto.kek import KeyProvider, KeyUnavailableError, WrappedKey
 from cmr_vault.db.engine import IMMEDIATE_OPTION
+from cmr_vault.db.types import UTCDateTime
+
+log = logging.getLogger(__name__)
 
 keystore_metadata = MetaData()
 
@@ -51,6 +71,19 @@ data_key_table = Table(
     Column("wrapped", LargeBinary, nullable=False),
     Column("encryptions", Integer, nullable=False, default=0),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # The epoch key `wrapped` is sealed under; NULL only in a key store written before epochs
+    # existed, until `create_schema` seals those rows.
+    Column("epoch_id", String(64), nullable=True),
+)
+
+# One row (slot 1): which epoch key seals new and re-sealed data keys, and when the next
+# erasure-driven rotation is due. It names epoch keys, it never holds one.
+key_epoch_table = Table(
+    "key_epoch",
+    keystore_metadata,
+    Column("slot", Integer, primary_key=True),
+    Column("current", String(64), nullable=False),
+    Column("shred_due", UTCDateTime(), nullable=True),
 )
 
 
@@ -79,21 +112,139 @@ class RewrapReport:
     active_kek_id: str
 
 
+@dataclass(frozen=True)
+class ShredReport:
+    """What `shred` did: whether a new epoch began, and which epoch keys are gone."""
+
+    rotated: bool
+    resealed: int
+    destroyed: list[str]
+    current_epoch: str
+
+
 def _aad(owner_id: str, version: int) -> bytes:
     return f"cmr-vault/data-key/v1|{owner_id}|{version}".encode()
+
+
+def _epoch_aad(owner_id: str, version: int, epoch_id: str) -> bytes:
+    return f"cmr-vault/data-key-epoch/v1|{owner_id}|{version}|{epoch_id}".encode()
+
+
+def _secure_delete(dbapi_connection: Any, _record: Any) -> None:
+    # SQLite overwrites deleted rows and freed pages with zeros instead of leaving them in
+    # free space: an erased key's bytes leave the file, not just the table.
+    dbapi_connection.execute("PRAGMA secure_delete=ON")
 
 
 class DataKeyStore:
     """Creates, opens, counts, re-wraps and destroys data keys."""
 
-    def __init__(self, *, engine: Engine, provider: KeyProvider, max_encryptions: int) -> None:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        provider: KeyProvider,
+        epochs: EpochKeyFile,
+        max_encryptions: int,
+        shred_delay: timedelta = timedelta(hours=1),
+    ) -> None:
         self._engine = engine
         self._provider = provider
+        self._epochs = epochs
         self._max_encryptions = max_encryptions
+        self._shred_delay = shred_delay
+        if engine.dialect.name == "sqlite":
+            event.listen(engine, "connect", _secure_delete)
 
     def create_schema(self) -> None:
-        """The key store has one table and no history, so it is created, not migrated."""
+        """Create the key store's tables, or bring an older key store up to date.
+
+        The key store has no migration history: a store from before epochs gets the `epoch_id`
+        column and its rows sealed under the first epoch key. On PostgreSQL the table is then
+        rewritten (`_rewrite_table`), so the unsealed old tuples leave its files.
+        """
         keystore_metadata.create_all(self._engine)
+        self._add_epoch_column()
+        self._ensure_epoch()
+        # Refuse to start without the current epoch key (a key store restored or moved without
+        # its epoch-key file) rather than fail on every read.
+        current = self._current_epoch_id()
+        if current not in self._epochs.held():
+            raise EpochKeyMissingError(
+                f"the key store's current epoch key {current!r} is not in {self._epochs.path}: "
+                "restore the epoch-key file that was backed up with this key store"
+            )
+        with self._engine.connect() as conn:
+            unsealed = conn.execute(
+                select(func.count()).where(data_key_table.c.epoch_id.is_(None))
+            ).scalar_one()
+        if unsealed:
+            with self._epochs.changing():
+                self._reseal_all(self._current_epoch_id())
+            self._compact()
+            if self._engine.dialect.name == "postgresql":
+                self._rewrite_table()
+
+    def _rewrite_table(self) -> None:
+        """Move the (now sealed) rows into a fresh file, dropping the unsealed old tuples.
+
+        They would open with the KEK alone. VACUUM FULL keeps a dead tuple that any open
+        transaction might still see; TRUNCATE drops the table's old file whatever is open, so
+        the live rows go through a temporary copy in the same transaction. Old WAL segments and
+        archives keep the unsealed tuples until they are recycled or deleted.
+        """
+        with self._engine.begin() as conn:
+            # Locked first: a key created between the copy and the TRUNCATE would be lost.
+            conn.execute(text("LOCK TABLE data_key IN ACCESS EXCLUSIVE MODE"))
+            conn.execute(text("CREATE TEMPORARY TABLE data_key_copy ON COMMIT DROP AS "
+                              "SELECT * FROM data_key"))
+            conn.execute(text("TRUNCATE data_key"))
+            conn.execute(text("INSERT INTO data_key SELECT * FROM data_key_copy"))
+
+    def _add_epoch_column(self) -> None:
+        if "epoch_id" in {c["name"] for c in inspect(self._engine).get_columns("data_key")}:
+            return
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(text("ALTER TABLE data_key ADD COLUMN epoch_id VARCHAR(64)"))
+        except DBAPIError:
+            # Another process added it at the same moment; anything else shows up below.
+            if "epoch_id" not in {c["name"] for c in inspect(self._engine).get_columns("data_key")}:
+                raise
+
+    def _ensure_epoch(self) -> None:
+        with self._engine.connect() as conn:
+            if conn.execute(select(key_epoch_table.c.current)).first() is not None:
+                return
+        with self._epochs.changing(), self._writing() as conn:
+            if conn.execute(select(key_epoch_table.c.current)).first() is None:
+                conn.execute(insert(key_epoch_table).values(slot=1, current=self._epochs.add()))
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """A write transaction that holds SQLite's write lock from its first statement."""
+        with self._engine.connect() as conn, conn.execution_options(
+                **{IMMEDIATE_OPTION: True}).begin():
+            yield conn
+
+    def _current_epoch_id(self, conn: Connection | None = None) -> str:
+        """The epoch new seals use; inside a write, share-locked so a rotation waits for it."""
+        query = select(key_epoch_table.c.current).where(key_epoch_table.c.slot == 1)
+        if conn is None:
+            with self._engine.connect() as fresh:
+                epoch_id = fresh.execute(query).scalar_one_or_none()
+        else:
+            epoch_id = conn.execute(query.with_for_update(read=True)).scalar_one_or_none()
+        if epoch_id is None:
+            raise KeyUnavailableError("the key store has no epoch key yet: run create_schema")
+        return str(epoch_id)
+
+    def _sealed(self, owner_id: str, version: int, wrapped: WrappedKey, epoch_id: str
+                ) -> dict[str, Any]:
+        blob = epochs.seal(
+            self._epochs.key(epoch_id), wrapped.blob, _epoch_aad(owner_id, version, epoch_id)
+        )
+        return {"kek_id": wrapped.kek_id, "wrapped": blob, "epoch_id": epoch_id}
 
     def create(self, owner_id: str) -> None:
         """Make the first data key version for a new owner."""
@@ -101,15 +252,15 @@ class DataKeyStore:
 
     def _insert_version(self, owner_id: str, version: int) -> None:
         wrapped = self._provider.wrap(secrets.token_bytes(32), _aad(owner_id, version))
-        with self._engine.begin() as conn:
+        with self._writing() as conn:
+            epoch_id = self._current_epoch_id(conn)
             conn.execute(
                 insert(data_key_table).values(
                     owner_id=owner_id,
                     version=version,
-                    kek_id=wrapped.kek_id,
-                    wrapped=wrapped.blob,
                     encryptions=0,
                     created_at=datetime.now(UTC),
+                    **self._sealed(owner_id, version, wrapped, epoch_id),
                 )
             )
 
@@ -122,8 +273,7 @@ class DataKeyStore:
         """The newest key version, counting `uses` encryptions; a fresh version when spent."""
         if not 1 <= uses <= self._max_encryptions:
             raise ValueError(f"one key version performs 1 to {self._max_encryptions} encryptions")
-        with self._engine.connect() as conn, conn.execution_options(
-                **{IMMEDIATE_OPTION: True}).begin():
+        with self._writing() as conn:
             row = conn.execute(
                 select(data_key_table)
                 .where(data_key_table.c.owner_id == owner_id)
@@ -149,6 +299,9 @@ class DataKeyStore:
 
     def for_decryption(self, owner_id: str, version: int) -> DataKey:
         """A specific key version, as named in a ciphertext's header."""
+        return self._unwrap(self._row(owner_id, version))
+
+    def _row(self, owner_id: str, version: int) -> Row[Any]:
         with self._engine.connect() as conn:
             row = conn.execute(
                 select(data_key_table).where(
@@ -157,19 +310,129 @@ class DataKeyStore:
             ).one_or_none()
         if row is None:
             raise DataKeyMissingError(f"no data key version {version} for owner {owner_id}")
-        return self._unwrap(row)
+        return row
 
     def _unwrap(self, row: Row[Any]) -> DataKey:
-        wrapped = WrappedKey(row.kek_id, row.wrapped)
-        key = self._provider.unwrap(wrapped, _aad(row.owner_id, row.version))
+        try:
+            blob = self._unsealed(row)
+        except EpochKeyMissingError:
+            # A rotation re-sealed this row and destroyed its epoch between read and open.
+            row = self._row(row.owner_id, row.version)
+            blob = self._unsealed(row)
+        key = self._provider.unwrap(
+            WrappedKey(row.kek_id, blob), _aad(row.owner_id, row.version)
+        )
         return DataKey(row.owner_id, row.version, key)
 
-    def destroy(self, owner_id: str) -> int:
-        """Crypto-shred: delete every version of the owner's key. Returns versions destroyed."""
-        with self._engine.begin() as conn:
-            return conn.execute(
+    def _unsealed(self, row: Row[Any]) -> bytes:
+        """The KEK-wrapped key inside the row's epoch seal (bare in a not yet upgraded store)."""
+        if row.epoch_id is None:
+            return bytes(row.wrapped)
+        return epochs.unseal(
+            self._epochs.key(row.epoch_id), row.wrapped,
+            _epoch_aad(row.owner_id, row.version, row.epoch_id),
+        )
+
+    def destroy(self, owner_id: str, *, now: datetime) -> int:
+        """Crypto-shred: delete every version of the owner's key. Returns versions destroyed.
+
+        On SQLite the deleted rows are zeroed and the WAL is checkpointed and truncated before
+        this returns, so the key store's files hold no copy. Everywhere, the epoch key that
+        sealed the rows is due for destruction `shred_delay` from `now` (see `shred`).
+        """
+        with self._writing() as conn:
+            destroyed = conn.execute(
                 delete(data_key_table).where(data_key_table.c.owner_id == owner_id)
             ).rowcount
+            if destroyed:
+                conn.execute(
+                    update(key_epoch_table)
+                    .where(key_epoch_table.c.slot == 1)
+                    .values(shred_due=func.coalesce(
+                        key_epoch_table.c.shred_due,
+                        literal(now + self._shred_delay, type_=UTCDateTime())))
+                )
+        self._compact()
+        return destroyed
+
+    def shred_due(self) -> datetime | None:
+        """When the epoch key that sealed the latest erased keys is due for destruction."""
+        with self._engine.connect() as conn:
+            return conn.execute(select(key_epoch_table.c.shred_due)).scalar_one_or_none()
+
+    def shred(self, now: datetime, *, force: bool = False) -> ShredReport:
+        """Destroy the epoch key under which erased keys' residue is sealed, if due (or `force`).
+
+        A new epoch key becomes current first, every remaining data key is re-sealed under it,
+        and only then is every other epoch key destroyed: no live key is ever left under a
+        destroyed epoch. Writers share-lock the epoch row, so the switch waits for any write
+        still sealing under the old epoch. A run cut short by a crash is finished by the next.
+        """
+        with self._epochs.changing():
+            with self._engine.connect() as conn:
+                due = conn.execute(select(key_epoch_table.c.shred_due)).scalar_one()
+            rotated = force or (due is not None and due <= now)
+            if rotated:
+                new = self._epochs.add()
+                with self._writing() as conn:
+                    conn.execute(
+                        update(key_epoch_table)
+                        .where(key_epoch_table.c.slot == 1)
+                        .values(current=new, shred_due=None)
+                    )
+            current = self._current_epoch_id()
+            resealed = self._reseal_all(current)
+            destroyed = self._epochs.keep_only(current)
+        if resealed:
+            self._compact()
+        return ShredReport(rotated=rotated, resealed=resealed, destroyed=destroyed,
+                           current_epoch=current)
+
+    def _reseal_all(self, current: str, batch_size: int = 500) -> int:
+        """Seal every row not under `current` under it (hold the epoch file's lock)."""
+        stale = or_(data_key_table.c.epoch_id.is_(None), data_key_table.c.epoch_id != current)
+        done = 0
+        while True:
+            with self._writing() as conn:
+                rows = conn.execute(select(data_key_table).where(stale).limit(batch_size)).all()
+                for row in rows:
+                    same = (data_key_table.c.epoch_id.is_(None) if row.epoch_id is None
+                            else data_key_table.c.epoch_id == row.epoch_id)
+                    wrapped = WrappedKey(row.kek_id, self._unsealed(row))
+                    conn.execute(
+                        update(data_key_table)
+                        .where(
+                            data_key_table.c.owner_id == row.owner_id,
+                            data_key_table.c.version == row.version,
+                            data_key_table.c.kek_id == row.kek_id,
+                            same,
+                        )
+                        .values(**self._sealed(row.owner_id, row.version, wrapped, current))
+                    )
+            done += len(rows)
+            if not rows:
+                return done
+
+    def _compact(self) -> None:
+        """Make deleted and re-sealed rows leave the key store's files where the engine can.
+
+        SQLite: checkpoint the WAL into the (secure-deleted) main file and truncate it to zero
+        bytes. PostgreSQL keeps dead tuples and WAL whatever we do; there the epoch seal is
+        what protects them, and this does nothing.
+        """
+        if self._engine.dialect.name != "sqlite":
+            return
+        raw = self._engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            busy = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            cursor.close()
+        finally:
+            raw.close()
+        if busy:
+            # A reader held the WAL past the busy timeout: the next erasure or shred truncates
+            # it; until then the epoch seal protects what it holds.
+            log.warning("key store WAL not truncated: a reader held it past the busy timeout")
 
     def kek_usage(self) -> dict[str, int]:
         """How many data key versions each KEK wraps."""
@@ -184,8 +447,8 @@ class DataKeyStore:
     ) -> RewrapReport:
         """Re-wrap every data key not under the active KEK, in small transactions.
 
-        Each batch commits on its own and each row is updated only if its KEK is still the one
-        read, so the vault keeps serving (and creating keys) while this runs.
+        Each batch commits on its own and each row is updated only if its KEK and epoch are
+        still the ones read, so the vault keeps serving (and creating keys) while this runs.
         """
         active = self._provider.active_kek_id()
         with self._engine.connect() as conn:
@@ -195,32 +458,36 @@ class DataKeyStore:
             ).scalar_one()
         done = 0
         while True:
-            with self._engine.begin() as conn:
+            with self._writing() as conn:
+                epoch_id = self._current_epoch_id(conn)
                 rows = conn.execute(
                     select(data_key_table)
                     .where(data_key_table.c.kek_id != active)
                     .limit(batch_size)
                 ).all()
                 for row in rows:
-                    self._rewrap_row(conn, row, active)
+                    self._rewrap_row(conn, row, active, epoch_id)
             done += len(rows)
             if progress:
                 progress(current + done, total)
             if len(rows) < batch_size:
                 return RewrapReport(rewrapped=done, already_current=current, active_kek_id=active)
 
-    def _rewrap_row(self, conn: Connection, row: Row[Any], active: str) -> None:
+    def _rewrap_row(self, conn: Connection, row: Row[Any], active: str, epoch_id: str) -> None:
         aad = _aad(row.owner_id, row.version)
-        key = self._provider.unwrap(WrappedKey(row.kek_id, row.wrapped), aad)
+        key = self._provider.unwrap(WrappedKey(row.kek_id, self._unsealed(row)), aad)
         wrapped = self._provider.wrap(key, aad)
         if wrapped.kek_id != active:
             raise KeyUnavailableError("the active KEK changed during rotation; run it again")
+        same_epoch = (data_key_table.c.epoch_id.is_(None) if row.epoch_id is None
+                      else data_key_table.c.epoch_id == row.epoch_id)
         conn.execute(
             update(data_key_table)
             .where(
                 data_key_table.c.owner_id == row.owner_id,
                 data_key_table.c.version == row.version,
                 data_key_table.c.kek_id == row.kek_id,
+                same_epoch,
             )
-            .values(kek_id=wrapped.kek_id, wrapped=wrapped.blob)
+            .values(**self._sealed(row.owner_id, row.version, wrapped, epoch_id))
         )

@@ -244,12 +244,14 @@ def erase(
     """Crypto-shred the customer, then remove the account; returns key versions destroyed.
 
     The key store is written first and on its own: if anything after it fails, the customer's
-    data is already unreadable, and running erasure again finishes the clean-up. Every company
+    data is already unreadable, and running erasure again finishes the clean-up. Whatever
+    residue of the key the key store's database keeps is sealed under an epoch key destroyed
+    within `erasure_shred_seconds` (`DataKeyStore.shred`). Every company
     that held a grant gets a `customer.erased` event before the grants go with the account.
     """
     clock = ctx.clock
     subject = subject_pseudonym(ctx.pseudonym_key, account.id)
-    destroyed = data_keys.destroy(account.id)
+    destroyed = data_keys.destroy(account.id, now=clock.now())
     consent_service.customer_erased(session, ctx, account_id=account.id)
     session.exec(delete(ProfileField).where(col(ProfileField.account_id) == account.id))
     accounts_service.delete_account(session, account=account)
