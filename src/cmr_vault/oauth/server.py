@@ -310,10 +310,33 @@ class RotatingRefreshGrant(RefreshTokenGrant):
         """Spent already in authenticate_user, atomically."""
 
 
+def _check_token_present(request: OAuth2Request) -> None:
+    """RFC 7009 §2.1 and RFC 7662 §2.1: `token` is required; `token_type_hint` is only a hint.
+
+    Every kind of token is searched whatever the hint says, so an unknown hint is ignored
+    rather than refused (authlib answers it with a 401 that RFC 6749 keeps for
+    invalid_client, and leaves the token live).
+    """
+    if "token" not in request.form:
+        raise InvalidRequestError("The token parameter is required.")
+
+
 class VaultRevocation(RevocationEndpoint):
-    """RFC 7009: revoking either token of a family revokes the whole family (§2.1)."""
+    """RFC 7009: revoking either token of a family revokes the whole family (§2.1).
+
+    Another company's token is answered exactly like an unknown one (200, nothing changes), so
+    the endpoint cannot be used to learn which tokens are live.
+    """
 
     CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+    def check_params(self, request: OAuth2Request, client: VaultClient) -> None:
+        _check_token_present(request)
+
+    def authenticate_token(self, request: OAuth2Request, client: VaultClient) -> IssuedToken | None:
+        self.check_params(request, client)
+        found = self.query_token(request.form["token"], None)
+        return found if found is not None and found.check_client(client) else None
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> IssuedToken | None:
         found = oauth_service.find_any_token(self.server.session, token_string)
@@ -333,6 +356,9 @@ class VaultIntrospection(IntrospectionEndpoint):
     """RFC 7662, for the company's own tokens only: no caller may scan another's tokens."""
 
     CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+    def check_params(self, request: OAuth2Request, client: VaultClient) -> None:
+        _check_token_present(request)
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> IssuedToken | None:
         found = oauth_service.find_any_token(self.server.session, token_string)
