@@ -122,6 +122,44 @@ def test_bad_requests_from_a_known_client_are_redirected_back_with_error_state_a
     assert params["iss"] == ISSUER
 
 
+@pytest.mark.parametrize("char", ['"', "\\"])
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_quote_or_backslash_in_the_redirect_uri_gets_an_error_page_not_a_500(
+    browser: Browser, company: Company, db_session: Session, char: str, method: str
+) -> None:
+    _, challenge = pkce_pair()
+    query = authorize_query(company, challenge=challenge, redirect_uri=REDIRECT_URI + char)
+    token = browser.csrf_token(f"/oauth/authorize?{authorize_query(company, challenge=challenge)}")
+    response = browser.client.request(method, f"/oauth/authorize?{query}",
+                                      data={"_csrf_token": token, "decision": "approve"}
+                                      if method == "POST" else None, follow_redirects=False)
+    assert response.status_code == 400
+    assert "location" not in response.headers
+    assert "not valid" in response.text
+    assert _no_code_issued(db_session)
+
+
+@pytest.mark.parametrize(("parameter", "value", "expected"), [
+    ("scope", 'profile.email:read"', "invalid_scope"),
+    ("scope", "profile.email:read\\", "invalid_scope"),
+    ("scope", "profile.it's:read", "invalid_scope"),  # named back as "it's"
+    ("response_type", 'code"', "unsupported_response_type"),
+    ("response_type", "code\\", "unsupported_response_type"),
+])
+def test_a_quote_or_backslash_in_scope_or_response_type_is_sent_back_as_an_error(
+    browser: Browser, company: Company, parameter: str, value: str, expected: str
+) -> None:
+    _, challenge = pkce_pair()
+    query = authorize_query(company, challenge=challenge, **{parameter: value})
+    response = browser.client.get(f"/oauth/authorize?{query}", follow_redirects=False)
+    assert response.status_code == 302
+    assert response.headers["location"].startswith(REDIRECT_URI + "?")
+    params = redirect_params(response)
+    assert params["error"] == expected
+    assert params["state"] == "st-123"
+    assert not set(params.get("error_description", "")) & {'"', "\\"}
+
+
 @pytest.mark.parametrize(
     "parameter", ["response_type", "client_id", "redirect_uri", "scope", "state",
                   "code_challenge", "code_challenge_method"],

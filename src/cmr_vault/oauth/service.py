@@ -68,6 +68,8 @@ def check_redirect_uri(uri: str, *, public: bool) -> str | None:
     """Why `uri` cannot be registered (RFC 9700 §2.1, RFC 8252 §7), or None when it can."""
     if uri != uri.strip() or any(ord(c) < 33 or ord(c) == 127 for c in uri):
         return "has whitespace or control characters"
+    if '"' in uri or "\\" in uri:
+        return "has a quote or backslash, which a URI may not contain (RFC 3986)"
     parts = urlsplit(uri)
     if parts.fragment or "#" in uri:
         return "has a fragment"
