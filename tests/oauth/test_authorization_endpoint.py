@@ -14,7 +14,8 @@ from sqlmodel import Session, select
 from cmr_vault import cli
 from cmr_vault.audit.models import AuditEntry
 from cmr_vault.oauth.models import AuthorizationCode
-from tests.factories import Browser
+from cmr_vault.runtime import Runtime
+from tests.factories import Browser, make_customer
 from tests.oauth.flows import (
     REDIRECT_URI,
     Company,
@@ -219,6 +220,30 @@ def test_consent_without_the_csrf_token_is_refused_and_issues_no_code(
     response = browser.client.post(f"/oauth/authorize?{query}",
                                    data={"decision": "approve", "scope": "profile.email:read"},
                                    follow_redirects=False)
+    assert response.status_code == 403
+    assert "location" not in response.headers
+    assert _no_code_issued(db_session)
+
+
+@pytest.mark.parametrize("attacker_signed_in", [False, True])
+def test_a_csrf_pair_from_another_browser_cannot_approve_for_the_signed_in_customer(
+    browser: Browser, company: Company, other_client: TestClient[Litestar],
+    db_session: Session, runtime: Runtime, attacker_signed_in: bool,
+) -> None:
+    attacker = Browser(other_client)
+    if attacker_signed_in:
+        make_customer(db_session, runtime, email="mallory@example.org")
+        attacker.sign_in("mallory@example.org")
+    _, challenge = pkce_pair()
+    query = authorize_query(company, challenge=challenge)
+    attacker_token = attacker.csrf_token(f"/oauth/authorize?{query}" if attacker_signed_in
+                                         else "/signin")
+    assert browser.client.get(f"/oauth/authorize?{query}").status_code == 200
+    browser.client.cookies.set("cmr_csrf", other_client.cookies["cmr_csrf"])
+    response = browser.client.post(
+        f"/oauth/authorize?{query}", follow_redirects=False,
+        data={"_csrf_token": attacker_token, "decision": "approve",
+              "scope": "profile.email:read", "expiry": "30d"})
     assert response.status_code == 403
     assert "location" not in response.headers
     assert _no_code_issued(db_session)
