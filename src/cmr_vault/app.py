@@ -15,6 +15,7 @@ from litestar import Litestar, Request, get
 from litestar.config.csrf import CSRFConfig
 from litestar.di import Provide
 from litestar.logging import LoggingConfig
+from litestar.middleware import DefineMiddleware
 from litestar.openapi.config import OpenAPIConfig
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
@@ -22,6 +23,7 @@ from litestar.template.config import TemplateConfig
 from sqlalchemy import text
 
 from cmr_vault import __version__
+from cmr_vault.accounts.deps import session_cookie_name
 from cmr_vault.audit.controllers import TransparencyApi
 from cmr_vault.audit.signer import check_not_rolled_back, run_periodic_signer
 from cmr_vault.auditor.controllers import AuditorApi, AuditorPages
@@ -54,6 +56,7 @@ from cmr_vault.vault.controllers import CompanyProfileApi
 from cmr_vault.vault.shredding import run_periodic_shredder
 from cmr_vault.web import openapi
 from cmr_vault.web.bodies import prepare_request
+from cmr_vault.web.csrf import SessionBoundCSRF
 from cmr_vault.web.errors import document_problems, exception_to_http_response
 from cmr_vault.web.headers import CompleteAllowHeader, security_headers_middleware
 
@@ -96,6 +99,20 @@ async def health(request: Request[Any, Any, Any], runtime: RuntimeDep) -> dict[s
             f"The database did not answer within {HEALTH_DATABASE_WAIT_SECONDS:g} s.",
             retry_after=5) from None
     return {"status": "ok", "version": __version__}
+
+
+def _csrf_protection(settings: Settings, runtime: Runtime) -> DefineMiddleware:
+    """Litestar's double-submit cookie, its token bound to the session (see web.csrf)."""
+    config = CSRFConfig(
+        secret=runtime.keyring.csrf_secret.hex(),
+        cookie_name="__Host-cmr_csrf" if settings.secure_cookies else "cmr_csrf",
+        cookie_secure=settings.secure_cookies,
+        cookie_httponly=True,
+        cookie_samesite="lax",
+        exclude=CSRF_EXEMPT,
+    )
+    return DefineMiddleware(SessionBoundCSRF, config=config,
+                            session_cookie=session_cookie_name(runtime))
 
 
 def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litestar:
@@ -171,14 +188,6 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
         template_config=TemplateConfig(
             directory=settings.templates_dir, engine=JinjaTemplateEngine
         ),
-        csrf_config=CSRFConfig(
-            secret=runtime.keyring.csrf_secret.hex(),
-            cookie_name="__Host-cmr_csrf" if settings.secure_cookies else "cmr_csrf",
-            cookie_secure=settings.secure_cookies,
-            cookie_httponly=True,
-            cookie_samesite="lax",
-            exclude=CSRF_EXEMPT,
-        ),
         openapi_config=OpenAPIConfig(
             title="CMR Vault API",
             version=__version__,
@@ -192,7 +201,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
         before_request=prepare_request,
         after_exception=[end_abandoned_transaction],
         middleware=[security_headers_middleware(hsts=not settings.is_loopback_http),
-                    CompleteAllowHeader],
+                    CompleteAllowHeader, _csrf_protection(settings, runtime)],
         logging_config=LoggingConfig(
             root={"level": settings.log_level, "handlers": ["queue_listener"]},
         ),

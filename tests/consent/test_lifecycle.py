@@ -17,7 +17,15 @@ from cmr_vault.runtime import Runtime
 from tests.conftest import FrozenClock
 from tests.factories import Browser
 from tests.marketing.conftest import SALES, preferences_form
-from tests.oauth.flows import Company, get_code, redeem, refresh
+from tests.oauth.flows import (
+    Company,
+    authorize_query,
+    consent,
+    get_code,
+    pkce_pair,
+    redeem,
+    refresh,
+)
 
 SCOPES = ["profile.email:read", "marketing.inbox"]
 
@@ -137,14 +145,16 @@ def test_a_lapse_is_recorded_once_with_a_receipt_and_a_company_event(
     assert thirty_day_grant["subject"] in events[0].payload
 
 
-def test_the_policy_reaffirmation_period_shortens_a_grant_without_end(
-    customer_browser: Browser, shop: Company, db_session: Session, clock: FrozenClock,
+def test_a_grant_without_end_is_refused_where_the_policy_sets_a_reaffirmation_period(
+    customer_browser: Browser, shop: Company, db_session: Session,
 ) -> None:
-    get_code(customer_browser, shop, scopes=["marketing.inbox"],
-             scope="marketing.inbox", expiry="never")
+    _, challenge = pkce_pair()
+    query = authorize_query(shop, challenge=challenge, scope="marketing.inbox")
+    response = consent(customer_browser, query, expiry="never")
+    assert response.status_code == 400
+    assert "Choose how long" in response.text
     db_session.rollback()
-    grant = db_session.exec(select(Grant)).one()
-    assert grant.expires_at == clock.now() + timedelta(days=365)
+    assert db_session.exec(select(Grant)).first() is None
 
 
 def test_a_lapsed_opt_in_stops_pushes_until_the_customer_opts_in_again(

@@ -114,16 +114,36 @@ def page(browser: object, tmp_path: Path) -> Iterator[object]:
 BROWSER_PASSWORD = "a long browser password"
 
 
-def sign_up(page: object, live_vault: str, prefix: str) -> str:
-    """Create a vault through the sign-up page; returns the new e-mail, lands on /profile."""
+def sign_up(page: object, live_vault: str, prefix: str, *, lands_on: str | None = None) -> str:
+    """Create a vault through the sign-up page; returns the new e-mail.
+
+    Without `lands_on` the sign-up page is opened afresh and ends on /profile; with it, the
+    page already open (reached from a company's link) is filled and must end on `lands_on`.
+    """
     email = f"{prefix}-{secrets.token_hex(3)}@example.org"
-    page.goto(f"{live_vault}/signup")  # type: ignore[attr-defined]
+    if lands_on is None:
+        page.goto(f"{live_vault}/signup")  # type: ignore[attr-defined]
     page.fill("#email", email)  # type: ignore[attr-defined]
     page.fill("#password", BROWSER_PASSWORD)  # type: ignore[attr-defined]
     page.fill("#password_confirm", BROWSER_PASSWORD)  # type: ignore[attr-defined]
     page.click("button:has-text('Create vault')")  # type: ignore[attr-defined]
-    page.wait_for_url(f"{live_vault}/profile")  # type: ignore[attr-defined]
+    target = lands_on or f"{live_vault}/profile"
+    page.wait_for_url(lambda url: url == target)  # type: ignore[attr-defined]
     return email
+
+
+def assert_each_choice_sits_beside_its_words(page: object) -> None:
+    """Every checkbox and radio button is on the line of its own label's words, just left of
+    them (they once floated across the page, away from what they chose)."""
+    boxes = page.locator("label.choice")  # type: ignore[attr-defined]
+    assert boxes.count() > 0
+    for i in range(boxes.count()):
+        choice = boxes.nth(i)
+        box = choice.locator("input").bounding_box()
+        words = choice.locator("span").first.bounding_box()
+        gap = words["x"] - (box["x"] + box["width"])
+        assert 0 <= gap <= 16, (choice.inner_text(), gap)
+        assert words["y"] <= box["y"] + box["height"] / 2 <= words["y"] + words["height"]
 
 
 def register_company(live_vault: str, data_dir: str, *, name: str, site: str,

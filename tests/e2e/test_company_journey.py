@@ -13,7 +13,7 @@ import pytest
 from requests.auth import HTTPBasicAuth
 from requests_oauthlib import OAuth2Session
 
-from tests.e2e.conftest import register_company, sign_up
+from tests.e2e.conftest import assert_each_choice_sits_beside_its_words, register_company, sign_up
 
 pytestmark = pytest.mark.browser
 
@@ -30,10 +30,6 @@ def test_discover_consent_read_refresh_and_revoke(
         live_vault, live_data_dir, name="Corner Shop", site="https://shop.example",
         scopes=["profile.email:read=Send your order receipts",
                 "profile.given_name:read=Greet you by name"])
-    email = sign_up(page, live_vault, "journey")
-    page.fill("#given_name", "Jo")
-    page.click("button:has-text('Save profile')")
-
     meta = httpx.get(f"{live_vault}/.well-known/oauth-authorization-server").json()
     company = OAuth2Session(client_id, redirect_uri=REDIRECT_URI, pkce="S256",
                             scope=["profile.email:read", "profile.given_name:read"])
@@ -42,9 +38,17 @@ def test_discover_consent_read_refresh_and_revoke(
     landed: list[str] = []
     page.route("https://shop.example/**",
                lambda route: (landed.append(route.request.url), route.fulfill(body="ok")))
-    page.goto(url)
+    page.goto(url)  # a newcomer: the sign-in page says who asks, and sign-up comes back here
     assert "Corner Shop asks for access" in page.content()
-    page.uncheck("input[value='profile.given_name:read']")
+    page.click("main a:has-text('Create your vault')")
+    email = sign_up(page, live_vault, "journey", lands_on=url)
+    assert "Corner Shop asks for access" in page.content()
+    assert page.locator("input[type=checkbox]:checked, input[type=radio]:checked").count() == 0
+    for width in (1280, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        assert_each_choice_sits_beside_its_words(page)
+    page.check("input[value='profile.email:read']")
+    page.check("input[name='expiry'][value='30d']")
     page.click("button:has-text('Allow')")
     page.wait_for_url("https://shop.example/cb**")
     callback = landed[-1]

@@ -11,7 +11,7 @@ import pytest
 from requests.auth import HTTPBasicAuth
 from requests_oauthlib import OAuth2Session
 
-from tests.e2e.conftest import register_company, sign_up
+from tests.e2e.conftest import assert_each_choice_sits_beside_its_words, register_company, sign_up
 
 pytestmark = pytest.mark.browser
 
@@ -32,6 +32,7 @@ def test_intent_offer_accept_consent_read(
     page.fill("#topic", "bikes")
     page.fill("#text", "A cargo bike for two children")
     page.fill("#budget", "up to 3000 EUR")
+    assert_each_choice_sits_beside_its_words(page)
     page.check("input[name='to'][value='chosen']")
     page.check(f"input[name='audience'][value='{client_id}']")
     page.click("button:has-text('Publish')")
@@ -56,6 +57,8 @@ def test_intent_offer_accept_consent_read(
                lambda route: (landed.append(route.request.url), route.fulfill(body="ok")))
     page.click(f"#offer-{offer.json()['offer_id']} button:has-text('Accept')")
     page.wait_for_selector("text=Harbour Bikes asks for access")
+    page.check("input[value='profile.email:read']")
+    page.check("input[name='expiry'][value='30d']")
     page.click("button:has-text('Allow')")
     page.wait_for_url("https://bikes.example/cb**")
 

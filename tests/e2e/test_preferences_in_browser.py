@@ -35,6 +35,8 @@ def test_customer_sets_marketing_preferences(live_vault: str, live_data_dir: str
               f"&redirect_uri={REDIRECT_URI}&scope=marketing.inbox&state=s"
               "&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
               "&code_challenge_method=S256")
+    page.check("input[value='marketing.inbox']")
+    page.check("input[name='expiry'][value='30d']")
     page.click("button:has-text('Allow')")
     page.wait_for_url("https://news.example/cb**")
 

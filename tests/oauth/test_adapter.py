@@ -121,6 +121,8 @@ def test_every_authorization_response_carries_iss(
         ("myapp:/cb", True, "must be https"),
         ("https://shop.example/cb#frag", False, "fragment"),
         ("https://user@shop.example/cb", False, "user-info"),
+        ('https://shop.example/cb"', False, "may not contain"),
+        ("https://shop.example/cb\\x", False, "may not contain"),
     ],
 )
 def test_registration_accepts_only_safe_redirect_uris(uri: str, public: bool,

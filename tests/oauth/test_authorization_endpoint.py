@@ -14,7 +14,8 @@ from sqlmodel import Session, select
 from cmr_vault import cli
 from cmr_vault.audit.models import AuditEntry
 from cmr_vault.oauth.models import AuthorizationCode
-from tests.factories import Browser
+from cmr_vault.runtime import Runtime
+from tests.factories import Browser, make_customer
 from tests.oauth.flows import (
     REDIRECT_URI,
     Company,
@@ -122,6 +123,44 @@ def test_bad_requests_from_a_known_client_are_redirected_back_with_error_state_a
     assert params["iss"] == ISSUER
 
 
+@pytest.mark.parametrize("char", ['"', "\\"])
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_quote_or_backslash_in_the_redirect_uri_gets_an_error_page_not_a_500(
+    browser: Browser, company: Company, db_session: Session, char: str, method: str
+) -> None:
+    _, challenge = pkce_pair()
+    query = authorize_query(company, challenge=challenge, redirect_uri=REDIRECT_URI + char)
+    token = browser.csrf_token(f"/oauth/authorize?{authorize_query(company, challenge=challenge)}")
+    response = browser.client.request(method, f"/oauth/authorize?{query}",
+                                      data={"_csrf_token": token, "decision": "approve"}
+                                      if method == "POST" else None, follow_redirects=False)
+    assert response.status_code == 400
+    assert "location" not in response.headers
+    assert "not valid" in response.text
+    assert _no_code_issued(db_session)
+
+
+@pytest.mark.parametrize(("parameter", "value", "expected"), [
+    ("scope", 'profile.email:read"', "invalid_scope"),
+    ("scope", "profile.email:read\\", "invalid_scope"),
+    ("scope", "profile.it's:read", "invalid_scope"),  # named back as "it's"
+    ("response_type", 'code"', "unsupported_response_type"),
+    ("response_type", "code\\", "unsupported_response_type"),
+])
+def test_a_quote_or_backslash_in_scope_or_response_type_is_sent_back_as_an_error(
+    browser: Browser, company: Company, parameter: str, value: str, expected: str
+) -> None:
+    _, challenge = pkce_pair()
+    query = authorize_query(company, challenge=challenge, **{parameter: value})
+    response = browser.client.get(f"/oauth/authorize?{query}", follow_redirects=False)
+    assert response.status_code == 302
+    assert response.headers["location"].startswith(REDIRECT_URI + "?")
+    params = redirect_params(response)
+    assert params["error"] == expected
+    assert params["state"] == "st-123"
+    assert not set(params.get("error_description", "")) & {'"', "\\"}
+
+
 @pytest.mark.parametrize(
     "parameter", ["response_type", "client_id", "redirect_uri", "scope", "state",
                   "code_challenge", "code_challenge_method"],
@@ -169,7 +208,7 @@ def test_the_consent_screen_names_the_company_each_item_and_its_purpose(
     assert page.headers["referrer-policy"] == "no-referrer"
     assert "access-control-allow-origin" not in page.headers
     external = re.findall(r'(?:src|href)="(https?://[^"]+)"', page.text)
-    assert external == []
+    assert set(external) == {company.row.homepage, company.row.privacy_policy_url}
 
 
 def test_consent_without_the_csrf_token_is_refused_and_issues_no_code(
@@ -181,6 +220,30 @@ def test_consent_without_the_csrf_token_is_refused_and_issues_no_code(
     response = browser.client.post(f"/oauth/authorize?{query}",
                                    data={"decision": "approve", "scope": "profile.email:read"},
                                    follow_redirects=False)
+    assert response.status_code == 403
+    assert "location" not in response.headers
+    assert _no_code_issued(db_session)
+
+
+@pytest.mark.parametrize("attacker_signed_in", [False, True])
+def test_a_csrf_pair_from_another_browser_cannot_approve_for_the_signed_in_customer(
+    browser: Browser, company: Company, other_client: TestClient[Litestar],
+    db_session: Session, runtime: Runtime, attacker_signed_in: bool,
+) -> None:
+    attacker = Browser(other_client)
+    if attacker_signed_in:
+        make_customer(db_session, runtime, email="mallory@example.org")
+        attacker.sign_in("mallory@example.org")
+    _, challenge = pkce_pair()
+    query = authorize_query(company, challenge=challenge)
+    attacker_token = attacker.csrf_token(f"/oauth/authorize?{query}" if attacker_signed_in
+                                         else "/signin")
+    assert browser.client.get(f"/oauth/authorize?{query}").status_code == 200
+    browser.client.cookies.set("cmr_csrf", other_client.cookies["cmr_csrf"])
+    response = browser.client.post(
+        f"/oauth/authorize?{query}", follow_redirects=False,
+        data={"_csrf_token": attacker_token, "decision": "approve",
+              "scope": "profile.email:read", "expiry": "30d"})
     assert response.status_code == 403
     assert "location" not in response.headers
     assert _no_code_issued(db_session)

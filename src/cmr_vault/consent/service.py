@@ -135,6 +135,40 @@ def check_requestable(client: OAuthClient, requested: list[str]) -> list[Scope]:
     return scopes
 
 
+@dataclass(frozen=True)
+class Duration:
+    """One answer to "for how long?" on the consent screen, and the end it really gets."""
+
+    key: str
+    label: str
+    ends_at: datetime | None  # None: until the customer revokes it
+
+
+# What the customer may ask for; the operator's reaffirmation periods may cap each of them.
+DURATIONS = (("30d", "30 days", timedelta(days=30)), ("1y", "1 year", timedelta(days=365)),
+             ("never", "Until you revoke it", None))
+
+
+def durations(ctx: ConsentContext, scopes: list[str]) -> list[Duration]:
+    """The durations to offer for these scopes, each with the end that will be stored.
+
+    The policy's reaffirmation period (policy.lifecycle) caps every choice, so a choice is
+    labelled by what is kept, not by what was asked: "until you revoke it" only where no
+    period applies, and a choice the cap makes equal to a shorter one is not offered at all.
+    """
+    now = ctx.clock.now()
+    offered: list[Duration] = []
+    for key, label, length in DURATIONS:
+        asked = now + length if length is not None else None
+        ends = ctx.lifecycle.bounded_expiry(scopes, asked, now)
+        if any(d.ends_at == ends for d in offered):
+            continue
+        if ends != asked and ends is not None:
+            label = f"As long as allowed: {(ends - now).days} days, then you confirm it again"
+        offered.append(Duration(key, label, ends))
+    return offered
+
+
 def give_consent(session: Session, ctx: ConsentContext, *, account_id: str,
                  client: OAuthClient, scopes: list[str], expires_at: datetime | None,
                  value_offer: ValueOffer | None = None) -> Grant:

@@ -9,7 +9,6 @@ error page with no Location header (RFC 6749 §4.1.2.1).
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from typing import Annotated, Any, TypeAlias
 from urllib.parse import parse_qsl, quote
 
@@ -41,14 +40,10 @@ from cmr_vault.oauth.server import (
     metadata,
 )
 from cmr_vault.runtime import Runtime
+from cmr_vault.vault import service as vault_service
 
 FormPairs: TypeAlias = NamedDependency[Pairs]
 Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
-EXPIRY_CHOICES = {
-    "30d": ("30 days", timedelta(days=30)),
-    "1y": ("1 year", timedelta(days=365)),
-    "never": ("until I revoke it", None),
-}
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
@@ -154,23 +149,34 @@ class AuthorizationPages(Controller):
         oauth_request: VaultRequest,
         account: Account,
         db_session: Any,
+        runtime: Runtime,
         problem: str = "",
         status: int = 200,
+        data: dict[str, Any] | None = None,
     ) -> Template:
+        """The consent screen: nothing ticked or chosen unless the customer did it (shown
+        again after a problem, with their own choices kept)."""
         client: VaultClient = oauth_request.client
         notice = json.loads(client.row.notice)
         scopes = parse_scopes(oauth_request.scope or "")
         value = intents_service.value_offer_for(
             db_session, client.row.client_id, request.query_params.get("value_offer", ""))
+        signed_in_as = vault_service.read_fields(
+            db_session, cipher=runtime.cipher, account_id=account.id, names=["email"]
+        ).get("email", "")
         return Template(
             "oauth/consent.html",
             status_code=status,
             context={
                 "account": account,
+                "signed_in_as": signed_in_as,
                 "company": client.row,
                 "scopes": scopes,
                 "notice": notice,
-                "expiry_choices": EXPIRY_CHOICES,
+                "durations": consent_service.durations(
+                    runtime.consent_context(), [s.name for s in scopes]),
+                "chosen": _chosen_scopes(data or {}, [s.name for s in scopes]),
+                "expiry": str((data or {}).get("expiry", "")),
                 "value_offer": value,
                 "action": f"{request.url.path}?{request.url.query}",
                 "problem": problem,
@@ -220,7 +226,7 @@ class AuthorizationPages(Controller):
             return started
         _, oauth_request, _ = started
         assert account is not None
-        return self._consent_page(request, oauth_request, account, db_session)
+        return self._consent_page(request, oauth_request, account, db_session, runtime)
 
     @post("/", status_code=303, sync_to_thread=True)
     def decide(
@@ -244,8 +250,17 @@ class AuthorizationPages(Controller):
                 oauth_request, grant_user=None, grant=grant
             )
             return _to_litestar(answer, after_post=True)
-        chosen = _chosen_scopes(data, (oauth_request.scope or "").split())
-        expiry = EXPIRY_CHOICES.get(str(data.get("expiry", "")), EXPIRY_CHOICES["1y"])[1]
+        requested = (oauth_request.scope or "").split()
+        chosen = _chosen_scopes(data, requested)
+        # The end shown on the screen, worked out for every requested scope: narrowing the
+        # choice can only leave it as it is (the policy caps only ever shorten).
+        duration = next((d for d in consent_service.durations(runtime.consent_context(), requested)
+                         if d.key == data.get("expiry")), None)
+        if duration is None:
+            return self._consent_page(
+                request, oauth_request, account, db_session, runtime,
+                f"Choose how long {client.row.name} may have this, or deny the request.", 400,
+                data)
         try:
             grant_row = consent_service.give_consent(
                 db_session,
@@ -253,14 +268,14 @@ class AuthorizationPages(Controller):
                 account_id=account.id,
                 client=client.row,
                 scopes=chosen,
-                expires_at=runtime.clock.now() + expiry if expiry else None,
+                expires_at=duration.ends_at,
                 value_offer=intents_service.value_offer_for(
                     db_session, client.row.client_id,
                     request.query_params.get("value_offer", "")),
             )
         except ValidationFailed as exc:
-            return self._consent_page(request, oauth_request, account, db_session, exc.detail,
-                                      400)
+            return self._consent_page(request, oauth_request, account, db_session, runtime,
+                                      exc.detail, 400, data)
         holder = GrantHolder(account.id, grant_row.id, " ".join(chosen))
         answer = server.create_authorization_response(oauth_request, grant_user=holder, grant=grant)
         return _to_litestar(answer, after_post=True)

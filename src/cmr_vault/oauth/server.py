@@ -30,6 +30,7 @@ from authlib.oauth2.rfc6749 import (
     OAuth2Payload,
     OAuth2Request,
     RefreshTokenGrant,
+    UnsupportedResponseTypeError,
 )
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
@@ -48,6 +49,21 @@ from cmr_vault.oauth.models import AuthorizationCode, ClientStatus, OAuthClient,
 from cmr_vault.oauth.scopes import all_scopes, parse_scopes
 
 Pairs = list[tuple[str, str]]
+# The two visible characters an error_description may not carry (RFC 6749 §4.1.2.1);
+# authlib raises ValueError rather than send them, so nothing we echo may hold them.
+NOT_IN_DESCRIPTIONS = {ord('"'): "%22", ord("\\"): "%5C"}
+
+
+def description_of(text: str) -> str:
+    """`text` fit for an error_description: the characters it may not carry percent-encoded."""
+    return text.translate(NOT_IN_DESCRIPTIONS)
+
+
+class CodeOnlyError(UnsupportedResponseTypeError):
+    """unsupported_response_type, worded without echoing the request's response_type."""
+
+    def get_error_description(self) -> str:
+        return "Only response_type=code is supported."
 
 
 class VaultPayload(OAuth2Payload):
@@ -310,10 +326,33 @@ class RotatingRefreshGrant(RefreshTokenGrant):
         """Spent already in authenticate_user, atomically."""
 
 
+def _check_token_present(request: OAuth2Request) -> None:
+    """RFC 7009 §2.1 and RFC 7662 §2.1: `token` is required; `token_type_hint` is only a hint.
+
+    Every kind of token is searched whatever the hint says, so an unknown hint is ignored
+    rather than refused (authlib answers it with a 401 that RFC 6749 keeps for
+    invalid_client, and leaves the token live).
+    """
+    if "token" not in request.form:
+        raise InvalidRequestError("The token parameter is required.")
+
+
 class VaultRevocation(RevocationEndpoint):
-    """RFC 7009: revoking either token of a family revokes the whole family (§2.1)."""
+    """RFC 7009: revoking either token of a family revokes the whole family (§2.1).
+
+    Another company's token is answered exactly like an unknown one (200, nothing changes), so
+    the endpoint cannot be used to learn which tokens are live.
+    """
 
     CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+    def check_params(self, request: OAuth2Request, client: VaultClient) -> None:
+        _check_token_present(request)
+
+    def authenticate_token(self, request: OAuth2Request, client: VaultClient) -> IssuedToken | None:
+        self.check_params(request, client)
+        found = self.query_token(request.form["token"], None)
+        return found if found is not None and found.check_client(client) else None
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> IssuedToken | None:
         found = oauth_service.find_any_token(self.server.session, token_string)
@@ -333,6 +372,9 @@ class VaultIntrospection(IntrospectionEndpoint):
     """RFC 7662, for the company's own tokens only: no caller may scan another's tokens."""
 
     CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+    def check_params(self, request: OAuth2Request, client: VaultClient) -> None:
+        _check_token_present(request)
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> IssuedToken | None:
         found = oauth_service.find_any_token(self.server.session, token_string)
@@ -408,7 +450,33 @@ class VaultAuthorizationServer(AuthorizationServer):
         try:
             parse_scopes(scope or "")
         except ValidationFailed as exc:
-            raise InvalidScopeError(description=exc.problems.get("scope", exc.detail)) from exc
+            why = exc.problems.get("scope", exc.detail)
+            raise InvalidScopeError(description=description_of(why)) from exc
+
+    def get_authorization_grant(self, request: OAuth2Request) -> Any:
+        """The code grant, or an error that never echoes what the request sent.
+
+        authlib puts the request's redirect_uri and response_type into its error descriptions
+        and raises ValueError (a 500) when they hold `"` or `\\`. Neither character may appear
+        in a URI (RFC 3986), so such a redirect URI is unregistered: an error page, never a
+        redirect (RFC 6749 §4.1.2.1). Any other response type is sent back as an error.
+        """
+        payload = request.payload
+        if set(payload.redirect_uri or "") & {'"', "\\"}:
+            raise InvalidRequestError("The redirect URI is not registered for this company.")
+        if payload.response_type != "code":
+            raise CodeOnlyError(None, redirect_uri=self._error_redirect_uri(request))
+        return super().get_authorization_grant(request)
+
+    def _error_redirect_uri(self, request: OAuth2Request) -> str | None:
+        """Where an error may be sent: only a registered URI of a known company (§4.1.2.1)."""
+        client = self.query_client(request.payload.client_id or "")
+        if client is None:
+            return None
+        requested = request.payload.redirect_uri
+        if requested:
+            return requested if client.check_redirect_uri(requested) else None
+        return client.get_default_redirect_uri()
 
     def query_client(self, client_id: str) -> VaultClient | None:
         row = self.session.get(OAuthClient, client_id)

@@ -14,7 +14,7 @@ import json
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from sqlalchemy import update
 from sqlmodel import Session, col, select
@@ -68,6 +68,8 @@ def check_redirect_uri(uri: str, *, public: bool) -> str | None:
     """Why `uri` cannot be registered (RFC 9700 §2.1, RFC 8252 §7), or None when it can."""
     if uri != uri.strip() or any(ord(c) < 33 or ord(c) == 127 for c in uri):
         return "has whitespace or control characters"
+    if '"' in uri or "\\" in uri:
+        return "has a quote or backslash, which a URI may not contain (RFC 3986)"
     parts = urlsplit(uri)
     if parts.fragment or "#" in uri:
         return "has a fragment"
@@ -168,6 +170,20 @@ def list_clients(session: Session) -> list[OAuthClient]:
 def approved_clients(session: Session) -> list[OAuthClient]:
     """Companies in good standing, by name."""
     return [c for c in list_clients(session) if c.status == ClientStatus.APPROVED]
+
+
+def client_asking(session: Session, target: str) -> OAuthClient | None:
+    """The approved company whose authorization request `target` (a same-site path) is.
+
+    The sign-in and sign-up pages name it, so a customer arriving from a company's link knows
+    who is asking before they give their password.
+    """
+    parts = urlsplit(target)
+    client_ids = parse_qs(parts.query).get("client_id", [])
+    if parts.path.rstrip("/") != "/oauth/authorize" or len(client_ids) != 1:
+        return None
+    client = session.get(OAuthClient, client_ids[0])
+    return client if client is not None and client.status == ClientStatus.APPROVED else None
 
 
 def set_client_status(session: Session, *, client_id: str, status: ClientStatus) -> OAuthClient:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from litestar import Controller, Request, Response, get, post
 from litestar.di import Provide
@@ -33,6 +34,7 @@ from cmr_vault.crypto.blind_index import subject_pseudonym
 from cmr_vault.deps import DbSession, RuntimeDep
 from cmr_vault.errors import DomainError
 from cmr_vault.marketing import service as marketing_service
+from cmr_vault.oauth import service as oauth_service
 from cmr_vault.portal.forms import form_text, profile_changes, profile_form_values
 from cmr_vault.vault import service as vault_service
 from cmr_vault.vault.fields import IDENTITY_KINDS, STANDARD_FIELDS, common_time_zones
@@ -93,10 +95,16 @@ class AccountPages(Controller):
         """The landing page: what the vault is, and the way in."""
         return _page("home.html", account=account)
 
-    @get("/signup", sync_to_thread=False)
-    def signup_form(self) -> Template:
-        """The sign-up form."""
-        return _page("signup.html", values={}, problems={})
+    @get("/signup", sync_to_thread=True)
+    def signup_form(
+        self, db_session: DbSession,
+        next_: Annotated[str, QueryParameter(name="next")] = "/profile",
+    ) -> Template:
+        """The sign-up form; from a company's authorization link it says who is asking, and
+        the new vault goes straight back to that consent screen."""
+        target = _safe_next(next_)
+        return _page("signup.html", values={}, problems={}, next=target,
+                     company=oauth_service.client_asking(db_session, target))
 
     @post("/signup", status_code=200, sync_to_thread=True)
     def signup(
@@ -108,12 +116,16 @@ class AccountPages(Controller):
     ) -> Response[Any]:
         """Create the account and sign in at once."""
         email, password = form_text(data, "email"), form_text(data, "password")
+        target = _safe_next(form_text(data, "next") or "/profile")
+        company = oauth_service.client_asking(db_session, target)
         if password != form_text(data, "password_confirm"):
             return _page(
                 "signup.html",
                 400,
                 values={"email": email},
                 problems={"password_confirm": "the two passwords differ"},
+                next=target,
+                company=company,
             )
         keyring = runtime.keyring
         try:
@@ -133,15 +145,20 @@ class AccountPages(Controller):
                 400,
                 values={"email": email},
                 problems=exc.problems or {"email": exc.detail},
+                next=target,
+                company=company,
             )
-        return _signed_in_response(request, db_session, runtime, account, "/profile")
+        return _signed_in_response(request, db_session, runtime, account, target)
 
-    @get("/signin", sync_to_thread=False)
+    @get("/signin", sync_to_thread=True)
     def signin_form(
-        self, next_: Annotated[str, QueryParameter(name="next")] = "/profile"
+        self, db_session: DbSession,
+        next_: Annotated[str, QueryParameter(name="next")] = "/profile",
     ) -> Template:
-        """The sign-in form."""
-        return _page("signin.html", next=_safe_next(next_), error=None)
+        """The sign-in form; from a company's authorization link it says who is asking."""
+        target = _safe_next(next_)
+        return _page("signin.html", next=target, error=None,
+                     company=oauth_service.client_asking(db_session, target))
 
     @post("/signin", status_code=200, sync_to_thread=True)
     def signin(
@@ -195,13 +212,22 @@ class AccountPages(Controller):
 
     @post("/signout", status_code=200, sync_to_thread=True)
     def signout(
-        self, request: Request[Any, Any, Any], db_session: DbSession, runtime: RuntimeDep
+        self, request: Request[Any, Any, Any], data: Form, db_session: DbSession,
+        runtime: RuntimeDep,
     ) -> Response[Any]:
-        """End the session on the server and forget the cookie."""
+        """End the session on the server and forget the cookie.
+
+        With `next` (the consent screen's "sign in with another account") the sign-in page
+        follows, and after it the same page again.
+        """
         token = session_token(request, runtime)
         if token:
             accounts_service.end_session(db_session, token=token)
-        response = Redirect(path="/", status_code=303)
+        target = form_text(data, "next")
+        response = Redirect(
+            path=f"/signin?next={quote(_safe_next(target), safe='')}" if target else "/",
+            status_code=303,
+        )
         response.delete_cookie(session_cookie_name(runtime), path="/")
         return response
 

@@ -1,0 +1,81 @@
+"""CSRF tokens bound to the browser's session.
+
+Litestar's CSRF middleware is a double-submit cookie: any token it signed is accepted as long
+as the form and the cookie carry the same one. Someone who can plant a cookie in the victim's
+browser (a sibling subdomain, a network attacker on plain http) can therefore pair the victim's
+session with a token pair of their own and submit the consent form as the victim. Here the
+token is an HMAC over a nonce *and the session cookie*, so a pair minted for another session
+(or for none) is refused; a page fetched after signing in or out gets a fresh token.
+"""
+
+from __future__ import annotations
+
+import secrets
+from hmac import compare_digest
+from typing import Any
+
+from litestar.config.csrf import CSRFConfig
+from litestar.connection import Request
+from litestar.enums import RequestEncodingType, ScopeType
+from litestar.exceptions import PermissionDeniedException
+from litestar.middleware._utils import should_bypass_middleware
+from litestar.middleware.csrf import CSRF_SECRET_BYTES, CSRFMiddleware, generate_csrf_hash
+from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.utils.scope.state import ScopeState
+
+
+class SessionBoundCSRF(CSRFMiddleware):
+    """Double-submit cookie whose token is also bound to the session cookie's value."""
+
+    def __init__(self, app: ASGIApp, config: CSRFConfig, session_cookie: str) -> None:
+        super().__init__(app, config)
+        self.session_cookie = session_cookie
+
+    def _token_for(self, nonce: str, session: str) -> str:
+        # The session token is itself a secret; it enters only the HMAC, never the page.
+        return nonce + generate_csrf_hash(token=f"{nonce}\x00{session}", secret=self.config.secret)
+
+    def _is_bound(self, token: str, session: str) -> bool:
+        nonce = token[: CSRF_SECRET_BYTES * 2]
+        expected = self._token_for(nonce, session)
+        return compare_digest(token.encode(), expected.encode())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP or should_bypass_middleware(
+            scope=scope,
+            scopes=self.scopes,
+            exclude_opt_key=self.config.exclude_from_csrf_key,
+            exclude_path_pattern=self.exclude,
+        ):
+            await self.app(scope, receive, send)
+            return
+        request: Request[Any, Any, Any] = scope["litestar_app"].request_class(
+            scope=scope, receive=receive
+        )
+        session = request.cookies.get(self.session_cookie, "")
+        cookie = request.cookies.get(self.config.cookie_name)
+        state = ScopeState.from_scope(scope)
+        if request.method in self.config.safe_methods:
+            live = cookie if cookie and self._is_bound(cookie, session) else None
+            token = state.csrf_token = live or self._token_for(secrets.token_hex(32), session)
+            # A missing or stale cookie (signed in or out since) is replaced with this token.
+            await self.app(scope, receive,
+                           self.create_send_wrapper(send=send, token=token, csrf_cookie=live))
+            return
+        submitted = request.headers.get(self.config.header_name)
+        content_type, _ = request.content_type
+        if not submitted and content_type in {
+            RequestEncodingType.URL_ENCODED,
+            RequestEncodingType.MULTI_PART,
+        }:
+            submitted = (await request.form()).get("_csrf_token")
+        if (
+            isinstance(submitted, str)
+            and cookie is not None
+            and compare_digest(submitted.encode(), cookie.encode())
+            and self._is_bound(submitted, session)
+        ):
+            state.csrf_token = submitted
+            await self.app(scope, receive, send)
+            return
+        raise PermissionDeniedException("CSRF token verification failed")
