@@ -68,11 +68,24 @@ def initialise(settings: Settings) -> bool:
     if not key_file.exists():
         write_keyring(key_file, Keyring.generate())
         created = True
-    migrate.upgrade(make_engine(settings.resolved_database_url, immediate=False))
-    runtime = Runtime.build(settings)
-    runtime.data_keys.create_schema()
-    runtime.dispose()
+    upgrade_database(settings)
     return created
+
+
+def upgrade_database(settings: Settings, revision: str = "head") -> None:
+    """Apply migrations with the customers' keys at hand (when the keyring exists): some
+    migrations convert sealed data, such as 0009 sealing profile field names."""
+    engine = make_engine(settings.resolved_database_url, immediate=False)
+    if not settings.resolved_key_file.exists():
+        migrate.upgrade(engine, revision)
+        return
+    runtime = Runtime.build(settings)
+    try:
+        runtime.data_keys.create_schema()
+        migrate.upgrade(engine, revision, cipher=runtime.cipher)
+    finally:
+        runtime.dispose()
+        engine.dispose()
 
 
 @click.group()
@@ -103,7 +116,7 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> None:
         check_startup_safety(settings)
     except UnsafeSettingsError as exc:
         raise click.ClickException(str(exc)) from exc
-    migrate.upgrade(make_engine(settings.resolved_database_url, immediate=False))
+    upgrade_database(settings)
     runtime = Runtime.build(settings)
     try:
         check_not_rolled_back(runtime)
@@ -172,7 +185,7 @@ def db() -> None:
 def db_upgrade(revision: str) -> None:
     """Apply migrations up to REVISION (default: the newest)."""
     settings = _settings()
-    migrate.upgrade(make_engine(settings.resolved_database_url, immediate=False), revision)
+    upgrade_database(settings, revision)
     console.print(f"[green]Database at {revision}.[/]")
 
 

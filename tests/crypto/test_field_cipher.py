@@ -29,7 +29,7 @@ def cipher(tmp_path, provider) -> FieldCipher:
     store = _store(tmp_path, provider)
     store.create("alice")
     store.create("bob")
-    return FieldCipher(store)
+    return FieldCipher(store, name_key=os.urandom(32))
 
 
 def test_sealed_field_opens_for_its_owner_and_field(cipher: FieldCipher) -> None:
@@ -81,7 +81,7 @@ def test_nonces_never_repeat(cipher: FieldCipher) -> None:
 def test_spent_data_key_is_replaced_by_a_new_version(tmp_path, provider) -> None:
     store = _store(tmp_path, provider, max_encryptions=100)
     store.create("alice")
-    cipher = FieldCipher(store)
+    cipher = FieldCipher(store, name_key=os.urandom(32))
     first = cipher.seal_fields("alice", {f"custom.a{i}": "v" for i in range(100)})
     second = cipher.seal_fields("alice", {"email": "alice@example.org"})
     assert {key_version(b) for b in first.values()} == {1}
@@ -90,7 +90,7 @@ def test_spent_data_key_is_replaced_by_a_new_version(tmp_path, provider) -> None
 
 
 def test_missing_data_key_refuses_to_seal(tmp_path, provider) -> None:
-    cipher = FieldCipher(_store(tmp_path, provider))
+    cipher = FieldCipher(_store(tmp_path, provider), name_key=os.urandom(32))
     with pytest.raises(DataKeyMissingError):
         cipher.seal_fields("nobody", {"email": "x@example.org"})
 
@@ -111,11 +111,13 @@ class UnreachableKms:
 def test_unreachable_kms_fails_closed(tmp_path, provider) -> None:
     store = _store(tmp_path, provider)
     store.create("alice")
-    sealed = FieldCipher(store).seal_fields("alice", {"email": "alice@example.org"})
+    name_key = os.urandom(32)
+    sealed = FieldCipher(store, name_key=name_key).seal_fields(
+        "alice", {"email": "alice@example.org"})
     down = DataKeyStore(engine=store._engine, provider=UnreachableKms(), max_encryptions=1000)
     with pytest.raises(KeyUnavailableError):
-        FieldCipher(down).seal_fields("alice", {"email": "new@example.org"})
+        FieldCipher(down, name_key=name_key).seal_fields("alice", {"email": "new@example.org"})
     with pytest.raises(DecryptionError):
-        FieldCipher(down).open_fields("alice", sealed)
+        FieldCipher(down, name_key=name_key).open_fields("alice", sealed)
     with pytest.raises(KeyUnavailableError):
         down.create("carol")

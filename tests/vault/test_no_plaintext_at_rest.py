@@ -8,12 +8,18 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from alembic import command
+from click.testing import CliRunner
 from litestar import Litestar
 from litestar.testing import TestClient
 from sqlalchemy import make_url
 from sqlmodel import Session, select
 
+from cmr_vault import cli
 from cmr_vault.audit.models import AuditEntry
+from cmr_vault.db.engine import make_engine
+from cmr_vault.db.migrate import alembic_config
+from cmr_vault.runtime import Runtime
 from cmr_vault.settings import Settings
 from tests.factories import Browser
 
@@ -23,7 +29,7 @@ CANARIES = {
     "family_name": "Canaryfamily",
     "phone": "+49 111 9876543",
     "street_address": "Kanarienweg 77",
-    "custom": "secret_note: Qwertzuiopcanary",
+    "custom": "canaryfieldname: Qwertzuiopcanary",
     "interests": "canarytopicxyz",
     "identities": "github: canaryhandle42",
 }
@@ -49,6 +55,7 @@ def _needles() -> list[bytes]:
         "9876543",
         "Kanarienweg",
         "Qwertzuiopcanary",
+        "canaryfieldname",
         "canarytopicxyz",
         "canaryhandle42",
     ]
@@ -89,3 +96,24 @@ def test_canaries_are_not_in_the_audit_table(written: str, db_session: Session) 
     text = "\n".join(e.model_dump_json() for e in entries).encode()
     for needle in _needles():
         assert needle not in text
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_db_upgrade_seals_the_custom_field_names_an_older_database_holds(
+    client: TestClient[Litestar], runtime: Runtime, settings: Settings, tmp_path: Path
+) -> None:
+    browser = Browser(client)
+    browser.sign_up()
+    browser.submit("/profile", {"custom": "canaryfieldname: Qwertzuiopcanary"})
+    engine = make_engine(settings.database_url, immediate=False)
+    runtime.engine.dispose()
+    command.downgrade(alembic_config(engine, runtime.cipher), "0008_rate_hits")
+    engine.dispose()
+    assert b"canaryfieldname" in _database_bytes(settings, tmp_path)
+
+    result = CliRunner().invoke(cli.main, ["db", "upgrade"])
+
+    assert result.exit_code == 0, result.output
+    assert "canaryfieldname: Qwertzuiopcanary" in client.get("/profile").text
+    runtime.engine.dispose()
+    assert b"canaryfieldname" not in _database_bytes(settings, tmp_path)
