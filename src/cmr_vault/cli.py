@@ -133,6 +133,8 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> None:
         proxy_headers=True,
         server_header=False,
         log_level="info",
+        # An access line names the client's IP address and the path: personal data (README).
+        access_log=False,
         # h11 with a size (431) and a deadline (408) for every request head: see web.transport.
         http=BoundedHeadH11Protocol,
         h11_max_incomplete_event_size=MAX_HEAD_BYTES + 1024,

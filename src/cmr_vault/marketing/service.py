@@ -27,7 +27,13 @@ from cmr_vault.consent.service import ConsentContext
 from cmr_vault.crypto.blind_index import blind_index, subject_pseudonym
 from cmr_vault.crypto.field_cipher import FieldCipher
 from cmr_vault.errors import NotFound, ValidationFailed
-from cmr_vault.marketing.delivery import DeliveryChannel, Envelope, UnsafeEndpoint, check_endpoint
+from cmr_vault.marketing.delivery import (
+    DeliveryChannel,
+    Envelope,
+    UnsafeEndpoint,
+    check_endpoint,
+    failure_reason,
+)
 from cmr_vault.marketing.models import (
     ALL,
     ChannelPreference,
@@ -534,7 +540,7 @@ def deliver_one(session: Session, ctx: DeliveryContext, message: Message) -> str
         ctx.channels[message.channel].deliver(_envelope(session, ctx, message, client, token))
     except Exception as exc:  # any transport failure: retry later, then give up
         message.attempts += 1
-        message.last_error = f"{type(exc).__name__}: {exc}"[:500]
+        message.last_error = failure_reason(exc)
         failed = message.attempts >= MAX_ATTEMPTS
         message.status = MessageStatus.FAILED if failed else MessageStatus.QUEUED
         message.not_before = now + timedelta(seconds=min(3600, 5 * 2 ** message.attempts))
