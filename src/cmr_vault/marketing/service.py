@@ -20,6 +20,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from cmr_vault.audit import service as audit_service
+from cmr_vault.audit.actions import PushAction
 from cmr_vault.clock import Clock
 from cmr_vault.consent import service as consent_service
 from cmr_vault.consent.models import Grant
@@ -392,7 +393,7 @@ def topic_alias(pseudonym_key: bytes) -> Callable[[str], str]:
     return alias
 
 
-def _audit_push(session: Session, *, clock: Clock, pseudonym_key: bytes, action: str,
+def _audit_push(session: Session, *, clock: Clock, pseudonym_key: bytes, action: PushAction,
                 subject: str, client_id: str, push: PushRequest | Message,
                 request: DecisionRequest, facts: Facts, decision: Decision,
                 message_id: str | None, extra: dict[str, object] | None = None,
@@ -450,7 +451,7 @@ def submit_push(
             unsubscribe_hash="", created_at=now)
         session.add(message)
         session.flush()
-    _audit_push(session, clock=clock, pseudonym_key=pseudonym_key, action="push.decided",
+    _audit_push(session, clock=clock, pseudonym_key=pseudonym_key, action=PushAction.DECIDED,
                 subject=subject,
                 client_id=client.client_id, push=push, request=request, facts=facts,
                 decision=decision, message_id=message.id if message else None)
@@ -528,12 +529,12 @@ def deliver_one(session: Session, ctx: DeliveryContext, message: Message) -> str
     if decision.outcome is Outcome.DENY:
         message.status = MessageStatus.REFUSED
         session.add(message)
-        _audit_push(session, action="push.stopped", **audit)  # type: ignore[arg-type]
+        _audit_push(session, action=PushAction.STOPPED, **audit)  # type: ignore[arg-type]
         return "stopped"
     if decision.outcome is Outcome.DEFER:
         message.status, message.not_before = MessageStatus.DEFERRED, decision.defer_until or now
         session.add(message)
-        _audit_push(session, action="push.deferred", **audit)  # type: ignore[arg-type]
+        _audit_push(session, action=PushAction.DEFERRED, **audit)  # type: ignore[arg-type]
         return "deferred"
     token = secrets.token_urlsafe(24)
     try:
@@ -545,14 +546,14 @@ def deliver_one(session: Session, ctx: DeliveryContext, message: Message) -> str
         message.status = MessageStatus.FAILED if failed else MessageStatus.QUEUED
         message.not_before = now + timedelta(seconds=min(3600, 5 * 2 ** message.attempts))
         session.add(message)
-        _audit_push(session, action="push.failed" if failed else "push.retry", **audit,  # type: ignore[arg-type]
+        _audit_push(session, action=PushAction.FAILED if failed else PushAction.RETRY, **audit,  # type: ignore[arg-type]
                     outcome="failed", extra={"attempts": message.attempts,
                                              "error": type(exc).__name__})
         return "failed" if failed else "retried"
     message.status, message.delivered_at = MessageStatus.DELIVERED, now
     message.unsubscribe_hash = _token_hash(token)
     session.add(message)
-    _audit_push(session, action="push.delivered", **audit,  # type: ignore[arg-type]
+    _audit_push(session, action=PushAction.DELIVERED, **audit,  # type: ignore[arg-type]
                 extra={"obligations": list(decision.obligations)})
     return "delivered"
 
