@@ -647,7 +647,10 @@ def marketing_connections(session: Session, *, account_id: str, now: datetime
 
 def export_marketing(session: Session, *, cipher: FieldCipher, account_id: str
                      ) -> dict[str, Any]:
-    """The customer's marketing preferences and every message sent to them, for the export."""
+    """The customer's marketing preferences, their own app's address (push endpoint) and every
+    message sent to them, for the export. The endpoint's signing key is left out: it is a
+    credential shown once, and a copy in an export file would let anyone forge pushes."""
+    endpoint = session.get(PushEndpoint, account_id)
     preferences = session.exec(select(ChannelPreference).where(
         ChannelPreference.account_id == account_id)).all()
     messages = session.exec(select(Message).where(Message.account_id == account_id)
@@ -663,6 +666,10 @@ def export_marketing(session: Session, *, cipher: FieldCipher, account_id: str
             "paused_until": p.paused_until.isoformat() if p.paused_until else None,
             "expires_at": p.expires_at.isoformat() if p.expires_at else None,
         } for p in preferences],
+        "push_endpoint": {
+            "url": open_endpoint(session, cipher=cipher, account_id=account_id)[0],
+            "updated_at": endpoint.updated_at.isoformat(),
+        } if endpoint else None,
         "messages": [{
             "company": m.client_id, "channel": m.channel, "topic": m.topic,
             "purpose": m.purpose, "status": str(m.status), "created_at": m.created_at.isoformat(),
