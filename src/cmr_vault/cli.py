@@ -76,15 +76,16 @@ def upgrade_database(settings: Settings, revision: str = "head") -> None:
     """Apply migrations with the customers' keys at hand (when the keyring exists): some
     migrations convert sealed data, such as 0009 sealing profile field names."""
     engine = make_engine(settings.resolved_database_url, immediate=False)
-    if not settings.resolved_key_file.exists():
-        migrate.upgrade(engine, revision)
-        return
-    runtime = Runtime.build(settings)
+    runtime = Runtime.build(settings) if settings.resolved_key_file.exists() else None
     try:
-        runtime.data_keys.create_schema()
-        migrate.upgrade(engine, revision, cipher=runtime.cipher)
+        if runtime is not None:
+            runtime.data_keys.create_schema()
+        migrate.upgrade(engine, revision, cipher=runtime.cipher if runtime else None)
+    except migrate.MigrationNeedsKeys as exc:
+        raise click.ClickException(str(exc)) from exc
     finally:
-        runtime.dispose()
+        if runtime is not None:
+            runtime.dispose()
         engine.dispose()
 
 

@@ -117,3 +117,26 @@ def test_db_upgrade_seals_the_custom_field_names_an_older_database_holds(
     assert "canaryfieldname: Qwertzuiopcanary" in client.get("/profile").text
     runtime.engine.dispose()
     assert b"canaryfieldname" not in _database_bytes(settings, tmp_path)
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_db_upgrade_without_the_keyring_refuses_and_changes_nothing(
+    client: TestClient[Litestar], runtime: Runtime, settings: Settings
+) -> None:
+    browser = Browser(client)
+    browser.sign_up()
+    browser.submit("/profile", {"custom": "canaryfieldname: Qwertzuiopcanary"})
+    engine = make_engine(settings.database_url, immediate=False)
+    runtime.engine.dispose()
+    command.downgrade(alembic_config(engine, runtime.cipher), "0008_rate_hits")
+    engine.dispose()
+    keyring = settings.resolved_key_file
+    keyring.rename(keyring.with_suffix(".away"))
+
+    refused = CliRunner().invoke(cli.main, ["db", "upgrade"])
+
+    assert refused.exit_code == 1
+    assert "no keyring was found" in refused.output
+    keyring.with_suffix(".away").rename(keyring)
+    assert CliRunner().invoke(cli.main, ["db", "upgrade"]).exit_code == 0
+    assert "canaryfieldname: Qwertzuiopcanary" in client.get("/profile").text

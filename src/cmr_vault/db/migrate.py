@@ -12,6 +12,10 @@ from cmr_vault.crypto.field_cipher import FieldCipher
 MIGRATIONS = "cmr_vault.db:migrations"
 
 
+class MigrationNeedsKeys(RuntimeError):
+    """A migration must convert sealed data and was given no cipher (no keyring at hand)."""
+
+
 def alembic_config(engine: Engine, cipher: FieldCipher | None = None) -> Config:
     """An Alembic config bound to `engine`; migrations ship inside the package.
 

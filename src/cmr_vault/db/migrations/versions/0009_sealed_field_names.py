@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from alembic import context, op
 
 from cmr_vault.crypto.field_cipher import FieldCipher
+from cmr_vault.db.migrate import MigrationNeedsKeys
 
 revision = "0009_sealed_field_names"
 down_revision = "0008_rate_hits"
@@ -30,9 +31,10 @@ depends_on = None
 def _cipher() -> FieldCipher:
     cipher: FieldCipher | None = context.config.attributes.get("cipher")
     if cipher is None:
-        raise RuntimeError(
+        raise MigrationNeedsKeys(
             "profile_field holds rows whose names must be sealed or opened with the customers' "
-            "data keys: run `cmr-vault db upgrade` (it reads the keyring)")
+            "data keys, and no keyring was found: run `cmr-vault db upgrade` where the keyring "
+            "is (CMR_VAULT_KEY_FILE)")
     return cipher
 
 
@@ -44,9 +46,9 @@ def _secure_delete() -> None:
 
 def _rebuild(read: list[str], key: sa.Column[Any], extra: list[sa.Column[Any]],
              convert: Callable[[str, list[dict[str, Any]]], list[dict[str, Any]]]) -> None:
-    """Read every row (the `read` columns besides the fixed ones), recreate the table keyed by
-    (account_id, `key`), write the rows back converted per account. A new table rather than
-    ALTERs: the primary key changes."""
+    """Read every row (the `read` columns besides the fixed ones) and convert it per account,
+    then recreate the table keyed by (account_id, `key`) and write the rows back. A new table
+    rather than ALTERs: the primary key changes. Nothing changes if a conversion fails."""
     _secure_delete()
     bind = op.get_bind()
     query = sa.select(*(sa.column(name) for name in ["account_id", "sealed", *read]),
@@ -55,6 +57,8 @@ def _rebuild(read: list[str], key: sa.Column[Any], extra: list[sa.Column[Any]],
     by_account: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in bind.execute(query).mappings():
         by_account[row["account_id"]].append(dict(row))
+    converted = [new for account_id, rows in by_account.items()
+                 for new in convert(account_id, rows)]
     op.drop_table("profile_field")
     table = op.create_table(
         "profile_field",
@@ -66,8 +70,8 @@ def _rebuild(read: list[str], key: sa.Column[Any], extra: list[sa.Column[Any]],
         sa.ForeignKeyConstraint(["account_id"], ["account.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("account_id", key.name),
     )
-    for account_id, rows in by_account.items():
-        op.bulk_insert(table, convert(account_id, rows))
+    if converted:
+        op.bulk_insert(table, converted)
 
 
 def _seal_names(account_id: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
