@@ -50,6 +50,24 @@ def test_ciphertext_moved_to_another_field_fails(cipher: FieldCipher) -> None:
         cipher.open_fields("alice", {"phone": sealed["email"]})
 
 
+def test_a_sealed_field_name_opens_only_in_its_own_row(cipher: FieldCipher) -> None:
+    sealed = cipher.seal_named("alice", {"custom.diagnosis": "x", "custom.note": "y"})
+    diagnosis, note = sealed["custom.diagnosis"], sealed["custom.note"]
+    assert b"diagnosis" not in diagnosis.sealed_name + diagnosis.name_index.encode()
+    assert cipher.open_names("alice", {diagnosis.name_index: diagnosis.sealed_name}) == {
+        diagnosis.name_index: "custom.diagnosis"}
+    with pytest.raises(DecryptionError):
+        cipher.open_names("alice", {note.name_index: diagnosis.sealed_name})
+    with pytest.raises(DecryptionError):
+        cipher.open_names("bob", {diagnosis.name_index: diagnosis.sealed_name})
+
+
+def test_equal_field_names_of_two_customers_have_unrelated_row_handles(
+    cipher: FieldCipher,
+) -> None:
+    assert cipher.name_index("alice", "custom.note") != cipher.name_index("bob", "custom.note")
+
+
 @pytest.mark.parametrize("position", [0, 3, 5, 10, 17, 20, -1])
 def test_any_flipped_bit_is_detected(cipher: FieldCipher, position: int) -> None:
     sealed = bytearray(cipher.seal_fields("alice", {"email": "alice@example.org"})["email"])
