@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import subprocess
@@ -96,6 +97,21 @@ def test_canaries_are_not_in_the_audit_table(written: str, db_session: Session) 
     text = "\n".join(e.model_dump_json() for e in entries).encode()
     for needle in _needles():
         assert needle not in text
+
+
+def test_two_customers_equal_custom_field_names_do_not_match_in_the_audit_log(
+    client: TestClient[Litestar], other_client: TestClient[Litestar], db_session: Session
+) -> None:
+    for browser in (Browser(client), Browser(other_client)):
+        browser.sign_up()
+        browser.submit("/profile", {"custom": "diagnosis: private"})
+
+    updates = db_session.exec(select(AuditEntry).where(
+        AuditEntry.action == "profile.updated")).all()
+
+    logged = [json.loads(entry.details)["fields"] for entry in updates]
+    assert len(logged) == 2 and logged[0] != logged[1]
+    assert all(name.startswith("custom:") for fields in logged for name in fields)
 
 
 @pytest.mark.usefixtures("cli_env")

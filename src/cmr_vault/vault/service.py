@@ -87,10 +87,12 @@ def read_profile(session: Session, *, cipher: FieldCipher, account_id: str) -> P
     return Profile.from_fields(read_fields(session, cipher=cipher, account_id=account_id))
 
 
-def _audit_field_name(pseudonym_key: bytes, name: str) -> str:
-    """Custom field names are the customer's words and may say too much: log a keyed hash."""
+def _audit_field_name(pseudonym_key: bytes, account_id: str, name: str) -> str:
+    """Custom field names are the customer's words and may say too much: log a keyed hash,
+    keyed per customer too, so two customers' equal custom names do not match in the log."""
     if name.startswith(CUSTOM_PREFIX):
-        return "custom:" + blind_index(pseudonym_key, "custom-field", name)[:12]
+        return "custom:" + blind_index(pseudonym_key, "custom-field",
+                                       f"{account_id}\x00{name}")[:12]
     return name
 
 
@@ -139,7 +141,8 @@ def update_profile(
                 action="profile.updated",
                 subject=subject_pseudonym(pseudonym_key, account.id),
                 resource="profile",
-                details={"fields": sorted(_audit_field_name(pseudonym_key, n) for n in changed)},
+                details={"fields": sorted(_audit_field_name(pseudonym_key, account.id, n)
+                                         for n in changed)},
             ),
         )
     return changed
