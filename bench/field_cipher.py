@@ -66,7 +66,7 @@ def main() -> None:
         store.create("owner")
         data_key = store.for_encryption("owner")
         blob = seal(data_key, "email", VALUE)
-        cipher = FieldCipher(store)
+        cipher = FieldCipher(store, name_key=os.urandom(32))
         sealed_profile = cipher.seal_fields("owner", {f"custom.f{i}": VALUE for i in range(12)})
 
         def ours_seal() -> None:

@@ -8,6 +8,8 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -44,6 +46,79 @@ def test_init_creates_a_private_keyring_and_the_database(fresh_env: Path) -> Non
     assert (fresh_env / "cmr_vault.db").exists()
     again = CliRunner().invoke(cli.main, ["init"])
     assert "kept existing" in again.output
+
+
+PRIVATE = {"drwx------", "-rw-------"}
+
+
+def _modes(data_dir: Path) -> dict[str, str]:
+    """Every directory and file under the data directory with its mode, as `ls -l` shows it."""
+    return {str(p.relative_to(data_dir.parent)): stat.filemode(p.stat().st_mode)
+            for p in [data_dir, *data_dir.rglob("*")]}
+
+
+def test_init_makes_the_data_directory_and_every_file_in_it_private(fresh_env: Path) -> None:
+    assert CliRunner().invoke(cli.main, ["init"]).exit_code == 0
+
+    modes = _modes(fresh_env)
+    assert set(modes.values()) <= PRIVATE, modes
+    assert {"var", "var/keys", "var/cmr_vault.db", "var/keys/keystore.db",
+            "var/keys/keyring.json"} <= modes.keys()
+
+
+@dataclass(frozen=True)
+class Served:
+    """A live `cmr-vault serve` on a free port, and the file its output goes to."""
+
+    url: str
+    log: Path
+
+
+@pytest.fixture
+def served(fresh_env: Path, tmp_path: Path) -> Iterator[Served]:
+    assert CliRunner().invoke(cli.main, ["init"]).exit_code == 0
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    vault = Served(f"http://127.0.0.1:{port}", tmp_path / "serve.log")
+    with vault.log.open("wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "cmr_vault", "serve", "--port", str(port)],
+            env={**os.environ, "CMR_VAULT_BASE_URL": vault.url},
+            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{vault.url}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, vault.log.read_text()
+            time.sleep(0.1)
+        yield vault
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_a_serving_vault_keeps_its_database_and_wal_files_private(
+    served: Served, fresh_env: Path
+) -> None:
+    modes = _modes(fresh_env)
+
+    assert {"var/cmr_vault.db-wal", "var/cmr_vault.db-shm"} <= modes.keys()
+    assert set(modes.values()) <= PRIVATE, modes
+
+
+def test_the_server_log_names_no_client_address_or_path(served: Served) -> None:
+    assert httpx.get(f"{served.url}/signin", params={"next": "/profile"}).status_code == 200
+    assert httpx.get(f"{served.url}/health").status_code == 200
+
+    log = served.log.read_text()
+
+    assert "Uvicorn running" in log
+    assert "/signin" not in log and "GET /health" not in log
 
 
 def test_db_upgrade_is_idempotent(fresh_env: Path) -> None:

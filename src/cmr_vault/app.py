@@ -204,6 +204,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
                     CompleteAllowHeader, _csrf_protection(settings, runtime)],
         logging_config=LoggingConfig(
             root={"level": settings.log_level, "handlers": ["queue_listener"]},
+            loggers={**LoggingConfig().loggers, **QUIET_LIBRARY_LOGGERS},
         ),
         # Profiles, consents and pushes are small: a megabyte is generous and bounds memory.
         request_max_body_size=settings.max_body_bytes,
@@ -211,6 +212,15 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
     )
     document_problems(app)
     return app
+
+
+# Libraries that log what the vault must not write down, at INFO or DEBUG: httpx's request line
+# and httpcore's connection trace name the customer's own app address (a push endpoint);
+# authlib's debug lines print issued access and refresh tokens. They log only warnings and
+# errors, whatever the root level.
+QUIET_LIBRARY_LOGGERS: dict[str, dict[str, Any]] = {
+    name: {"level": "WARNING"} for name in ("httpx", "httpcore", "authlib")
+}
 
 
 def create_app_from_env() -> Litestar:

@@ -72,11 +72,25 @@ def initialise(settings: Settings) -> bool:
     if not key_file.exists():
         write_keyring(key_file, Keyring.generate())
         created = True
-    migrate.upgrade(make_engine(settings.resolved_database_url, immediate=False))
-    runtime = Runtime.build(settings)
-    runtime.data_keys.create_schema()
-    runtime.dispose()
+    upgrade_database(settings)
     return created
+
+
+def upgrade_database(settings: Settings, revision: str = "head") -> None:
+    """Apply migrations with the customers' keys at hand (when the keyring exists): some
+    migrations convert sealed data, such as 0009 sealing profile field names."""
+    engine = make_engine(settings.resolved_database_url, immediate=False)
+    runtime = Runtime.build(settings) if settings.resolved_key_file.exists() else None
+    try:
+        if runtime is not None:
+            runtime.data_keys.create_schema()
+        migrate.upgrade(engine, revision, cipher=runtime.cipher if runtime else None)
+    except migrate.MigrationNeedsKeys as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        if runtime is not None:
+            runtime.dispose()
+        engine.dispose()
 
 
 @click.group()
@@ -141,7 +155,7 @@ def _serve(settings: Settings, listener: socket.socket, workers: int) -> None:
         check_startup_safety(settings)
     except UnsafeSettingsError as exc:
         raise click.ClickException(str(exc)) from exc
-    migrate.upgrade(make_engine(settings.resolved_database_url, immediate=False))
+    upgrade_database(settings)
     runtime = Runtime.build(settings)
     try:
         runtime.data_keys.create_schema()
@@ -158,6 +172,8 @@ def _serve(settings: Settings, listener: socket.socket, workers: int) -> None:
         proxy_headers=True,
         server_header=False,
         log_level="info",
+        # An access line names the client's IP address and the path: personal data (README).
+        access_log=False,
         # h11 with a size (431) and a deadline (408) for every request head: see web.transport.
         http=BoundedHeadH11Protocol,
         h11_max_incomplete_event_size=MAX_HEAD_BYTES + 1024,
@@ -211,7 +227,7 @@ def db() -> None:
 def db_upgrade(revision: str) -> None:
     """Apply migrations up to REVISION (default: the newest)."""
     settings = _settings()
-    migrate.upgrade(make_engine(settings.resolved_database_url, immediate=False), revision)
+    upgrade_database(settings, revision)
     console.print(f"[green]Database at {revision}.[/]")
 
 

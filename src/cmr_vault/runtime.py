@@ -141,7 +141,7 @@ class Runtime:
             key_provider=key_provider,
             keyring_provider=keyring_provider,
             data_keys=data_keys,
-            cipher=FieldCipher(data_keys),
+            cipher=FieldCipher(data_keys, name_key=keyring_provider.keyring().index_key),
             audit_appender=appender,
             policy=PolicyStore(settings.policy_dir, on_reload=_audit_reload(appender)),
             clock=clock,

@@ -17,8 +17,12 @@ from cmr_vault.audit.checkpoint import verifier_key_for
 from cmr_vault.cli import main
 from cmr_vault.consent.models import Grant
 from cmr_vault.consent.receipts import verify_file
+from cmr_vault.runtime import Runtime
+from tests.auditor.conftest import auditor_browser
 from tests.factories import DEFAULT_PASSWORD, Browser
-from tests.oauth.flows import Company, get_code
+from tests.oauth.flows import Company, get_code, redeem, register_company
+
+__all__ = ["auditor_browser"]
 
 
 @pytest.fixture
@@ -165,3 +169,34 @@ def test_the_export_holds_grants_with_history_receipts_and_the_access_log(
     assert all(r["jws"].count(".") == 2 for r in document["receipts"])
     assert {"grant.given", "grant.narrowed"} <= {e["action"] for e in document["access_log"]}
     assert {"profile", "marketing", "reminders"} <= set(document)
+
+
+def test_two_companies_receipts_name_the_customer_differently_yet_each_ties_to_the_log(
+    browser: Browser, client: TestClient[Litestar], company: Company, db_session: Session,
+    runtime: Runtime, auditor_browser: Browser,
+) -> None:
+    other = register_company(db_session, runtime, name="Other Shop")
+    subjects = {}
+    for shop in (company, other):
+        code, verifier = get_code(browser, shop, scopes=["profile.email:read"])
+        assert redeem(client, shop, code, verifier).status_code == 200
+        subjects[shop.client_id] = client.get("/api/v1/grants", headers=shop.auth()).json()[
+            "grants"][0]["subject"]
+    receipts = [json.loads(_download(browser, rid)) for rid in _receipt_ids(browser)]
+    document = json.loads(browser.submit("/export", {"password": DEFAULT_PASSWORD}).content)
+    log = {entry["seq"]: entry for entry in document["access_log"]}
+    audited = {entry["seq"] for entry in auditor_browser.client.get(
+        "/api/v1/auditor/entries", params={"subject": document["account"]["audit_pseudonym"]}
+    ).json()["entries"]}
+
+    claims = {r["claims"]["controllerClientId"]: r["claims"] for r in receipts}
+    assert claims.keys() == subjects.keys()
+    for client_id, claim in claims.items():
+        # the company's own name for the customer, and no other company's
+        assert claim["piiPrincipalId"] == subjects[client_id]
+        # the customer ties it to their log; an auditor finds the same entry and pseudonym
+        entry = log[claim["audit"]["index"]]
+        assert (entry["action"], entry["details"]["company"]) == ("grant.given", client_id)
+        assert claim["audit"]["index"] in audited
+    assert len({claim["piiPrincipalId"] for claim in claims.values()}) == 2
+    assert all(verify_file(json.dumps(r), _verifier_key(client)).valid for r in receipts)

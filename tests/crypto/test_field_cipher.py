@@ -31,7 +31,7 @@ def cipher(tmp_path, provider) -> FieldCipher:
     store = _store(tmp_path, provider)
     store.create("alice")
     store.create("bob")
-    return FieldCipher(store)
+    return FieldCipher(store, name_key=os.urandom(32))
 
 
 def test_sealed_field_opens_for_its_owner_and_field(cipher: FieldCipher) -> None:
@@ -50,6 +50,24 @@ def test_ciphertext_moved_to_another_field_fails(cipher: FieldCipher) -> None:
     sealed = cipher.seal_fields("alice", {"email": "alice@example.org"})
     with pytest.raises(DecryptionError):
         cipher.open_fields("alice", {"phone": sealed["email"]})
+
+
+def test_a_sealed_field_name_opens_only_in_its_own_row(cipher: FieldCipher) -> None:
+    sealed = cipher.seal_named("alice", {"custom.diagnosis": "x", "custom.note": "y"})
+    diagnosis, note = sealed["custom.diagnosis"], sealed["custom.note"]
+    assert b"diagnosis" not in diagnosis.sealed_name + diagnosis.name_index.encode()
+    assert cipher.open_names("alice", {diagnosis.name_index: diagnosis.sealed_name}) == {
+        diagnosis.name_index: "custom.diagnosis"}
+    with pytest.raises(DecryptionError):
+        cipher.open_names("alice", {note.name_index: diagnosis.sealed_name})
+    with pytest.raises(DecryptionError):
+        cipher.open_names("bob", {diagnosis.name_index: diagnosis.sealed_name})
+
+
+def test_equal_field_names_of_two_customers_have_unrelated_row_handles(
+    cipher: FieldCipher,
+) -> None:
+    assert cipher.name_index("alice", "custom.note") != cipher.name_index("bob", "custom.note")
 
 
 @pytest.mark.parametrize("position", [0, 3, 5, 10, 17, 20, -1])
@@ -83,7 +101,7 @@ def test_nonces_never_repeat(cipher: FieldCipher) -> None:
 def test_spent_data_key_is_replaced_by_a_new_version(tmp_path, provider) -> None:
     store = _store(tmp_path, provider, max_encryptions=100)
     store.create("alice")
-    cipher = FieldCipher(store)
+    cipher = FieldCipher(store, name_key=os.urandom(32))
     first = cipher.seal_fields("alice", {f"custom.a{i}": "v" for i in range(100)})
     second = cipher.seal_fields("alice", {"email": "alice@example.org"})
     assert {key_version(b) for b in first.values()} == {1}
@@ -92,7 +110,7 @@ def test_spent_data_key_is_replaced_by_a_new_version(tmp_path, provider) -> None
 
 
 def test_missing_data_key_refuses_to_seal(tmp_path, provider) -> None:
-    cipher = FieldCipher(_store(tmp_path, provider))
+    cipher = FieldCipher(_store(tmp_path, provider), name_key=os.urandom(32))
     with pytest.raises(DataKeyMissingError):
         cipher.seal_fields("nobody", {"email": "x@example.org"})
 
@@ -113,12 +131,14 @@ class UnreachableKms:
 def test_unreachable_kms_fails_closed(tmp_path, provider) -> None:
     store = _store(tmp_path, provider)
     store.create("alice")
-    sealed = FieldCipher(store).seal_fields("alice", {"email": "alice@example.org"})
+    name_key = os.urandom(32)
+    sealed = FieldCipher(store, name_key=name_key).seal_fields(
+        "alice", {"email": "alice@example.org"})
     down = DataKeyStore(engine=store._engine, provider=UnreachableKms(), max_encryptions=1000,
                         epochs=EpochKeyFile(tmp_path / "epoch-keys.json"))
     with pytest.raises(KeyUnavailableError):
-        FieldCipher(down).seal_fields("alice", {"email": "new@example.org"})
+        FieldCipher(down, name_key=name_key).seal_fields("alice", {"email": "new@example.org"})
     with pytest.raises(DecryptionError):
-        FieldCipher(down).open_fields("alice", sealed)
+        FieldCipher(down, name_key=name_key).open_fields("alice", sealed)
     with pytest.raises(KeyUnavailableError):
         down.create("carol")

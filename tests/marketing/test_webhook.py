@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import re
 import threading
 from collections.abc import Iterator
@@ -14,14 +15,15 @@ from typing import Any
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from cmr_vault.accounts import service as accounts_service
 from cmr_vault.marketing import service as marketing_service
 from cmr_vault.marketing.delivery import UnsafeEndpoint, check_endpoint
+from cmr_vault.marketing.models import Message
 from cmr_vault.runtime import Runtime
 from tests.factories import Browser
-from tests.marketing.conftest import SALES, deliver, preferences_form
+from tests.marketing.conftest import SALES, Mailbox, deliver, preferences_form
 from tests.oauth.flows import Company, get_code, redeem
 
 received: list[tuple[dict[str, str], bytes]] = []
@@ -31,7 +33,7 @@ class _App(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         received.append((dict(self.headers), body))
-        self.send_response(204)
+        self.send_response(500 if "failing" in self.path else 204)
         self.end_headers()
 
     def log_message(self, *args: Any) -> None:
@@ -105,3 +107,64 @@ def test_an_unsafe_endpoint_is_explained_on_the_page_and_not_saved(
         db_session, index_key=mail_runtime.keyring.index_key, email="ada@example.org")
     assert account is not None
     assert not marketing_service.has_endpoint(db_session, account.id)
+
+
+def test_no_library_logger_writes_the_customer_app_address_or_e_mail(
+    loopback_runtime: Runtime, mail_client: TestClient[Litestar], customer_browser: Browser,
+    shop: Company, app_endpoint: str, mailbox: tuple[Mailbox, int],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    canary_app = app_endpoint + "-canary-app-5e1d"
+    code, verifier = get_code(customer_browser, shop,
+                              scopes=["marketing.webhook", "marketing.email"],
+                              scope="marketing.webhook marketing.email")
+    token = redeem(mail_client, shop, code, verifier).json()["access_token"]
+    customer_browser.submit("/preferences", {
+        **preferences_form(shop, webhook__optin="on", email__optin="on"),
+        "webhook_url": canary_app})
+    confirm = mailbox[0].links(r"http://127\.0\.0\.1:8000(/preferences/confirm/\S+)")[0]
+    assert customer_browser.client.get(confirm).status_code == 200
+    subject = mail_client.get("/api/v1/grants", headers=shop.auth()).json()["grants"][0][
+        "subject"]
+    for channel in ("webhook", "email"):
+        pushed = mail_client.post(
+            "/api/v1/pushes", headers={"Authorization": f"Bearer {token}"},
+            json={"subject": subject, "channel": channel, "topic": "sales", "purpose": SALES,
+                  "title": "Flash sale", "body": "Now.", "idempotency_key": channel})
+        assert pushed.status_code == 202, pushed.text
+
+    assert deliver(loopback_runtime).delivered == 2
+
+    # "mail.log" is the test's own receiving SMTP server, not the vault.
+    logged = "\n".join(record.getMessage() for record in caplog.records
+                       if not record.name.startswith("mail."))
+    for needle in ("canary-app-5e1d", "127.0.0.1:" + app_endpoint.split(":")[2].split("/")[0],
+                   "ada@example.org", token):
+        assert needle not in logged
+
+
+def test_a_failed_webhook_push_leaves_no_app_address_in_the_outbox(
+    loopback_runtime: Runtime, mail_client: TestClient[Litestar], customer_browser: Browser,
+    shop: Company, app_endpoint: str, db_session: Session,
+) -> None:
+    code, verifier = get_code(customer_browser, shop, scopes=["marketing.webhook"],
+                              scope="marketing.webhook")
+    token = redeem(mail_client, shop, code, verifier).json()["access_token"]
+    customer_browser.submit("/preferences", {
+        **preferences_form(shop, webhook__optin="on"),
+        "webhook_url": app_endpoint + "-failing-canary-9b2c"})
+    subject = mail_client.get("/api/v1/grants", headers=shop.auth()).json()["grants"][0][
+        "subject"]
+    pushed = mail_client.post("/api/v1/pushes", headers={"Authorization": f"Bearer {token}"},
+                              json={"subject": subject, "channel": "webhook", "topic": "sales",
+                                    "purpose": SALES, "title": "Flash sale", "body": "Now.",
+                                    "idempotency_key": "f1"})
+    assert pushed.status_code == 202, pushed.text
+
+    assert deliver(loopback_runtime).delivered == 0
+
+    db_session.rollback()
+    message = db_session.exec(select(Message)).one()
+    assert message.attempts == 1
+    assert message.last_error == "HTTPStatusError: HTTP 500"

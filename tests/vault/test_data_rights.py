@@ -19,6 +19,8 @@ from cmr_vault.runtime import Runtime
 from cmr_vault.settings import Settings
 from cmr_vault.vault import service as vault_service
 from tests.factories import DEFAULT_PASSWORD, Browser
+from tests.intents.conftest import NOTICE, allow_intents, publish, visible
+from tests.oauth.flows import register_company
 
 
 @pytest.fixture
@@ -48,6 +50,33 @@ def test_export_is_one_json_document_with_everything(browser: Browser) -> None:
     assert document["profile"]["custom"] == {"favourite": "tea"}
     actions = {entry["action"] for entry in document["access_log"]}
     assert {"account.created", "profile.updated", "profile.exported"} <= actions
+
+
+def test_export_holds_intents_offers_blocks_and_the_customers_own_app_address(
+    browser: Browser, client: TestClient[Litestar], db_session: Session, runtime: Runtime,
+) -> None:
+    runtime.settings = runtime.settings.model_copy(update={"webhook_allow_loopback": True})
+    shop = register_company(db_session, runtime, name="Bike Shop", notice=NOTICE)
+    allow_intents(browser, shop)
+    publish(browser)
+    intent = visible(client, shop)[0]
+    offer = client.post(f"/api/v1/intents/{intent['intent_id']}/offers", headers=shop.auth(),
+                        json={"title": "The Rainrider 3", "body": "Mudguards included.",
+                              "value": "10 % off"}).json()
+    browser.submit(f"/offers/{offer['offer_id']}/decline", {"block": "yes"}, page="/inbox")
+    browser.submit("/preferences", {"webhook_url": "http://127.0.0.1:9/rosas-app"})
+
+    document = browser.submit("/export", {"password": DEFAULT_PASSWORD}).json()
+
+    [exported_intent] = document["intents"]["intents"]
+    assert exported_intent["id"] == intent["intent_id"]
+    assert (exported_intent["topic"], exported_intent["text"], exported_intent["budget"]) == (
+        "bikes", "A commuter bike for rainy Hamburg", "up to 900 EUR")
+    [exported_offer] = document["intents"]["offers"]
+    assert (exported_offer["company"], exported_offer["status"], exported_offer["title"]) == (
+        shop.client_id, "declined", "The Rainrider 3")
+    assert document["intents"]["blocked_companies"][0]["company"] == shop.client_id
+    assert document["marketing"]["push_endpoint"]["url"] == "http://127.0.0.1:9/rosas-app"
 
 
 def test_export_needs_the_password_again(browser: Browser) -> None:

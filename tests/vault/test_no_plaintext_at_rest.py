@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from alembic import command
+from click.testing import CliRunner
 from litestar import Litestar
 from litestar.testing import TestClient
 from sqlalchemy import make_url
 from sqlmodel import Session, select
 
+from cmr_vault import cli
 from cmr_vault.audit.models import AuditEntry
+from cmr_vault.db.engine import make_engine
+from cmr_vault.db.migrate import alembic_config
+from cmr_vault.runtime import Runtime
 from cmr_vault.settings import Settings
 from tests.factories import Browser
 
@@ -23,7 +30,7 @@ CANARIES = {
     "family_name": "Canaryfamily",
     "phone": "+49 111 9876543",
     "street_address": "Kanarienweg 77",
-    "custom": "secret_note: Qwertzuiopcanary",
+    "custom": "canaryfieldname: Qwertzuiopcanary",
     "interests": "canarytopicxyz",
     "identities": "github: canaryhandle42",
 }
@@ -49,6 +56,7 @@ def _needles() -> list[bytes]:
         "9876543",
         "Kanarienweg",
         "Qwertzuiopcanary",
+        "canaryfieldname",
         "canarytopicxyz",
         "canaryhandle42",
     ]
@@ -89,3 +97,62 @@ def test_canaries_are_not_in_the_audit_table(written: str, db_session: Session) 
     text = "\n".join(e.model_dump_json() for e in entries).encode()
     for needle in _needles():
         assert needle not in text
+
+
+def test_two_customers_equal_custom_field_names_do_not_match_in_the_audit_log(
+    client: TestClient[Litestar], other_client: TestClient[Litestar], db_session: Session
+) -> None:
+    for browser in (Browser(client), Browser(other_client)):
+        browser.sign_up()
+        browser.submit("/profile", {"custom": "diagnosis: private"})
+
+    updates = db_session.exec(select(AuditEntry).where(
+        AuditEntry.action == "profile.updated")).all()
+
+    logged = [json.loads(entry.details)["fields"] for entry in updates]
+    assert len(logged) == 2 and logged[0] != logged[1]
+    assert all(name.startswith("custom:") for fields in logged for name in fields)
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_db_upgrade_seals_the_custom_field_names_an_older_database_holds(
+    client: TestClient[Litestar], runtime: Runtime, settings: Settings, tmp_path: Path
+) -> None:
+    browser = Browser(client)
+    browser.sign_up()
+    browser.submit("/profile", {"custom": "canaryfieldname: Qwertzuiopcanary"})
+    engine = make_engine(settings.database_url, immediate=False)
+    runtime.engine.dispose()
+    command.downgrade(alembic_config(engine, runtime.cipher), "0008_rate_hits")
+    engine.dispose()
+    assert b"canaryfieldname" in _database_bytes(settings, tmp_path)
+
+    result = CliRunner().invoke(cli.main, ["db", "upgrade"])
+
+    assert result.exit_code == 0, result.output
+    assert "canaryfieldname: Qwertzuiopcanary" in client.get("/profile").text
+    runtime.engine.dispose()
+    assert b"canaryfieldname" not in _database_bytes(settings, tmp_path)
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_db_upgrade_without_the_keyring_refuses_and_changes_nothing(
+    client: TestClient[Litestar], runtime: Runtime, settings: Settings
+) -> None:
+    browser = Browser(client)
+    browser.sign_up()
+    browser.submit("/profile", {"custom": "canaryfieldname: Qwertzuiopcanary"})
+    engine = make_engine(settings.database_url, immediate=False)
+    runtime.engine.dispose()
+    command.downgrade(alembic_config(engine, runtime.cipher), "0008_rate_hits")
+    engine.dispose()
+    keyring = settings.resolved_key_file
+    keyring.rename(keyring.with_suffix(".away"))
+
+    refused = CliRunner().invoke(cli.main, ["db", "upgrade"])
+
+    assert refused.exit_code == 1
+    assert "no keyring was found" in refused.output
+    keyring.with_suffix(".away").rename(keyring)
+    assert CliRunner().invoke(cli.main, ["db", "upgrade"]).exit_code == 0
+    assert "canaryfieldname: Qwertzuiopcanary" in client.get("/profile").text

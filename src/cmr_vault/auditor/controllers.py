@@ -133,8 +133,8 @@ class AuditorPages(Controller):
             "account": auditor, "report": report, "company": company, "since": since,
             "backlogs": auditor_service.unacknowledged_changes(db_session,
                                                               now=runtime.clock.now()),
-            "until": until, "measures": ["reads", "reads refused", "pushes", "consent changes",
-                                         "revocations"]})
+            "until": until, "measures": ["reads", "reads refused", "pushes", "pushes sent",
+                                         "consent checks", "consent changes", "revocations"]})
 
 
 class AuditorApi(Controller):

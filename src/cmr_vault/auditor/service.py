@@ -11,13 +11,13 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from cmr_vault.audit import service as audit_service
 from cmr_vault.audit import transparency
 from cmr_vault.audit.models import AuditCheckpoint, AuditEntry
 from cmr_vault.audit.verify import VerifyReport, verify_database
+from cmr_vault.auditor import activity
 from cmr_vault.clock import Clock
 from cmr_vault.consent import events
 from cmr_vault.oauth import service as oauth_service
@@ -41,20 +41,12 @@ class LogFilter:
     until: datetime | None = None
 
 
-def _company_clause(company: str) -> object:
-    return or_(
-        col(AuditEntry.actor) == f"company:{company}",
-        col(AuditEntry.resource) == f"company:{company}",
-        col(AuditEntry.details).contains(json.dumps(company)),
-    )
-
-
 def search(session: Session, flt: LogFilter, *, before: int | None = None,
            limit: int = PAGE_SIZE) -> list[AuditEntry]:
     """The newest entries matching the filter, `limit` at a time, older than `before`."""
     query = select(AuditEntry)
     if flt.company:
-        query = query.where(_company_clause(flt.company))
+        query = query.where(activity.company_clause(flt.company))
     if flt.subject:
         query = query.where(AuditEntry.subject == flt.subject)
     if flt.action:
@@ -91,12 +83,23 @@ class CompanyReport:
         return [(day, counts[name]) for day, counts in sorted(self.days.items())]
 
 
+# A push figure's name in the report; a deferred or refused push is still one push.
+_PUSH_MEASURES = {
+    activity.PushCount.ACCEPTED: "pushes",
+    activity.PushCount.DEFERRED: "pushes deferred",
+    activity.PushCount.REFUSED: "pushes refused",
+    activity.PushCount.SENT: "pushes sent",
+    activity.PushCount.CHECKED: "consent checks",
+}
+
+
 def _measure(entry: AuditEntry) -> str | None:
     action, outcome = entry.action, entry.outcome
     if action == "profile.read":
         return "reads" if outcome == "allow" else "reads refused"
     if action.startswith("push."):
-        return "pushes" if outcome in ("allow", "accepted", "queued") else f"pushes {outcome}"
+        counted = activity.push_count(action, outcome)
+        return _PUSH_MEASURES[counted] if counted else None
     if action == "grant.revoked":
         return "revocations"
     if action.startswith("grant."):
@@ -110,22 +113,16 @@ def company_report(session: Session, *, company: str, since: datetime | None = N
                    until: datetime | None = None) -> CompanyReport:
     """Reads, pushes, refusals by reason, consent changes and revocations, per day."""
     report = CompanyReport(company)
-    last = None
-    while True:
-        batch = search(session, LogFilter(company=company, since=since, until=until),
-                       before=last, limit=5000)
-        for item in batch:
-            measure = _measure(item)
-            if measure is None:
-                continue
-            report.days[item.recorded_at.date()][measure] += 1
-            report.totals[measure] += 1
-            if item.outcome not in ("allow", "ok", "accepted", "queued"):
-                for reason in json.loads(item.details).get("reasons", []):
-                    report.refusals_by_reason[reason] += 1
-        if len(batch) < 5000:
-            return report
-        last = batch[-1].seq
+    for item in activity.company_entries(session, company, since=since, until=until):
+        measure = _measure(item)
+        if measure is None:
+            continue
+        report.days[item.recorded_at.date()][measure] += 1
+        report.totals[measure] += 1
+        if item.outcome not in ("allow", "ok", "accepted", "queued"):
+            for reason in json.loads(item.details).get("reasons", []):
+                report.refusals_by_reason[reason] += 1
+    return report
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,12 @@ compact JWS with its Ed25519 log key; the claims name the audit entry recording 
 change by its leaf hash. A downloaded receipt adds the inclusion proof of that entry in a
 signed tree head, so one public key (the log's verifier key) checks everything offline: the
 signature, that the log holds the change, and that the tree head is the vault's.
+
+The customer is named (`piiPrincipalId`) by the company's pairwise subject, the name that company
+already knows (`sub`), so two companies comparing their receipts find nothing in common. The
+receipt is tied to the log by the entry it names (`audit.index`, `audit.leafHash`), not by the
+customer's name: that entry carries the log's own pseudonym of the customer, which an auditor
+reads there and the customer finds in their export (`account.audit_pseudonym`).
 """
 
 from __future__ import annotations
@@ -80,7 +86,8 @@ class ReceiptSigner:
 class ConsentEvent:
     """One change the customer gets a receipt for.
 
-    `purposes` maps each data category (scope, or `opt-in.<channel>`) to its purposes.
+    `purposes` maps each data category (scope, or `opt-in.<channel>`) to its purposes;
+    `principal` is the company's pairwise subject for the customer.
     """
 
     account_id: str

@@ -100,7 +100,8 @@ def _record(session: Session, ctx: ConsentContext, *, grant: Grant, actor: str, 
             "notice_version": grant.notice_version, "expires_at": expires}))
     company = oauth_service.get_client(session, grant.client_id)
     receipts.issue(session, ctx.signer, receipts.ConsentEvent(
-        account_id=grant.account_id, principal=subject, company=company, change=change,
+        account_id=grant.account_id, principal=grant.pairwise_subject, company=company,
+        change=change,
         actor=actor, collection_method=_COLLECTION.get(actor, "vault"),
         purposes=purposes_of(grant), expires_at=grant.expires_at,
         notice_version=grant.notice_version, audit_entry=entry,
@@ -558,7 +559,8 @@ def opt_in_changed(session: Session, ctx: ConsentContext, *, account_id: str, cl
     scope = f"marketing.{channel}"
     purposes = purposes_of(grant).get(scope, []) if grant else []
     receipts.issue(session, ctx.signer, receipts.ConsentEvent(
-        account_id=account_id, principal=subject_pseudonym(ctx.pseudonym_key, account_id),
+        account_id=account_id,
+        principal=oauth_service.pairwise_subject(ctx.pseudonym_key, client_id, account_id),
         company=company, change=change, actor="system" if change == "expired" else "customer",
         collection_method=_COLLECTION["system" if change == "expired" else "customer"],
         purposes={f"opt-in.{channel}": purposes}, expires_at=expires_at,

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from cmr_vault.db.engine import private_directory
+
 KEY_BYTES = 32
 
 
@@ -126,7 +128,7 @@ class Keyring:
 
 def write_keyring(path: Path, keyring: Keyring) -> None:
     """Write atomically with mode 0600, so a crash never leaves a half-written keyring."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_directory(path.parent)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:

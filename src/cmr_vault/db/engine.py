@@ -8,6 +8,8 @@ SQLITE_BUSY_SNAPSHOT under concurrency instead of waiting its turn.
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,8 @@ def make_engine(url: str, *, immediate: bool = True) -> Engine:
         return create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE,
                              max_overflow=POOL_OVERFLOW, pool_timeout=10)
     if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        private_directory(Path(parsed.database).parent)
+        private_sqlite_file(Path(parsed.database))
     # Pooled: opening a connection and setting its PRAGMAs costs more than a whole read.
     engine = create_engine(
         url, connect_args={"check_same_thread": False, "timeout": 30}, poolclass=QueuePool,
@@ -41,6 +44,28 @@ def make_engine(url: str, *, immediate: bool = True) -> Engine:
     )
     _configure_sqlite(engine, immediate=immediate)
     return engine
+
+
+def private_directory(path: Path) -> None:
+    """Create `path` and its missing parents with mode 0700: the data directory holds the
+    keyring and the databases, and nobody else on the machine needs to list it."""
+    missing: list[Path] = []
+    for directory in (path, *path.parents):
+        if directory.exists():
+            break
+        missing.append(directory)
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
+
+
+def private_sqlite_file(path: Path) -> None:
+    """Make the database file 0600 before SQLite opens it (SQLite would create it 0644 under
+    the usual umask); SQLite gives its -wal and -shm files the database file's mode. Files left
+    open to others by an older version are narrowed."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for file in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", "-journal"))):
+        if file.exists() and stat.S_IMODE(file.stat().st_mode) & 0o077:
+            file.chmod(0o600)
 
 
 def _configure_sqlite(engine: Engine, *, immediate: bool) -> None:

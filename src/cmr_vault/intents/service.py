@@ -162,6 +162,39 @@ def intents_of(session: Session, *, cipher: FieldCipher, account_id: str,
             for i in rows]
 
 
+def export_intents(session: Session, *, cipher: FieldCipher, account_id: str,
+                   now: datetime) -> dict[str, Any]:
+    """The customer's intents (with the companies each was shown to), every offer and
+    invitation companies sent them in whatever state, and the companies they blocked."""
+    intents = session.exec(select(Intent).where(Intent.account_id == account_id)
+                           .order_by(col(Intent.created_at).desc())).all()
+    offers = session.exec(select(Offer).where(Offer.account_id == account_id)
+                          .order_by(col(Offer.created_at).desc())).all()
+    opened = _open(cipher, account_id, {f"intent:{i.id}": i.sealed for i in intents}
+                   | {f"offer:{o.id}": o.sealed for o in offers})
+    chosen = {i.id: sorted(session.exec(select(IntentAudience.client_id).where(
+        IntentAudience.intent_id == i.id)).all()) for i in intents if i.audience == "chosen"}
+    blocks = session.exec(select(CompanyBlock).where(CompanyBlock.account_id == account_id)
+                          .order_by(col(CompanyBlock.created_at))).all()
+    return {
+        "intents": [{
+            "id": i.id, "created_at": i.created_at.isoformat(),
+            "valid_until": i.valid_until.isoformat(), "state": _state(i, now),
+            "audience": i.audience, "companies": chosen.get(i.id, []),
+            **opened[f"intent:{i.id}"],
+        } for i in intents],
+        "offers": [{
+            "id": o.id, "company": o.client_id, "kind": "offer" if o.intent_id else "invitation",
+            "intent": o.intent_id, "programme": o.programme_id, "status": o.status,
+            "created_at": o.created_at.isoformat(),
+            "answered_at": o.answered_at.isoformat() if o.answered_at else None,
+            **opened[f"offer:{o.id}"],
+        } for o in offers],
+        "blocked_companies": [{"company": b.client_id, "since": b.created_at.isoformat()}
+                              for b in blocks],
+    }
+
+
 def _state(intent: Intent, now: datetime) -> str:
     if intent.status == OPEN and intent.valid_until <= now:
         return "expired"

@@ -18,6 +18,7 @@ from sqlmodel import Session
 
 from cmr_vault.accounts.deps import Customer, provide_customer
 from cmr_vault.audit import service as audit_service
+from cmr_vault.audit.actions import PushAction
 from cmr_vault.consent import service as consent_service
 from cmr_vault.crypto.blind_index import subject_pseudonym
 from cmr_vault.deps import DbSession, RuntimeDep
@@ -147,7 +148,7 @@ class PushesApi(Controller):
         decision = runtime.policy.current.decide(request, facts)
         subject = subject_pseudonym(runtime.keyring.pseudonym_key, access.grant.account_id)
         audit_service.record(db_session, clock=runtime.clock, event=audit_service.AuditEvent(
-            actor=f"company:{access.client.client_id}", action="push.checked", subject=subject,
+            actor=f"company:{access.client.client_id}", action=PushAction.CHECKED, subject=subject,
             resource="consent-check", purpose=data.purpose, outcome=str(decision.outcome),
             details={"company": access.client.client_id, "channel": data.channel,
                      "rule_ids": decision.rule_ids, "reasons": decision.reasons,

@@ -79,6 +79,14 @@ class SmtpChannel:
             smtp.send_message(mail)
 
 
+def failure_reason(exc: Exception) -> str:
+    """What went wrong, for the outbox row: the error type and any HTTP status, never the
+    message text (httpx's names the customer's app address, smtplib's the e-mail address)."""
+    if isinstance(exc, httpx.HTTPStatusError):
+        return f"{type(exc).__name__}: HTTP {exc.response.status_code}"
+    return type(exc).__name__
+
+
 class UnsafeEndpoint(ValueError):
     """A webhook URL the vault will not call (not https, or an internal address)."""
 

@@ -20,6 +20,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from cmr_vault.audit import service as audit_service
+from cmr_vault.audit.actions import PushAction
 from cmr_vault.clock import Clock
 from cmr_vault.consent import service as consent_service
 from cmr_vault.consent.models import Grant
@@ -27,7 +28,13 @@ from cmr_vault.consent.service import ConsentContext
 from cmr_vault.crypto.blind_index import blind_index, subject_pseudonym
 from cmr_vault.crypto.field_cipher import FieldCipher
 from cmr_vault.errors import NotFound, ValidationFailed
-from cmr_vault.marketing.delivery import DeliveryChannel, Envelope, UnsafeEndpoint, check_endpoint
+from cmr_vault.marketing.delivery import (
+    DeliveryChannel,
+    Envelope,
+    UnsafeEndpoint,
+    check_endpoint,
+    failure_reason,
+)
 from cmr_vault.marketing.models import (
     ALL,
     ChannelPreference,
@@ -386,7 +393,7 @@ def topic_alias(pseudonym_key: bytes) -> Callable[[str], str]:
     return alias
 
 
-def _audit_push(session: Session, *, clock: Clock, pseudonym_key: bytes, action: str,
+def _audit_push(session: Session, *, clock: Clock, pseudonym_key: bytes, action: PushAction,
                 subject: str, client_id: str, push: PushRequest | Message,
                 request: DecisionRequest, facts: Facts, decision: Decision,
                 message_id: str | None, extra: dict[str, object] | None = None,
@@ -444,7 +451,7 @@ def submit_push(
             unsubscribe_hash="", created_at=now)
         session.add(message)
         session.flush()
-    _audit_push(session, clock=clock, pseudonym_key=pseudonym_key, action="push.decided",
+    _audit_push(session, clock=clock, pseudonym_key=pseudonym_key, action=PushAction.DECIDED,
                 subject=subject,
                 client_id=client.client_id, push=push, request=request, facts=facts,
                 decision=decision, message_id=message.id if message else None)
@@ -522,31 +529,31 @@ def deliver_one(session: Session, ctx: DeliveryContext, message: Message) -> str
     if decision.outcome is Outcome.DENY:
         message.status = MessageStatus.REFUSED
         session.add(message)
-        _audit_push(session, action="push.stopped", **audit)  # type: ignore[arg-type]
+        _audit_push(session, action=PushAction.STOPPED, **audit)  # type: ignore[arg-type]
         return "stopped"
     if decision.outcome is Outcome.DEFER:
         message.status, message.not_before = MessageStatus.DEFERRED, decision.defer_until or now
         session.add(message)
-        _audit_push(session, action="push.deferred", **audit)  # type: ignore[arg-type]
+        _audit_push(session, action=PushAction.DEFERRED, **audit)  # type: ignore[arg-type]
         return "deferred"
     token = secrets.token_urlsafe(24)
     try:
         ctx.channels[message.channel].deliver(_envelope(session, ctx, message, client, token))
     except Exception as exc:  # any transport failure: retry later, then give up
         message.attempts += 1
-        message.last_error = f"{type(exc).__name__}: {exc}"[:500]
+        message.last_error = failure_reason(exc)
         failed = message.attempts >= MAX_ATTEMPTS
         message.status = MessageStatus.FAILED if failed else MessageStatus.QUEUED
         message.not_before = now + timedelta(seconds=min(3600, 5 * 2 ** message.attempts))
         session.add(message)
-        _audit_push(session, action="push.failed" if failed else "push.retry", **audit,  # type: ignore[arg-type]
+        _audit_push(session, action=PushAction.FAILED if failed else PushAction.RETRY, **audit,  # type: ignore[arg-type]
                     outcome="failed", extra={"attempts": message.attempts,
                                              "error": type(exc).__name__})
         return "failed" if failed else "retried"
     message.status, message.delivered_at = MessageStatus.DELIVERED, now
     message.unsubscribe_hash = _token_hash(token)
     session.add(message)
-    _audit_push(session, action="push.delivered", **audit,  # type: ignore[arg-type]
+    _audit_push(session, action=PushAction.DELIVERED, **audit,  # type: ignore[arg-type]
                 extra={"obligations": list(decision.obligations)})
     return "delivered"
 
@@ -640,7 +647,10 @@ def marketing_connections(session: Session, *, account_id: str, now: datetime
 
 def export_marketing(session: Session, *, cipher: FieldCipher, account_id: str
                      ) -> dict[str, Any]:
-    """The customer's marketing preferences and every message sent to them, for the export."""
+    """The customer's marketing preferences, their own app's address (push endpoint) and every
+    message sent to them, for the export. The endpoint's signing key is left out: it is a
+    credential shown once, and a copy in an export file would let anyone forge pushes."""
+    endpoint = session.get(PushEndpoint, account_id)
     preferences = session.exec(select(ChannelPreference).where(
         ChannelPreference.account_id == account_id)).all()
     messages = session.exec(select(Message).where(Message.account_id == account_id)
@@ -656,6 +666,10 @@ def export_marketing(session: Session, *, cipher: FieldCipher, account_id: str
             "paused_until": p.paused_until.isoformat() if p.paused_until else None,
             "expires_at": p.expires_at.isoformat() if p.expires_at else None,
         } for p in preferences],
+        "push_endpoint": {
+            "url": open_endpoint(session, cipher=cipher, account_id=account_id)[0],
+            "updated_at": endpoint.updated_at.isoformat(),
+        } if endpoint else None,
         "messages": [{
             "company": m.client_id, "channel": m.channel, "topic": m.topic,
             "purpose": m.purpose, "status": str(m.status), "created_at": m.created_at.isoformat(),

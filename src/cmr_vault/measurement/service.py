@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from cmr_vault.auditor import service as auditor_service
+from cmr_vault.auditor import activity
 from cmr_vault.consent import service as consent_service
 from cmr_vault.marketing.models import ChannelPreference
 from cmr_vault.oauth.scopes import CHANNELS
@@ -68,16 +68,9 @@ def _tally(session: Session, client_id: str, since: datetime | None) -> dict[str
                                         ("grants", "pushes", "refusals", "intents", "offers")}
     seen: set[str] = set()
     answered: set[str] = set()
-    last = None
-    while True:
-        batch = auditor_service.search(session, auditor_service.LogFilter(
-            company=client_id, since=since), before=last, limit=5000)
-        for entry in batch:
-            _count(entry.action, entry.outcome, entry.resource, json.loads(entry.details),
-                   tallies, seen, answered)
-        if len(batch) < 5000:
-            break
-        last = batch[-1].seq
+    for entry in activity.company_entries(session, client_id, since=since):
+        _count(entry.action, entry.outcome, entry.resource, json.loads(entry.details),
+               tallies, seen, answered)
     tallies["intents"]["seen"], tallies["intents"]["answered"] = len(seen), len(answered)
     return tallies
 
@@ -86,13 +79,11 @@ def _count(action: str, outcome: str, resource: str, details: dict[str, Any],
            tallies: dict[str, Counter[str]], seen: set[str], answered: set[str]) -> None:
     if action.startswith("grant.") and action.removeprefix("grant.") in GRANT_CHANGES:
         tallies["grants"][action.removeprefix("grant.")] += 1
-    elif action == "push.decided":
-        tallies["pushes"][{"allow": "accepted", "defer": "deferred"}.get(outcome, "refused")] += 1
-        if outcome == "deny":
+    elif (counted := activity.push_count(action, outcome)) is not None:
+        tallies["pushes"][counted] += 1
+        if counted is activity.PushCount.REFUSED:
             for rule in details.get("rule_ids", []):
                 tallies["refusals"][rule] += 1
-    elif action == "push.delivered":
-        tallies["pushes"]["sent"] += 1
     elif action == "intent.seen":
         seen.add(resource)
     elif action == "offer.sent":

@@ -33,6 +33,7 @@ from cmr_vault.consent import service as consent_service
 from cmr_vault.crypto.blind_index import subject_pseudonym
 from cmr_vault.deps import DbSession, RuntimeDep
 from cmr_vault.errors import DomainError
+from cmr_vault.intents import service as intents_service
 from cmr_vault.marketing import service as marketing_service
 from cmr_vault.oauth import service as oauth_service
 from cmr_vault.portal.forms import form_text, profile_changes, profile_form_values
@@ -383,6 +384,8 @@ class ProfilePages(Controller):
             for r in consent_service.reminders_of(db_session, customer.id, limit=10_000)]
         document["marketing"] = marketing_service.export_marketing(
             db_session, cipher=runtime.cipher, account_id=customer.id)
+        document["intents"] = intents_service.export_intents(
+            db_session, cipher=runtime.cipher, account_id=customer.id, now=runtime.clock.now())
         return Response(
             content=json.dumps(document, indent=2, ensure_ascii=False).encode("utf-8"),
             media_type="application/json",

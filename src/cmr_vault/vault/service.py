@@ -66,9 +66,20 @@ def read_fields(
     """Open the stored fields of one owner (all, or just `names`)."""
     query = select(ProfileField).where(ProfileField.account_id == account_id)
     if names is not None:
-        query = query.where(col(ProfileField.name).in_(list(names)))
+        wanted = [cipher.name_index(account_id, name) for name in names]
+        query = query.where(col(ProfileField.name_index).in_(wanted))
     rows = session.exec(query).all()
-    return cipher.open_fields(account_id, {row.name: row.sealed for row in rows})
+    return cipher.open_fields(account_id, {
+        name: row.sealed for name, row in _by_name(cipher, account_id, rows).items()})
+
+
+def _by_name(
+    cipher: FieldCipher, account_id: str, rows: Iterable[ProfileField]
+) -> dict[str, ProfileField]:
+    """Rows keyed by their opened field names."""
+    by_index = {row.name_index: row for row in rows}
+    names = cipher.open_names(account_id, {i: row.sealed_name for i, row in by_index.items()})
+    return {names[index]: row for index, row in by_index.items()}
 
 
 def read_profile(session: Session, *, cipher: FieldCipher, account_id: str) -> Profile:
@@ -76,10 +87,12 @@ def read_profile(session: Session, *, cipher: FieldCipher, account_id: str) -> P
     return Profile.from_fields(read_fields(session, cipher=cipher, account_id=account_id))
 
 
-def _audit_field_name(pseudonym_key: bytes, name: str) -> str:
-    """Custom field names are the customer's words and may say too much: log a keyed hash."""
+def _audit_field_name(pseudonym_key: bytes, account_id: str, name: str) -> str:
+    """Custom field names are the customer's words and may say too much: log a keyed hash,
+    keyed per customer too, so two customers' equal custom names do not match in the log."""
     if name.startswith(CUSTOM_PREFIX):
-        return "custom:" + blind_index(pseudonym_key, "custom-field", name)[:12]
+        return "custom:" + blind_index(pseudonym_key, "custom-field",
+                                       f"{account_id}\x00{name}")[:12]
     return name
 
 
@@ -95,19 +108,15 @@ def update_profile(
 ) -> list[str]:
     """Validate every change first, then seal and store; returns the names that changed."""
     cleaned = normalise_changes(changes)
-    existing = {
-        row.name: row
-        for row in session.exec(
-            select(ProfileField).where(ProfileField.account_id == account.id)
-        ).all()
-    }
+    existing = _by_name(cipher, account.id, session.exec(
+        select(ProfileField).where(ProfileField.account_id == account.id)).all())
     _check_custom_limit(existing, cleaned)
     if cleaned.get("email"):
         accounts_service.change_email(
             session, index_key=index_key, account=account, email=str(cleaned["email"])
         )
     to_seal = {name: value for name, value in cleaned.items() if value is not None}
-    sealed = cipher.seal_fields(account.id, to_seal)
+    sealed = cipher.seal_named(account.id, to_seal)
     now = clock.now()
     changed: list[str] = []
     for name, value in cleaned.items():
@@ -118,8 +127,9 @@ def update_profile(
                 changed.append(name)
             continue
         if row is None:
-            row = ProfileField(account_id=account.id, name=name, sealed=b"", updated_at=now)
-        row.sealed, row.updated_at = sealed[name], now
+            row = ProfileField(account_id=account.id, name_index=sealed[name].name_index,
+                               sealed_name=sealed[name].sealed_name, sealed=b"", updated_at=now)
+        row.sealed, row.updated_at = sealed[name].sealed, now
         session.add(row)
         changed.append(name)
     if changed:
@@ -131,7 +141,8 @@ def update_profile(
                 action="profile.updated",
                 subject=subject_pseudonym(pseudonym_key, account.id),
                 resource="profile",
-                details={"fields": sorted(_audit_field_name(pseudonym_key, n) for n in changed)},
+                details={"fields": sorted(_audit_field_name(pseudonym_key, account.id, n)
+                                         for n in changed)},
             ),
         )
     return changed
@@ -170,10 +181,11 @@ def sign_up_customer(
         password=password,
     )
     email = accounts_service.validate_email(email)
-    sealed = cipher.seal_fields(account.id, {"email": email})
+    sealed = cipher.seal_named(account.id, {"email": email})["email"]
     session.add(
         ProfileField(
-            account_id=account.id, name="email", sealed=sealed["email"], updated_at=clock.now()
+            account_id=account.id, name_index=sealed.name_index, sealed_name=sealed.sealed_name,
+            sealed=sealed.sealed, updated_at=clock.now()
         )
     )
     audit_service.record(
