@@ -96,7 +96,7 @@ class Erased:
 @pytest.fixture
 def erased(
     client: TestClient[Litestar], other_client: TestClient[Litestar], db_session: Session,
-    settings: Settings,
+    settings: Settings, runtime: Runtime,
 ) -> Erased:
     """Rosa fills her profile and erases herself; Bea, a bystander, stays.
 
@@ -112,7 +112,8 @@ def erased(
     bea.submit("/profile", {"email": "bea@example.org", "given_name": "Bea"})
     copy = db_session.exec(
         select(ProfileField.sealed).where(
-            col(ProfileField.account_id) == account_id, col(ProfileField.name) == "given_name"
+            col(ProfileField.account_id) == account_id,
+            col(ProfileField.name_index) == runtime.cipher.name_index(account_id, "given_name"),
         )
     ).one()
     db_session.rollback()
