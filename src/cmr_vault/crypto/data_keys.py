@@ -396,19 +396,8 @@ class DataKeyStore:
             with self._writing() as conn:
                 rows = conn.execute(select(data_key_table).where(stale).limit(batch_size)).all()
                 for row in rows:
-                    same = (data_key_table.c.epoch_id.is_(None) if row.epoch_id is None
-                            else data_key_table.c.epoch_id == row.epoch_id)
-                    wrapped = WrappedKey(row.kek_id, self._unsealed(row))
-                    conn.execute(
-                        update(data_key_table)
-                        .where(
-                            data_key_table.c.owner_id == row.owner_id,
-                            data_key_table.c.version == row.version,
-                            data_key_table.c.kek_id == row.kek_id,
-                            same,
-                        )
-                        .values(**self._sealed(row.owner_id, row.version, wrapped, current))
-                    )
+                    self._replace_row(conn, row, WrappedKey(row.kek_id, self._unsealed(row)),
+                                      current)
             done += len(rows)
             if not rows:
                 return done
@@ -479,6 +468,11 @@ class DataKeyStore:
         wrapped = self._provider.wrap(key, aad)
         if wrapped.kek_id != active:
             raise KeyUnavailableError("the active KEK changed during rotation; run it again")
+        self._replace_row(conn, row, wrapped, epoch_id)
+
+    def _replace_row(self, conn: Connection, row: Row[Any], wrapped: WrappedKey,
+                     epoch_id: str) -> None:
+        """Store `row`'s key as `wrapped`, sealed under `epoch_id`, if the row is unchanged."""
         same_epoch = (data_key_table.c.epoch_id.is_(None) if row.epoch_id is None
                       else data_key_table.c.epoch_id == row.epoch_id)
         conn.execute(
