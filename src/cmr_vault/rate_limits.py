@@ -79,6 +79,7 @@ class RateLimits:
     """The vault's limits, one limiter per kind of request."""
 
     def __init__(self, *, token_per_minute: int, pushes_per_minute: int,
-                 caller_key: Callable[[str], str]) -> None:
+                 signups_per_minute: int, caller_key: Callable[[str], str]) -> None:
         self.token = RateLimiter("token", token_per_minute, caller_key=caller_key)
         self.pushes = RateLimiter("pushes", pushes_per_minute, caller_key=caller_key)
+        self.signups = RateLimiter("signups", signups_per_minute, caller_key=caller_key)

@@ -115,6 +115,21 @@ def test_credential_stuffing_from_one_address_is_slowed_by_the_address_limit(
     assert browser.sign_in("tia@example.org").status_code == 303
 
 
+def test_sign_ups_from_one_address_are_limited_with_retry_after(
+    client: TestClient[Litestar], db_session: Session, runtime: Runtime
+) -> None:
+    browser = Browser(client)
+    for _ in range(runtime.settings.signups_per_minute):
+        browser.sign_up()
+        client.cookies.clear()
+    refused = browser.submit("/signup", {"email": unique_email(), "password": DEFAULT_PASSWORD,
+                                         "password_confirm": DEFAULT_PASSWORD})
+    assert refused.status_code == 429
+    assert 0 < int(refused.headers["retry-after"]) <= 60
+    assert "Too many sign-ups" in refused.text
+    assert _accounts(db_session) == runtime.settings.signups_per_minute
+
+
 def test_sign_in_rotates_the_session_token(
     client: TestClient[Litestar], db_session: Session, runtime: Runtime
 ) -> None:

@@ -31,7 +31,7 @@ from cmr_vault.consent import receipts
 from cmr_vault.consent import service as consent_service
 from cmr_vault.crypto.blind_index import subject_pseudonym
 from cmr_vault.deps import DbSession, RuntimeDep
-from cmr_vault.errors import DomainError
+from cmr_vault.errors import DomainError, TooManyRequests
 from cmr_vault.marketing import service as marketing_service
 from cmr_vault.portal.forms import form_text, profile_changes, profile_form_values
 from cmr_vault.vault import service as vault_service
@@ -106,8 +106,17 @@ class AccountPages(Controller):
         db_session: DbSession,
         runtime: RuntimeDep,
     ) -> Response[Any]:
-        """Create the account and sign in at once."""
+        """Create the account and sign in at once (limited per address: each sign-up costs a
+        password hash and a data key)."""
         email, password = form_text(data, "email"), form_text(data, "password")
+        try:
+            runtime.rate_limits.signups.hit(
+                db_session, request.client.host if request.client else "unknown", "sign-ups")
+        except TooManyRequests as exc:
+            response = _page("signup.html", 429, values={"email": email},
+                             problems={"email": exc.detail})
+            response.headers["Retry-After"] = str(exc.retry_after)
+            return response
         if password != form_text(data, "password_confirm"):
             return _page(
                 "signup.html",
