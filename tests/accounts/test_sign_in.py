@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import pytest
+from argon2 import PasswordHasher
 from litestar import Litestar
 from litestar.testing import TestClient
 from sqlmodel import Session, func, select
 
+from cmr_vault.accounts import service as accounts_service
 from cmr_vault.accounts.models import Account, WebSession
+from cmr_vault.app import create_app
 from cmr_vault.runtime import Runtime
-from tests.conftest import FrozenClock
+from cmr_vault.settings import Settings
+from tests.conftest import BASE_URL, FrozenClock
 from tests.factories import DEFAULT_PASSWORD, Browser, make_customer, unique_email
 
 SESSION_COOKIE = "cmr_session"
+T = TypeVar("T")
 
 
 def _accounts(session: Session) -> int:
@@ -255,3 +267,52 @@ def test_sign_in_never_redirects_off_site(
         page="/signin",
     )
     assert response.headers["location"] == "/profile"
+
+
+class _CountingHasher:
+    """The tests' cheap hasher, counting how many hashes or checks run at the same moment."""
+
+    def __init__(self, inner: PasswordHasher) -> None:
+        self._inner, self._lock = inner, threading.Lock()
+        self.running = self.most = 0
+
+    def _counted(self, work: Callable[[], T]) -> T:
+        with self._lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            time.sleep(0.05)  # as long as a production hash, so overlaps happen
+            return work()
+        finally:
+            with self._lock:
+                self.running -= 1
+
+    def hash(self, password: str) -> str:
+        return self._counted(lambda: self._inner.hash(password))
+
+    def verify(self, password_hash: str, password: str) -> bool:
+        return self._counted(lambda: self._inner.verify(password_hash, password))
+
+    def check_needs_rehash(self, password_hash: str) -> bool:
+        return self._inner.check_needs_rehash(password_hash)
+
+
+def test_concurrent_sign_ins_hash_at_most_the_configured_number_at_once(
+    settings: Settings, runtime: Runtime, db_session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hasher = _CountingHasher(accounts_service._hasher)
+    monkeypatch.setattr(accounts_service, "_hasher", hasher)
+    runtime.settings = settings.model_copy(update={"password_hashes_at_once": 1})
+    emails = [f"crowd{n}@example.org" for n in range(6)]
+    for email in emails:
+        make_customer(db_session, runtime, email=email)
+    with TestClient(create_app(runtime.settings, runtime=runtime), base_url=BASE_URL) as client:
+        browsers = [Browser(client) for _ in emails]
+        tokens = [browser.csrf_token() for browser in browsers]
+        with ThreadPoolExecutor(len(emails)) as pool:
+            statuses = list(pool.map(lambda email, token: client.post(
+                "/signin", data={"email": email, "password": DEFAULT_PASSWORD,
+                                 "_csrf_token": token}, follow_redirects=False).status_code,
+                emails, tokens))
+    assert statuses == [303] * len(emails)
+    assert hasher.most == 1
