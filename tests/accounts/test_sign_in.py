@@ -316,3 +316,42 @@ def test_concurrent_sign_ins_hash_at_most_the_configured_number_at_once(
                 emails, tokens))
     assert statuses == [303] * len(emails)
     assert hasher.most == 1
+
+
+class _HasherWaitingForARead:
+    """The tests' cheap hasher, which lets each hash wait (up to 5 s) for another request."""
+
+    def __init__(self, inner: PasswordHasher) -> None:
+        self._inner = inner
+        self.hashing, self.read_done = threading.Event(), threading.Event()
+        self.read_while_hashing = False
+
+    def hash(self, password: str) -> str:
+        self.hashing.set()
+        self.read_while_hashing = self.read_done.wait(timeout=5)
+        return self._inner.hash(password)
+
+    def verify(self, password_hash: str, password: str) -> bool:
+        return self._inner.verify(password_hash, password)
+
+    def check_needs_rehash(self, password_hash: str) -> bool:
+        return self._inner.check_needs_rehash(password_hash)
+
+
+def test_a_sign_up_hashes_its_password_without_holding_up_other_requests(
+    client: TestClient[Litestar], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hasher = _HasherWaitingForARead(accounts_service._hasher)
+    monkeypatch.setattr(accounts_service, "_hasher", hasher)
+    browser = Browser(client)
+    token = browser.csrf_token("/signup")
+    with ThreadPoolExecutor(1) as pool:
+        signing_up = pool.submit(client.post, "/signup", data={
+            "email": unique_email(), "password": DEFAULT_PASSWORD,
+            "password_confirm": DEFAULT_PASSWORD, "_csrf_token": token},
+            follow_redirects=False)
+        assert hasher.hashing.wait(timeout=10)
+        assert client.get("/").status_code == 200  # the home page looks up the session
+        hasher.read_done.set()
+        assert signing_up.result().status_code == 303
+    assert hasher.read_while_hashing

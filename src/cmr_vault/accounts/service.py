@@ -54,6 +54,12 @@ def _hash(password: str) -> str:
         return _hasher.hash(password)
 
 
+def hash_password(password: str) -> str:
+    """The argon2id hash of an acceptable password (a hashing slot is waited for)."""
+    validate_password(password)
+    return _hash(password)
+
+
 def _verify(password_hash: str, password: str) -> bool:
     with _hashing_slots:
         return _hasher.verify(password_hash, password)
@@ -92,8 +98,13 @@ def create_account(
     role: Role,
     email: str,
     password: str,
+    password_hash: str | None = None,
 ) -> Account:
-    """Create an account with its own data key; the e-mail is kept only as a blind index."""
+    """Create an account with its own data key; the e-mail is kept only as a blind index.
+
+    `password_hash` is `hash_password(password)` when the caller computed it already, before
+    the database was its turn (see the portal's sign-up).
+    """
     email = validate_email(email)
     validate_password(password)
     index = email_index(index_key, email)
@@ -103,7 +114,7 @@ def create_account(
         id=secrets.token_hex(16),
         role=role,
         email_index=index,
-        password_hash=_hash(password),
+        password_hash=password_hash or _hash(password),
         created_at=clock.now(),
     )
     data_keys.create(account.id)

@@ -22,7 +22,7 @@ from sqlmodel import Session
 
 from cmr_vault.consent import service as consent_service
 from cmr_vault.consent.models import Grant
-from cmr_vault.db.engine import IMMEDIATE_OPTION
+from cmr_vault.db.session import read_aside
 from cmr_vault.deps import DbSession, RuntimeDep
 from cmr_vault.errors import Forbidden, Unauthenticated, ValidationFailed
 from cmr_vault.oauth import service as oauth_service
@@ -129,10 +129,7 @@ def provide_company_client(request: Request[Any, Any, Any], db_session: DbSessio
 
 
 def _check_company(engine: Engine, authorization: str) -> None:
-    # A deferred read on a connection of its own: it takes no write lock and no turn at the
-    # SQLite gate, so checking a caller costs nobody else anything.
-    with engine.connect() as conn, Session(
-            bind=conn.execution_options(**{IMMEDIATE_OPTION: False})) as session:
+    with read_aside(engine) as session:
         company_from_credentials(session, authorization)
 
 

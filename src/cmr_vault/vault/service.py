@@ -158,6 +158,7 @@ def sign_up_customer(
     pseudonym_key: bytes,
     email: str,
     password: str,
+    password_hash: str | None = None,
 ) -> Account:
     """A new customer: account, data key, and the e-mail sealed into the profile."""
     account = accounts_service.create_account(
@@ -168,6 +169,7 @@ def sign_up_customer(
         role=Role.CUSTOMER,
         email=email,
         password=password,
+        password_hash=password_hash,
     )
     email = accounts_service.validate_email(email)
     sealed = cipher.seal_fields(account.id, {"email": email})
