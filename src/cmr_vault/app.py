@@ -23,6 +23,7 @@ from litestar.template.config import TemplateConfig
 from sqlalchemy import text
 
 from cmr_vault import __version__
+from cmr_vault.accounts import service as accounts_service
 from cmr_vault.accounts.deps import session_cookie_name
 from cmr_vault.audit.controllers import TransparencyApi
 from cmr_vault.audit.signer import check_not_rolled_back, run_periodic_signer
@@ -124,6 +125,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
 
     def on_startup(app: Litestar) -> None:
         check_durability(runtime.engine)
+        accounts_service.bound_concurrent_hashing(settings.password_hashes_at_once)
         runtime.data_keys.create_schema()
         check_not_rolled_back(runtime)
         app.state.runtime = runtime

@@ -54,17 +54,29 @@ class RateLimiter:
         """Count one request of `caller`, or raise TooManyRequests with the wait."""
         now = self._now()
         key = self._caller_key(f"{self._kind}\x00{caller}")
-        in_window = (col(RateHit.caller_key) == key) & (col(RateHit.at) > now - WINDOW_SECONDS)
-        count, oldest = session.execute(
-            select(func.count(), func.min(RateHit.at)).where(in_window)).one()
-        if count >= self._limit:
-            wait = max(1, math.ceil(oldest + WINDOW_SECONDS - now))
+        wait = self._wait(session, key, now)
+        if wait:
             raise TooManyRequests(
                 f"Too many {what}: at most {self._limit} a minute. Try again in {wait} s.",
                 retry_after=wait)
         session.execute(insert(RateHit).values(caller_key=key, at=now))
         if now >= self._next_sweep:
             self._sweep(session, now)
+
+    def would_refuse(self, session: Session, caller: str) -> bool:
+        """Whether `caller`'s next request would be refused, counting nothing: a look before
+        work too costly to spend on a request the limit will refuse anyway."""
+        now = self._now()
+        return bool(self._wait(session, self._caller_key(f"{self._kind}\x00{caller}"), now))
+
+    def _wait(self, session: Session, key: str, now: float) -> int:
+        """Seconds until `key` may make another request; 0 when it may now."""
+        in_window = (col(RateHit.caller_key) == key) & (col(RateHit.at) > now - WINDOW_SECONDS)
+        count, oldest = session.execute(
+            select(func.count(), func.min(RateHit.at)).where(in_window)).one()
+        if count < self._limit:
+            return 0
+        return int(max(1, math.ceil(oldest + WINDOW_SECONDS - now)))
 
     def _sweep(self, session: Session, now: float) -> None:
         """Forget hits that left the window. Rows another worker is deleting are skipped, not
@@ -79,6 +91,7 @@ class RateLimits:
     """The vault's limits, one limiter per kind of request."""
 
     def __init__(self, *, token_per_minute: int, pushes_per_minute: int,
-                 caller_key: Callable[[str], str]) -> None:
+                 signups_per_minute: int, caller_key: Callable[[str], str]) -> None:
         self.token = RateLimiter("token", token_per_minute, caller_key=caller_key)
         self.pushes = RateLimiter("pushes", pushes_per_minute, caller_key=caller_key)
+        self.signups = RateLimiter("signups", signups_per_minute, caller_key=caller_key)

@@ -60,6 +60,7 @@ class Runtime:
         self.rate_limits = RateLimits(
             token_per_minute=self.settings.token_requests_per_minute,
             pushes_per_minute=self.settings.pushes_per_minute,
+            signups_per_minute=self.settings.signups_per_minute,
             caller_key=self.rate_limit_key)
 
     def rate_limit_key(self, caller: str) -> str:

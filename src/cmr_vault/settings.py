@@ -93,6 +93,12 @@ class Settings(BaseSettings):
     pushes_per_minute: int = Field(
         default=600, ge=1, description="Pushes, consent checks, offers and invitations per "
         "company and minute, counted across every worker.")
+    signups_per_minute: int = Field(
+        default=20, ge=1, description="Sign-ups per address and minute, counted across every "
+        "worker; behind a proxy that hides addresses this is the whole vault's rate.")
+    password_hashes_at_once: int = Field(
+        default=2, ge=1, description="Password hashes or checks (argon2id, 64 MiB and ~50 ms "
+        "each) running at once in one process; the others wait their turn.")
     campaign_subjects_per_day: int = Field(
         default=2_000_000, ge=1, description="Campaign subjects (real runs) per company in any "
         "24 hours.")

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import pytest
+from argon2 import PasswordHasher
 from litestar import Litestar
 from litestar.testing import TestClient
 from sqlmodel import Session, func, select
 
+from cmr_vault.accounts import service as accounts_service
 from cmr_vault.accounts.models import Account, WebSession
+from cmr_vault.app import create_app
 from cmr_vault.runtime import Runtime
-from tests.conftest import FrozenClock
+from cmr_vault.settings import Settings
+from tests.conftest import BASE_URL, FrozenClock
 from tests.factories import DEFAULT_PASSWORD, Browser, make_customer, unique_email
 
 SESSION_COOKIE = "cmr_session"
+T = TypeVar("T")
 
 
 def _accounts(session: Session) -> int:
@@ -113,6 +125,21 @@ def test_credential_stuffing_from_one_address_is_slowed_by_the_address_limit(
     assert int(throttled.headers["retry-after"]) > 0
     clock.advance(seconds=runtime.settings.sign_in_window_seconds + 1)
     assert browser.sign_in("tia@example.org").status_code == 303
+
+
+def test_sign_ups_from_one_address_are_limited_with_retry_after(
+    client: TestClient[Litestar], db_session: Session, runtime: Runtime
+) -> None:
+    browser = Browser(client)
+    for _ in range(runtime.settings.signups_per_minute):
+        browser.sign_up()
+        client.cookies.clear()
+    refused = browser.submit("/signup", {"email": unique_email(), "password": DEFAULT_PASSWORD,
+                                         "password_confirm": DEFAULT_PASSWORD})
+    assert refused.status_code == 429
+    assert 0 < int(refused.headers["retry-after"]) <= 60
+    assert "Too many sign-ups" in refused.text
+    assert _accounts(db_session) == runtime.settings.signups_per_minute
 
 
 def test_sign_in_rotates_the_session_token(
@@ -240,3 +267,91 @@ def test_sign_in_never_redirects_off_site(
         page="/signin",
     )
     assert response.headers["location"] == "/profile"
+
+
+class _CountingHasher:
+    """The tests' cheap hasher, counting how many hashes or checks run at the same moment."""
+
+    def __init__(self, inner: PasswordHasher) -> None:
+        self._inner, self._lock = inner, threading.Lock()
+        self.running = self.most = 0
+
+    def _counted(self, work: Callable[[], T]) -> T:
+        with self._lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            time.sleep(0.05)  # as long as a production hash, so overlaps happen
+            return work()
+        finally:
+            with self._lock:
+                self.running -= 1
+
+    def hash(self, password: str) -> str:
+        return self._counted(lambda: self._inner.hash(password))
+
+    def verify(self, password_hash: str, password: str) -> bool:
+        return self._counted(lambda: self._inner.verify(password_hash, password))
+
+    def check_needs_rehash(self, password_hash: str) -> bool:
+        return self._inner.check_needs_rehash(password_hash)
+
+
+def test_concurrent_sign_ins_hash_at_most_the_configured_number_at_once(
+    settings: Settings, runtime: Runtime, db_session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hasher = _CountingHasher(accounts_service._hasher)
+    monkeypatch.setattr(accounts_service, "_hasher", hasher)
+    runtime.settings = settings.model_copy(update={"password_hashes_at_once": 1})
+    emails = [f"crowd{n}@example.org" for n in range(6)]
+    for email in emails:
+        make_customer(db_session, runtime, email=email)
+    with TestClient(create_app(runtime.settings, runtime=runtime), base_url=BASE_URL) as client:
+        browsers = [Browser(client) for _ in emails]
+        tokens = [browser.csrf_token() for browser in browsers]
+        with ThreadPoolExecutor(len(emails)) as pool:
+            statuses = list(pool.map(lambda email, token: client.post(
+                "/signin", data={"email": email, "password": DEFAULT_PASSWORD,
+                                 "_csrf_token": token}, follow_redirects=False).status_code,
+                emails, tokens))
+    assert statuses == [303] * len(emails)
+    assert hasher.most == 1
+
+
+class _HasherWaitingForARead:
+    """The tests' cheap hasher, which lets each hash wait (up to 5 s) for another request."""
+
+    def __init__(self, inner: PasswordHasher) -> None:
+        self._inner = inner
+        self.hashing, self.read_done = threading.Event(), threading.Event()
+        self.read_while_hashing = False
+
+    def hash(self, password: str) -> str:
+        self.hashing.set()
+        self.read_while_hashing = self.read_done.wait(timeout=5)
+        return self._inner.hash(password)
+
+    def verify(self, password_hash: str, password: str) -> bool:
+        return self._inner.verify(password_hash, password)
+
+    def check_needs_rehash(self, password_hash: str) -> bool:
+        return self._inner.check_needs_rehash(password_hash)
+
+
+def test_a_sign_up_hashes_its_password_without_holding_up_other_requests(
+    client: TestClient[Litestar], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hasher = _HasherWaitingForARead(accounts_service._hasher)
+    monkeypatch.setattr(accounts_service, "_hasher", hasher)
+    browser = Browser(client)
+    token = browser.csrf_token("/signup")
+    with ThreadPoolExecutor(1) as pool:
+        signing_up = pool.submit(client.post, "/signup", data={
+            "email": unique_email(), "password": DEFAULT_PASSWORD,
+            "password_confirm": DEFAULT_PASSWORD, "_csrf_token": token},
+            follow_redirects=False)
+        assert hasher.hashing.wait(timeout=10)
+        assert client.get("/").status_code == 200  # the home page looks up the session
+        hasher.read_done.set()
+        assert signing_up.result().status_code == 303
+    assert hasher.read_while_hashing

@@ -110,3 +110,19 @@ def test_a_dry_run_flag_that_is_not_a_boolean_is_refused_not_read_as_a_real_run(
     assert response.status_code == 400
     db_session.rollback()
     assert db_session.exec(select(Campaign)).all() == []
+
+
+def test_a_campaign_body_without_valid_credentials_is_refused_before_it_is_read(
+    mail_client: TestClient[Litestar], shop: Company,
+) -> None:
+    """Only an authenticated company may make the vault take in and scan up to 64 MiB."""
+    nested = b"[" * 16_000_000
+    for credentials in ({}, {**shop.auth(), "Authorization": "Basic bm9ib2R5Om5vdGhpbmc="}):
+        response = mail_client.post("/api/v1/campaigns", content=nested,
+                                    headers={**credentials, "Content-Type": "application/json"})
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"].startswith("Basic")
+    deep = mail_client.post("/api/v1/campaigns", content=nested,
+                            headers={**shop.auth(), "Content-Type": "application/json"})
+    assert deep.status_code == 400
+    assert "nests deeper" in deep.json()["detail"]

@@ -30,7 +30,7 @@ __all__ = ["browser", "company", "customer"]
 @pytest.fixture
 def tight(runtime: Runtime) -> Runtime:
     runtime.rate_limits = RateLimits(token_per_minute=3, pushes_per_minute=2,
-                                     caller_key=runtime.rate_limit_key)
+                                     signups_per_minute=2, caller_key=runtime.rate_limit_key)
     return runtime
 
 

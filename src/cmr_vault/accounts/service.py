@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -36,6 +37,32 @@ EMAIL_PATTERN = re.compile(
 _hasher = PasswordHasher()
 # Verifying against this when the e-mail is unknown keeps sign-in timing the same either way.
 _DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+# Each argon2id computation takes 64 MiB and four lanes of CPU for ~50 ms; without a bound a
+# flood of sign-ups hashes in every worker thread at once (hundreds of MB, every core).
+_hashing_slots = threading.BoundedSemaphore(2)
+
+
+def bound_concurrent_hashing(at_once: int) -> None:
+    """Let at most `at_once` password hashes or checks run at the same time in this process;
+    the others wait their turn (set from the settings when the process starts)."""
+    global _hashing_slots
+    _hashing_slots = threading.BoundedSemaphore(at_once)
+
+
+def _hash(password: str) -> str:
+    with _hashing_slots:
+        return _hasher.hash(password)
+
+
+def hash_password(password: str) -> str:
+    """The argon2id hash of an acceptable password (a hashing slot is waited for)."""
+    validate_password(password)
+    return _hash(password)
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    with _hashing_slots:
+        return _hasher.verify(password_hash, password)
 
 
 def validate_email(email: str) -> str:
@@ -71,8 +98,13 @@ def create_account(
     role: Role,
     email: str,
     password: str,
+    password_hash: str | None = None,
 ) -> Account:
-    """Create an account with its own data key; the e-mail is kept only as a blind index."""
+    """Create an account with its own data key; the e-mail is kept only as a blind index.
+
+    `password_hash` is `hash_password(password)` when the caller computed it already, before
+    the database was its turn (see the portal's sign-up).
+    """
     email = validate_email(email)
     validate_password(password)
     index = email_index(index_key, email)
@@ -82,7 +114,7 @@ def create_account(
         id=secrets.token_hex(16),
         role=role,
         email_index=index,
-        password_hash=_hasher.hash(password),
+        password_hash=password_hash or _hash(password),
         created_at=clock.now(),
     )
     data_keys.create(account.id)
@@ -112,7 +144,7 @@ def change_email(session: Session, *, index_key: bytes, account: Account, email:
 def password_matches(account: Account | None, password: str) -> bool:
     """Constant-work password check (argon2 compares digests in constant time)."""
     try:
-        return _hasher.verify(account.password_hash if account else _DUMMY_HASH, password) and (
+        return _verify(account.password_hash if account else _DUMMY_HASH, password) and (
             account is not None
         )
     except (VerificationError, InvalidHashError):
@@ -225,7 +257,7 @@ def authenticate(
     account_keys = [key for key, _ in keys[:2]]
     session.exec(delete(SignInFailure).where(col(SignInFailure.throttle_key).in_(account_keys)))
     if _hasher.check_needs_rehash(account.password_hash):
-        account.password_hash = _hasher.hash(password)
+        account.password_hash = _hash(password)
         session.add(account)
     audit_service.record(
         session,
@@ -288,7 +320,7 @@ def change_password(
     """Change the password and end every other session of the account."""
     require_password(account, current)
     validate_password(new)
-    account.password_hash = _hasher.hash(new)
+    account.password_hash = _hash(new)
     session.add(account)
     session.exec(
         delete(WebSession).where(

@@ -19,6 +19,7 @@ from litestar.types import Scope
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from cmr_vault.db.engine import IMMEDIATE_OPTION
 from cmr_vault.errors import Unavailable
 
 _TRANSACTION = "cmr_vault.transaction"
@@ -154,6 +155,16 @@ async def end_abandoned_transaction(_exc: Exception, scope: Scope) -> None:
     transaction: RequestTransaction | None = scope.get(_TRANSACTION)  # type: ignore[assignment]
     if transaction is not None:
         await transaction.end(commit=False)
+
+
+@contextmanager
+def read_aside(engine: Engine) -> Iterator[Session]:
+    """A deferred, read-only look on a connection of its own: it takes no write lock and no
+    turn at the SQLite gate, so a check made before a request's transaction costs nobody
+    anything (on SQLite in WAL mode readers never wait for the writer)."""
+    with engine.connect() as conn, Session(
+            bind=conn.execution_options(**{IMMEDIATE_OPTION: False})) as session:
+        yield session
 
 
 @contextmanager

@@ -33,6 +33,7 @@ from cmr_vault.oauth.deps import (
     CompanyAccess,
     CompanyAccessDep,
     CompanyClient,
+    company_before_body,
     provide_company_access,
     provide_company_client,
 )
@@ -387,7 +388,8 @@ class CampaignsApi(Controller):
     dependencies = {"company": Provide(provide_company_client, sync_to_thread=True)}
 
     # A million pairwise subjects are about 45 MB of JSON.
-    @post("/", status_code=202, sync_to_thread=True, request_max_body_size=64 * 1024 * 1024)
+    @post("/", status_code=202, sync_to_thread=True, request_max_body_size=64 * 1024 * 1024,
+          before_request=company_before_body)
     def create(self, data: JSONBody[CampaignBody], company: CompanyClient,
                db_session: DbSession, runtime: RuntimeDep) -> dict[str, Any]:
         """Dry run: counts by outcome and rule, and a result per subject. Real run: 202 with

@@ -14,15 +14,21 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 from urllib.parse import unquote
 
+import anyio.to_thread
 from litestar import Request
 from litestar.di import NamedDependency
+from sqlalchemy import Engine
+from sqlmodel import Session
 
 from cmr_vault.consent import service as consent_service
 from cmr_vault.consent.models import Grant
+from cmr_vault.db.session import read_aside
 from cmr_vault.deps import DbSession, RuntimeDep
 from cmr_vault.errors import Forbidden, Unauthenticated, ValidationFailed
 from cmr_vault.oauth import service as oauth_service
 from cmr_vault.oauth.models import ClientStatus, OAuthClient, OAuthToken
+from cmr_vault.runtime import Runtime
+from cmr_vault.web.bodies import prepare_request
 
 
 @dataclass(frozen=True)
@@ -101,13 +107,13 @@ def basic_credentials(header: str) -> tuple[str, str] | None:
     return (unquote(client_id), unquote(secret)) if sep else None
 
 
-def provide_company_client(request: Request[Any, Any, Any], db_session: DbSession) -> OAuthClient:
-    """A confidential company authenticating as itself (HTTP Basic with its client secret)."""
-    credentials = basic_credentials(request.headers.get("authorization", ""))
+def company_from_credentials(session: Session, authorization: str) -> OAuthClient:
+    """The approved company whose client id and secret the HTTP Basic header carries."""
+    credentials = basic_credentials(authorization)
     challenge = {"WWW-Authenticate": 'Basic realm="cmr-vault"'}
     if credentials is None:
         raise Unauthenticated("Authenticate with your client id and secret.", headers=challenge)
-    client = db_session.get(OAuthClient, credentials[0])
+    client = session.get(OAuthClient, credentials[0])
     if (
         client is None
         or not oauth_service.client_secret_matches(client, credentials[1])
@@ -115,3 +121,23 @@ def provide_company_client(request: Request[Any, Any, Any], db_session: DbSessio
     ):
         raise Unauthenticated("Unknown client or wrong secret.", headers=challenge)
     return client
+
+
+def provide_company_client(request: Request[Any, Any, Any], db_session: DbSession) -> OAuthClient:
+    """A confidential company authenticating as itself (HTTP Basic with its client secret)."""
+    return company_from_credentials(db_session, request.headers.get("authorization", ""))
+
+
+def _check_company(engine: Engine, authorization: str) -> None:
+    with read_aside(engine) as session:
+        company_from_credentials(session, authorization)
+
+
+async def company_before_body(request: Request[Any, Any, Any]) -> None:
+    """Before a route that takes more than the app-wide body limit reads its body: the company
+    authenticates first, so a caller without credentials is refused before it can make the
+    vault receive, hold and scan tens of megabytes (the handler's dependency checks again)."""
+    runtime: Runtime = request.app.state.runtime
+    await anyio.to_thread.run_sync(
+        _check_company, runtime.engine, request.headers.get("authorization", ""))
+    await prepare_request(request)

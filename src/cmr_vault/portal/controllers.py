@@ -10,6 +10,7 @@ import json
 from typing import Annotated, Any
 from urllib.parse import quote
 
+import anyio.to_thread
 from litestar import Controller, Request, Response, get, post
 from litestar.di import Provide
 from litestar.enums import RequestEncodingType
@@ -31,14 +32,17 @@ from cmr_vault.audit import transparency
 from cmr_vault.consent import receipts
 from cmr_vault.consent import service as consent_service
 from cmr_vault.crypto.blind_index import subject_pseudonym
+from cmr_vault.db.session import read_aside
 from cmr_vault.deps import DbSession, RuntimeDep
-from cmr_vault.errors import DomainError
+from cmr_vault.errors import DomainError, TooManyRequests
 from cmr_vault.intents import service as intents_service
 from cmr_vault.marketing import service as marketing_service
 from cmr_vault.oauth import service as oauth_service
 from cmr_vault.portal.forms import form_text, profile_changes, profile_form_values
+from cmr_vault.runtime import Runtime
 from cmr_vault.vault import service as vault_service
 from cmr_vault.vault.fields import IDENTITY_KINDS, STANDARD_FIELDS, common_time_zones
+from cmr_vault.web.bodies import prepare_request
 
 Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
 ERASE_CONFIRMATION = "erase my data"
@@ -82,6 +86,36 @@ def _signed_in_response(
     return response
 
 
+_PASSWORD_HASH = "cmr_vault.sign_up_password_hash"  # noqa: S105 (a state key, not a secret)
+
+
+def _client_address(request: Request[Any, Any, Any]) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _hash_unless_refused(runtime: Runtime, address: str, password: str) -> str | None:
+    with read_aside(runtime.engine) as session:
+        if runtime.rate_limits.signups.would_refuse(session, address):
+            return None
+    try:
+        return accounts_service.hash_password(password)
+    except DomainError:
+        return None  # the handler explains what is wrong with it
+
+
+async def hash_before_the_database(request: Request[Any, Any, Any]) -> None:
+    """Before sign-up: hash the password (argon2id, ~50 ms) while the request holds no turn at
+    the SQLite gate, so nobody's reads queue behind it; not for a form that will be refused
+    anyway (passwords that differ, an address over its sign-up limit)."""
+    await prepare_request(request)
+    form = (await request.form()).dict()
+    password = form_text(form, "password")
+    if password and password == form_text(form, "password_confirm"):
+        runtime: Runtime = request.app.state.runtime
+        request.state[_PASSWORD_HASH] = await anyio.to_thread.run_sync(
+            _hash_unless_refused, runtime, _client_address(request), password)
+
+
 class AccountPages(Controller):
     """Signing up, in and out, and changing the password."""
 
@@ -107,7 +141,8 @@ class AccountPages(Controller):
         return _page("signup.html", values={}, problems={}, next=target,
                      company=oauth_service.client_asking(db_session, target))
 
-    @post("/signup", status_code=200, sync_to_thread=True)
+    @post("/signup", status_code=200, sync_to_thread=True,
+          before_request=hash_before_the_database)
     def signup(
         self,
         request: Request[Any, Any, Any],
@@ -115,10 +150,18 @@ class AccountPages(Controller):
         db_session: DbSession,
         runtime: RuntimeDep,
     ) -> Response[Any]:
-        """Create the account and sign in at once."""
+        """Create the account and sign in at once (limited per address: each sign-up costs a
+        password hash and a data key)."""
         email, password = form_text(data, "email"), form_text(data, "password")
         target = _safe_next(form_text(data, "next") or "/profile")
         company = oauth_service.client_asking(db_session, target)
+        try:
+            runtime.rate_limits.signups.hit(db_session, _client_address(request), "sign-ups")
+        except TooManyRequests as exc:
+            response = _page("signup.html", 429, values={"email": email},
+                             problems={"email": exc.detail}, next=target, company=company)
+            response.headers["Retry-After"] = str(exc.retry_after)
+            return response
         if password != form_text(data, "password_confirm"):
             return _page(
                 "signup.html",
@@ -139,6 +182,7 @@ class AccountPages(Controller):
                 pseudonym_key=keyring.pseudonym_key,
                 email=email,
                 password=password,
+                password_hash=request.state.get(_PASSWORD_HASH),
             )
         except DomainError as exc:
             return _page(
@@ -179,7 +223,7 @@ class AccountPages(Controller):
             clock=runtime.clock,
             email=form_text(data, "email"),
             password=form_text(data, "password"),
-            client=request.client.host if request.client else "unknown",
+            client=_client_address(request),
             limits=accounts_service.SignInLimits(
                 per_address_and_account=runtime.settings.sign_in_max_failures,
                 per_account=runtime.settings.sign_in_account_max_failures,

@@ -169,6 +169,7 @@ def sign_up_customer(
     pseudonym_key: bytes,
     email: str,
     password: str,
+    password_hash: str | None = None,
 ) -> Account:
     """A new customer: account, data key, and the e-mail sealed into the profile."""
     account = accounts_service.create_account(
@@ -179,6 +180,7 @@ def sign_up_customer(
         role=Role.CUSTOMER,
         email=email,
         password=password,
+        password_hash=password_hash,
     )
     email = accounts_service.validate_email(email)
     sealed = cipher.seal_named(account.id, {"email": email})["email"]
