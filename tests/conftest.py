@@ -87,19 +87,29 @@ ClockUnderTest = FrozenClock | RealClock
 
 # Fixtures that hand the test's data to something reading the process clock; a test using one
 # gets the `real_clock` marker, so its `clock` is real from the first fixture on.
-REAL_TIME_FIXTURES: set[str] = set()
+# Known by the function, not the name: two modules may each have a fixture called `connected`.
+REAL_TIME_FIXTURES: set[Callable[..., object]] = set()
 F = TypeVar("F", bound=Callable[..., object])
 
 
 def reads_real_time(fixture_function: F) -> F:
     """Declare a fixture whose collaborators read the process clock (see `REAL_TIME_FIXTURES`)."""
-    REAL_TIME_FIXTURES.add(fixture_function.__name__)
+    REAL_TIME_FIXTURES.add(fixture_function)
     return fixture_function
+
+
+def _uses_real_time(item: pytest.Item) -> bool:
+    """Whether a fixture in force for this test was declared with `reads_real_time`."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    return any(definitions[-1].func in REAL_TIME_FIXTURES
+               for definitions in info.name2fixturedefs.values() if definitions)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if REAL_TIME_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        if _uses_real_time(item):
             item.add_marker(pytest.mark.real_clock)
 
 

@@ -26,19 +26,30 @@ HTTPS_URL = rf"^https://{_HOST}{_PORT}{_REST}$"
 WEB_URL = rf"^https?://{_HOST}{_PORT}{_REST}$"
 """As HTTPS_URL, or plain http (which only a loopback test set-up may use)."""
 
+# A redirect URI also has no quote or backslash: RFC 3986 allows neither, and both would have to
+# be escaped in the error descriptions of RFC 6749 §4.1.2.1, which allow neither either.
+_REDIRECT_HOST = rf'[^{WHITESPACE}{CONTROL}/?#@:\[\]"\\]+'
+_REDIRECT_REST = rf'([/?][^{WHITESPACE}{CONTROL}#"\\]*)?'
+
+HTTPS_REDIRECT = rf"^https://{_REDIRECT_HOST}{_PORT}{_REDIRECT_REST}$"
+"""Where a company's web site may be sent back: as HTTPS_URL, without quote or backslash."""
+
 NATIVE_REDIRECT = (
-    rf"^(https://{_HOST}{_PORT}|http://(127\.0\.0\.1|\[::1\]){_PORT}"
-    rf"|[A-Za-z][A-Za-z0-9+-]*\.[A-Za-z0-9+.-]*:)([/?][^{WHITESPACE}{CONTROL}#@]*)?$"
+    rf"^(https://{_REDIRECT_HOST}{_PORT}|http://(127\.0\.0\.1|\[::1\]){_PORT}"
+    rf'|[A-Za-z][A-Za-z0-9+-]*\.[A-Za-z0-9+.-]*:)([/?][^{WHITESPACE}{CONTROL}#@"\\]*)?$'
 )
 """Where a native app may be sent back: https, a loopback port or a reverse-domain scheme
-(RFC 8252 §7.1, §7.3)."""
+(RFC 8252 §7.1, §7.3), without quote or backslash."""
 
 _MEANINGS: dict[str, str] = {
     NOT_BLANK: "must not be blank",
     HTTPS_URL: "must be an https URL with a host name, without user name or fragment",
     WEB_URL: "must be an http(s) URL with a host name, without user name or fragment",
+    HTTPS_REDIRECT: "must be an https URL with a host name, without user name, fragment, "
+    "quote or backslash",
     NATIVE_REDIRECT: "must be an https URL (a native app may also use http on 127.0.0.1 or "
-    "[::1], or a reverse-domain scheme such as com.example.app:/cb), without a fragment",
+    "[::1], or a reverse-domain scheme such as com.example.app:/cb), without a fragment, quote "
+    "or backslash",
 }
 
 

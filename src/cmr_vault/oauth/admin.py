@@ -31,7 +31,7 @@ from cmr_vault.errors import Forbidden, Unauthenticated
 from cmr_vault.oauth import service as oauth_service
 from cmr_vault.oauth.models import ClientStatus, OAuthClient
 from cmr_vault.oauth.scopes import Notice
-from cmr_vault.patterns import HTTPS_URL, NATIVE_REDIRECT, NOT_BLANK
+from cmr_vault.patterns import HTTPS_REDIRECT, HTTPS_URL, NATIVE_REDIRECT, NOT_BLANK
 from cmr_vault.web.openapi import OPERATOR_TOKEN
 
 Operator: TypeAlias = NamedDependency[str]
@@ -42,7 +42,7 @@ Operator: TypeAlias = NamedDependency[str]
 _REDIRECTS_BY_KIND = {
     "if": {"properties": {"public": {"const": True}}, "required": ["public"]},
     "then": {"properties": {"redirect_uris": {"items": {"pattern": NATIVE_REDIRECT}}}},
-    "else": {"properties": {"redirect_uris": {"items": {"pattern": HTTPS_URL}}}},
+    "else": {"properties": {"redirect_uris": {"items": {"pattern": HTTPS_REDIRECT}}}},
 }
 
 
@@ -73,7 +73,8 @@ class ClientRegistrationBody(BaseModel):
     @model_validator(mode="after")
     def _https_unless_native(self) -> ClientRegistrationBody:
         """The schema's if/then, enforced: a confidential client comes back over https only."""
-        if not self.public and any(not re.match(HTTPS_URL, uri) for uri in self.redirect_uris):
+        if not self.public and any(not re.match(HTTPS_REDIRECT, uri)
+                                   for uri in self.redirect_uris):
             raise ValueError("redirect_uris: a confidential client's redirect URIs are https")
         return self
 
