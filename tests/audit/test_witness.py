@@ -1,4 +1,4 @@
-"""Backup and restore drill (SECURITY.md R8): the key store remembers the newest signed head,
+"""Backup and restore drill (checklist R8): the key store remembers the newest signed head,
 so a restored backup of the main database is refused at start instead of silently giving its
 sequence numbers to other events, until an operator accepts it, on the record."""
 

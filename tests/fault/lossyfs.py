@@ -1,5 +1,5 @@
 """A FUSE file system that forgets every write not yet fsynced when its process dies: the
-power-loss half of LazyFS (`lose-unfsynced-writes`), for SECURITY.md R3.
+power-loss half of LazyFS (`lose-unfsynced-writes`), for checklist R3.
 
     python -m tests.fault.lossyfs BACKING MOUNTPOINT
 

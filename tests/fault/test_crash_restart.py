@@ -1,7 +1,7 @@
 """The load of tests/load while the server is SIGKILLed and restarted, and while PostgreSQL
 restarts: no acknowledged write is lost, no revocation is undone, no message goes out twice,
 no code or refresh token is spent twice, and the vault serves again without manual repair
-(SECURITY.md R1, R2, R5, R6)."""
+(checklist R1, R2, R5, R6)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from tests.load.harness import (
 )
 from tests.oauth.flows import REDIRECT_URI, get_code
 
-# 15 s in the suite; SECURITY.md R1 asks for 5 minutes: CMR_VAULT_FAULT_SECONDS=300.
+# 15 s in the suite; checklist R1 asks for 5 minutes: CMR_VAULT_FAULT_SECONDS=300.
 SECONDS = float(os.environ.get("CMR_VAULT_FAULT_SECONDS", "15"))
 # The suite's 300 s per test would cut a 5-minute run short: allow the run, the grace a slow
 # machine may need to finish its faults, set-up and the check.

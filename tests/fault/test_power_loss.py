@@ -1,4 +1,4 @@
-"""Power loss (SECURITY.md R3): the vault's SQLite database, key store and keyring live on a
+"""Power loss (checklist R3): the vault's SQLite database, key store and keyring live on a
 file system that forgets every write not yet fsynced (tests/fault/lossyfs.py, the
 `lose-unfsynced-writes` half of LazyFS). The vault serves the load of tests/load, then the
 vault and the file system are SIGKILLed together, the file system is mounted again from what

@@ -1,4 +1,4 @@
-"""Power loss with PostgreSQL (SECURITY.md R3): a cluster of its own, its data directory on the
+"""Power loss with PostgreSQL (checklist R3): a cluster of its own, its data directory on the
 lossy mount (tests/fault/lossyfs.py), `fsync`, `synchronous_commit` and `full_page_writes` on.
 The cluster, the vault and the file system are SIGKILLed together; the cluster recovers from
 what reached the "disk", and every acknowledged write must be there. The negative control:

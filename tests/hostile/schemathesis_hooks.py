@@ -1,5 +1,5 @@
 """A schemathesis check of our own, loaded by the command line (`SCHEMATHESIS_HOOKS`):
-nothing company A gets may reach company B (SECURITY.md S3).
+nothing company A gets may reach company B (checklist S3).
 
 Every 2xx that company A's credentials get on the company API is replayed with company B's.
 Where the path names one of A's resources B must be refused (401, 403 or 404); and whatever B
@@ -63,7 +63,7 @@ OAUTH_ERRORS = {"invalid_request", "invalid_client", "invalid_grant", "unauthori
 
 @schemathesis.check
 def oauth_answers(ctx: Any, response: Any, case: Any) -> bool | None:
-    """The form-encoded OAuth endpoints (SECURITY.md S4): never cached, and every refusal an
+    """The form-encoded OAuth endpoints (checklist S4): never cached, and every refusal an
     RFC 6749 §5.2 error object."""
     if (not case.path.startswith("/oauth/")
             or case.method.upper() != case.operation.method.upper()):  # 405 probes: elsewhere

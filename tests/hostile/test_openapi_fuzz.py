@@ -1,4 +1,4 @@
-"""schemathesis in process (SECURITY.md S2), on SQLite and on PostgreSQL: every operation of
+"""schemathesis in process (checklist S2), on SQLite and on PostgreSQL: every operation of
 the OpenAPI document, every check schemathesis has (positive and negative data, credentials
 ignored or missing, status codes, content types, headers, response schemas, the Allow header),
 and ours: nothing company A gets reaches company B (S3).

@@ -1,5 +1,5 @@
 """schemathesis' own command line against a live vault, every phase and every check
-(SECURITY.md S1, S3, S4): examples, coverage, fuzzing and the stateful phase that follows the
+(checklist S1, S3, S4): examples, coverage, fuzzing and the stateful phase that follows the
 document's links (create -> read -> delete -> read), on SQLite and on PostgreSQL.
 
 The credentials go in through `[auth.openapi.<scheme>]`, so schemathesis knows which of them

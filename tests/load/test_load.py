@@ -13,7 +13,7 @@ import pytest
 from cmr_vault.settings import Settings
 from tests.load.harness import Customer, Journal, VaultProcess, check, run_load
 
-# 10 s in the suite; a soak (SECURITY.md R9 asks for 30 minutes): CMR_VAULT_LOAD_SECONDS=1800.
+# 10 s in the suite; a soak (checklist R9 asks for 30 minutes): CMR_VAULT_LOAD_SECONDS=1800.
 SECONDS = float(os.environ.get("CMR_VAULT_LOAD_SECONDS", "10"))
 pytestmark = pytest.mark.timeout(max(300, SECONDS + 300))
 

@@ -1,4 +1,4 @@
-"""/oauth/authorize: what it refuses, and how (SECURITY.md sections A, B, I, J)."""
+"""/oauth/authorize: what it refuses, and how (checklist sections A, B, I, J)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""RFC 7009 revocation, RFC 7662 introspection and RFC 8414 metadata (SECURITY.md F, G, I)."""
+"""RFC 7009 revocation, RFC 7662 introspection and RFC 8414 metadata (checklist F, G, I)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""/oauth/token: codes, PKCE, client authentication, refresh rotation (SECURITY.md B–E)."""
+"""/oauth/token: codes, PKCE, client authentication, refresh rotation (checklist B–E)."""
 
 from __future__ import annotations
 

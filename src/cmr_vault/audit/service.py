@@ -42,7 +42,7 @@ class AuditEvent:
 
 
 def _normalise(value: Any) -> Any:
-    """NFC-normalise every string so one logical event has exactly one encoding (SECURITY P19)."""
+    """NFC-normalise every string so one logical event has exactly one encoding (checklist P19)."""
     if isinstance(value, str):
         return unicodedata.normalize("NFC", value)
     if isinstance(value, Mapping):

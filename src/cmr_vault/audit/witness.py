@@ -6,7 +6,7 @@ checkpoint would notice. The key store is kept and backed up apart from the main
 (`crypto.data_keys`), so it holds a witness: the size and root of the newest head the vault
 signed. At start the log must still reach that head with the same root; if it does not, the
 vault refuses to start until an operator accepts the rollback, and that acceptance is itself
-an entry in the log (SECURITY.md R8).
+an entry in the log (checklist R8).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Ciphertext layout: format byte 0x01 | data-key version (4 bytes, big-endian) | 96-bit random
 nonce | ciphertext and 128-bit tag. The AAD binds owner, field name and key version, so a
-ciphertext copied to another customer's row or another field fails to open (SECURITY.md Q1).
+ciphertext copied to another customer's row or another field fails to open (checklist Q1).
 
 A field's name is the customer's words too (custom fields are named by the customer), so a row
 holds no name in clear: it is found by a keyed blind index of owner and name, and the name itself

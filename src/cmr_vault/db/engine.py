@@ -90,7 +90,7 @@ def _configure_sqlite(engine: Engine, *, immediate: bool) -> None:
 
 
 def check_durability(engine: Engine) -> None:
-    """Refuse to run on a database that may lose acknowledged writes (SECURITY.md R4)."""
+    """Refuse to run on a database that may lose acknowledged writes (checklist R4)."""
     with engine.connect() as conn:
         if engine.dialect.name == "sqlite":
             mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()

@@ -5,7 +5,7 @@ needs: a request object built once from the already-read query and form (keeping
 of a repeated parameter, so duplicates are refused), a response that lets the RFC 9207
 extension set `location`, and models answering authlib's mixin questions from our tables.
 
-Where authlib's defaults are weaker than OAuth 2.1 (see shared/SECURITY.md §0) we tighten them:
+Where authlib's defaults are weaker than OAuth 2.1 (see checklist §0) we tighten them:
 PKCE with S256 is required of every client at /authorize; codes are spent atomically and a
 replay revokes what the first redemption issued; refresh tokens rotate, and reuse of a spent
 one revokes the whole token family and marks the grant compromised.
