@@ -27,10 +27,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-from cmr_vault.crypto.kek import NONCE_BYTES, KeyUnavailableError
+from cmr_vault.crypto.kek import KeyUnavailableError, open_key, seal_key
 
 KEY_BYTES = 32
 
@@ -41,16 +38,12 @@ class EpochKeyMissingError(KeyUnavailableError):
 
 def seal(epoch_key: bytes, wrapped: bytes, aad: bytes) -> bytes:
     """AES-256-GCM over a KEK-wrapped data key: nonce, then ciphertext and tag."""
-    nonce = os.urandom(NONCE_BYTES)
-    return nonce + AESGCM(epoch_key).encrypt(nonce, wrapped, aad)
+    return seal_key(epoch_key, wrapped, aad)
 
 
 def unseal(epoch_key: bytes, sealed: bytes, aad: bytes) -> bytes:
     """The KEK-wrapped data key inside an epoch seal; fails closed on any mismatch."""
-    try:
-        return AESGCM(epoch_key).decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], aad)
-    except (InvalidTag, ValueError) as exc:
-        raise KeyUnavailableError("data key failed authentication under its epoch key") from exc
+    return open_key(epoch_key, sealed, aad, under="epoch key")
 
 
 def new_epoch_id() -> str:

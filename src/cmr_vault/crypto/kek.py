@@ -50,16 +50,18 @@ class KeyProvider(Protocol):
         ...
 
 
-def _seal(kek: bytes, data_key: bytes, aad: bytes) -> bytes:
+def seal_key(key: bytes, payload: bytes, aad: bytes) -> bytes:
+    """AES-256-GCM of key material under `key`: a random nonce, then ciphertext and tag."""
     nonce = os.urandom(NONCE_BYTES)
-    return nonce + AESGCM(kek).encrypt(nonce, data_key, aad)
+    return nonce + AESGCM(key).encrypt(nonce, payload, aad)
 
 
-def _open(kek: bytes, blob: bytes, aad: bytes) -> bytes:
+def open_key(key: bytes, blob: bytes, aad: bytes, *, under: str) -> bytes:
+    """What `seal_key` sealed; fails closed (naming what it was sealed `under`) on any mismatch."""
     try:
-        return AESGCM(kek).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad)
+        return AESGCM(key).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad)
     except (InvalidTag, ValueError) as exc:
-        raise KeyUnavailableError("data key failed authentication under its KEK") from exc
+        raise KeyUnavailableError(f"data key failed authentication under its {under}") from exc
 
 
 class StaticKeyProvider:
@@ -95,13 +97,13 @@ class StaticKeyProvider:
         return self._active
 
     def wrap(self, data_key: bytes, aad: bytes) -> WrappedKey:
-        return WrappedKey(self._active, _seal(self._keks[self._active], data_key, aad))
+        return WrappedKey(self._active, seal_key(self._keks[self._active], data_key, aad))
 
     def unwrap(self, wrapped: WrappedKey, aad: bytes) -> bytes:
         kek = self._keks.get(wrapped.kek_id)
         if kek is None:
             raise KeyUnavailableError(f"KEK {wrapped.kek_id!r} is not known")
-        return _open(kek, wrapped.blob, aad)
+        return open_key(kek, wrapped.blob, aad, under="KEK")
 
 
 class KeyringFileProvider:
