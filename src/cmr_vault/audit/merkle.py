@@ -1,17 +1,18 @@
 """The Merkle tree of RFC 9162 §2.1: tree heads, inclusion and consistency proofs.
 
 Leaves are hashed as SHA-256(0x00 || data) and interior nodes as SHA-256(0x01 || left || right),
-so a leaf can never pass for a node. The tree keeps every complete (power-of-two) subtree hash,
-level by level, in one contiguous byte array per level: a complete subtree never changes once
-its last leaf arrives, so appends are amortised O(1), and any root or proof for any size up to
-the current one needs only O(log n) lookups and at most O(log n) fresh hashes. Ten million
-leaves take about 640 MB.
+so a leaf can never pass for a node. Roots and proofs need only the hashes of complete
+(power-of-two, aligned) subtrees: `MerkleHashes` derives every root and proof from a source of
+those, and each source says where they come from. `MerkleTree` keeps them all in memory (one
+contiguous byte array per level, about 64 bytes a leaf): right for a verifier that reads the
+whole log once; the server reads them from stored tiles instead (`audit.tiles`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 
 HASH_SIZE = 32
@@ -35,35 +36,20 @@ def _split(n: int) -> int:
     return 1 << ((n - 1).bit_length() - 1)
 
 
-class MerkleTree:
-    """An append-only tree of leaf hashes that answers for any size it has reached."""
+class MerkleHashes(ABC):
+    """Roots and proofs for any size up to `len(self)`, from the hashes of complete subtrees.
 
-    def __init__(self) -> None:
-        self._levels: list[bytearray] = [bytearray()]
+    A subclass supplies `__len__` and `_node(level, index)`: the hash of leaves
+    [index * 2**level, (index + 1) * 2**level), asked only for subtrees inside the tree.
+    """
 
+    @abstractmethod
     def __len__(self) -> int:
-        return len(self._levels[0]) // HASH_SIZE
+        """How many leaves the tree holds."""
 
-    def append(self, leaf: bytes) -> None:
-        """Add one leaf hash, completing every subtree it closes."""
-        if len(leaf) != HASH_SIZE:
-            raise ValueError("a leaf hash is 32 bytes")
-        levels = self._levels
-        levels[0] += leaf
-        level, count = 0, len(levels[0]) // HASH_SIZE
-        while count % 2 == 0:
-            row = levels[level]
-            parent = node_hash(bytes(row[-2 * HASH_SIZE : -HASH_SIZE]), bytes(row[-HASH_SIZE:]))
-            if len(levels) == level + 1:
-                levels.append(bytearray())
-            levels[level + 1] += parent
-            level += 1
-            count = len(levels[level]) // HASH_SIZE
-
-    def extend(self, leaves: Iterable[bytes]) -> None:
-        """Append many leaf hashes in order."""
-        for leaf in leaves:
-            self.append(leaf)
+    @abstractmethod
+    def _node(self, level: int, index: int) -> bytes:
+        """The hash of the complete subtree `index` at height `level`."""
 
     def leaf(self, index: int) -> bytes:
         """The hash of leaf `index` (zero-based)."""
@@ -97,9 +83,6 @@ class MerkleTree:
         if not 0 <= size <= len(self):
             raise ValueError(f"the tree has {len(self)} leaves, not {size}")
 
-    def _node(self, level: int, index: int) -> bytes:
-        return bytes(self._levels[level][index * HASH_SIZE : (index + 1) * HASH_SIZE])
-
     def _subtree(self, start: int, count: int) -> bytes:
         # Every subtree RFC 9162 asks for starts at a multiple of its own power-of-two parts,
         # so a complete one is a single stored node.
@@ -130,6 +113,40 @@ class MerkleTree:
             *self._subproof(first - k, start + k, count - k, complete=False),
             self._subtree(start, k),
         ]
+
+
+class MerkleTree(MerkleHashes):
+    """An append-only tree of leaf hashes in memory that answers for any size it has reached."""
+
+    def __init__(self) -> None:
+        self._levels: list[bytearray] = [bytearray()]
+
+    def __len__(self) -> int:
+        return len(self._levels[0]) // HASH_SIZE
+
+    def append(self, leaf: bytes) -> None:
+        """Add one leaf hash, completing every subtree it closes."""
+        if len(leaf) != HASH_SIZE:
+            raise ValueError("a leaf hash is 32 bytes")
+        levels = self._levels
+        levels[0] += leaf
+        level, count = 0, len(levels[0]) // HASH_SIZE
+        while count % 2 == 0:
+            row = levels[level]
+            parent = node_hash(bytes(row[-2 * HASH_SIZE : -HASH_SIZE]), bytes(row[-HASH_SIZE:]))
+            if len(levels) == level + 1:
+                levels.append(bytearray())
+            levels[level + 1] += parent
+            level += 1
+            count = len(levels[level]) // HASH_SIZE
+
+    def extend(self, leaves: Iterable[bytes]) -> None:
+        """Append many leaf hashes in order."""
+        for leaf in leaves:
+            self.append(leaf)
+
+    def _node(self, level: int, index: int) -> bytes:
+        return bytes(self._levels[level][index * HASH_SIZE : (index + 1) * HASH_SIZE])
 
 
 def root_from_inclusion(leaf: bytes, index: int, size: int, proof: list[bytes]) -> bytes | None:

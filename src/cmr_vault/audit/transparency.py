@@ -1,19 +1,17 @@
 """The log as a transparency log: Merkle tree, signed checkpoints, inclusion and consistency proofs.
 
 Leaf i of the tree (RFC 9162 §2.1) is entry seq i+1; its leaf hash is stored with the entry, so
-proofs need no re-serialisation. Each process keeps the leaf hashes in a compact in-memory tree
-that it extends from the database as the log grows; proofs are then a few dozen hashes away.
+proofs need no re-serialisation. The tree lives in the database as C2SP tiles (`audit.tiles`):
+a process keeps only a bounded cache of full tiles, so its memory does not grow with the log.
 Checkpoints are signed with the Ed25519 key from the keyring in the C2SP tlog-checkpoint format,
 so an auditor needs nothing but the verifier key to check them.
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from cmr_vault.audit.checkpoint import (
@@ -23,9 +21,10 @@ from cmr_vault.audit.checkpoint import (
     verifier_key_for,
     verify_checkpoint,
 )
-from cmr_vault.audit.merkle import MerkleTree, leaf_hash, verify_inclusion
+from cmr_vault.audit.merkle import leaf_hash, verify_inclusion
 from cmr_vault.audit.models import AuditCheckpoint, AuditEntry, AuditHead
 from cmr_vault.audit.service import entries_about, leaf_bytes
+from cmr_vault.audit.tiles import TileCache, TiledTree, build_tiles
 from cmr_vault.clock import Clock
 from cmr_vault.errors import NotFound
 
@@ -59,26 +58,20 @@ def verifier_key(seed: bytes, origin: str) -> str:
 
 
 class TreeCache:
-    """This process's copy of the leaf hashes, extended from the database on demand."""
+    """This process's view of the tree: no leaves, only a bounded cache of full tiles."""
 
-    def __init__(self) -> None:
-        self._tree = MerkleTree()
-        self._lock = threading.Lock()
+    def __init__(self, max_tiles: int = 512) -> None:
+        self.tiles = TileCache(max_tiles)
 
-    def synced(self, session: Session, size: int) -> MerkleTree:
-        """The tree holding at least the first `size` leaves (loaded from the database)."""
-        with self._lock:
-            while len(self._tree) < size:
-                rows = session.exec(
-                    sa_select(AuditEntry.leaf_hash)  # type: ignore[call-overload]
-                    .where(col(AuditEntry.seq) > len(self._tree))
-                    .order_by(col(AuditEntry.seq))
-                    .limit(100_000)
-                ).all()
-                if not rows:
-                    raise NotFound(f"the log has fewer than {size} entries")
-                self._tree.extend(bytes.fromhex(row[0]) for row in rows)
-            return self._tree
+    def synced(self, session: Session, size: int) -> TiledTree:
+        """The first `size` leaves as a tree, their full tiles stored first if they were not."""
+        if size > log_size(session):
+            raise NotFound(f"the log has fewer than {size} entries")
+        try:
+            build_tiles(session, size, self.tiles)
+        except LookupError as exc:
+            raise NotFound(str(exc)) from exc
+        return TiledTree(session, size, self.tiles)
 
 
 def log_size(session: Session) -> int:

@@ -90,8 +90,8 @@ def remember(keystore: Engine, checkpoint: AuditCheckpoint, *, allow_back: bool 
 def check_not_rolled_back(session: Session, keystore: Engine) -> None:
     """Refuse a log that is shorter than, or forked from, the head the key store holds.
 
-    The root is recomputed from the stored entries with a tree of its own: a cached tree
-    would still hold the leaves from before the restore."""
+    The root is recomputed from the stored entries with a tile cache of its own: a shared
+    one could still hold tiles read before the restore."""
     held = witnessed(keystore)
     if held is None:
         return
