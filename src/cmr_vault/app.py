@@ -25,7 +25,7 @@ from sqlalchemy import text
 from cmr_vault import __version__
 from cmr_vault.accounts import service as accounts_service
 from cmr_vault.accounts.deps import session_cookie_name
-from cmr_vault.audit.controllers import TransparencyApi
+from cmr_vault.audit.controllers import TiledLog, TransparencyApi
 from cmr_vault.audit.signer import check_not_rolled_back, run_periodic_signer
 from cmr_vault.auditor.controllers import AuditorApi, AuditorPages
 from cmr_vault.consent.controllers import CompanyEventsApi, CompanyGrantsApi, ReceiptsApi
@@ -175,6 +175,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
             AuditorPages,
             AuditorApi,
             TransparencyApi,
+            TiledLog,
             create_static_files_router(
                 path="/static",
                 directories=[settings.templates_dir / "static"],

@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from cmr_vault.audit.appender import GroupCommitAppender
+from cmr_vault.audit.cosigning import WitnessEndpoint, configured_witnesses
 from cmr_vault.audit.service import AuditEvent
 from cmr_vault.audit.transparency import TreeCache, log_origin, pinned_origin
 from cmr_vault.clock import Clock, SystemClock
@@ -79,6 +80,11 @@ class Runtime:
             if self._origin is None:
                 return log_origin(self.settings.issuer)
         return self._origin
+
+    @property
+    def witnesses(self) -> list[WitnessEndpoint]:
+        """The witnesses that cosign the audit log's checkpoints (`witnesses` setting)."""
+        return configured_witnesses(self.settings.witnesses)
 
     @property
     def keyring(self) -> Keyring:

@@ -78,6 +78,13 @@ class Settings(BaseSettings):
         "sealing the erased data key's residue in the key store is destroyed (the background "
         "check adds at most a minute); `cmr-vault keys shred-now` does it at once.")
     checkpoint_interval_seconds: float = 10.0
+    witnesses: list[str] = Field(
+        default_factory=list, description="Witnesses that cosign the audit log's checkpoints "
+        "(C2SP tlog-witness), each '<submission URL> <witness verifier key>'; as an "
+        "environment variable a JSON list. Each new checkpoint goes to every one.")
+    witness_max_age_seconds: int = Field(
+        default=3600, ge=1, description="`audit verify` refuses a log that a configured witness "
+        "has not cosigned within this long; the signer asks again after half of it.")
     max_body_bytes: int = 1_000_000
     log_level: str = "INFO"
     smtp_host: str = Field(default="", description="SMTP relay for e-mail; empty: no e-mail.")

@@ -77,15 +77,17 @@ def test_proofs_over_the_api_verify_against_the_signed_head(
     signed = verify_checkpoint(latest["note"], public_key, name)
     assert signed.size == 11
 
-    proof = client.get("/api/v1/audit/proofs/inclusion", params={"seq": 3, "size": 11}).json()
+    proof = client.get("/api/v1/audit/proofs/inclusion",
+                       params={"leaf_index": 2, "tree_size": 11}).json()
+    assert (proof["leaf_index"], proof["entry_seq"]) == (2, 3)
     entry = db_session.get(audit_service.AuditEntry, 3)
     leaf = leaf_hash(audit_service.leaf_bytes(entry))
-    assert verify_inclusion(leaf, 2, 11, [bytes.fromhex(h) for h in proof["proof"]],
+    assert verify_inclusion(leaf, 2, 11, [bytes.fromhex(h) for h in proof["inclusion_path"]],
                             signed.root_hash)
 
     consistency = client.get("/api/v1/audit/proofs/consistency",
                              params={"first": 5, "second": 11}).json()
-    assert verify_consistency(5, 11, [bytes.fromhex(h) for h in consistency["proof"]],
+    assert verify_consistency(5, 11, [bytes.fromhex(h) for h in consistency["consistency_path"]],
                               bytes.fromhex(first.root_hash), bytes.fromhex(second.root_hash))
 
 

@@ -60,9 +60,13 @@ def _raw_public(key: Ed25519PublicKey) -> bytes:
     return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
-def key_id(name: str, public_key: Ed25519PublicKey) -> bytes:
-    """The four-byte key hash the signed-note format puts before each signature."""
-    return hashlib.sha256(name.encode() + b"\n" + _ED25519 + _raw_public(public_key)).digest()[:4]
+def key_id(name: str, public_key: Ed25519PublicKey, algorithm: bytes = _ED25519) -> bytes:
+    """The four-byte key hash the signed-note format puts before each signature.
+
+    `algorithm` is the signature type byte: 0x01 for the log's Ed25519 signatures, 0x04 for a
+    witness's Ed25519 cosignatures (C2SP tlog-cosignature).
+    """
+    return hashlib.sha256(name.encode() + b"\n" + algorithm + _raw_public(public_key)).digest()[:4]
 
 
 def _check_name(name: str) -> None:
@@ -79,16 +83,17 @@ def sign_checkpoint(
     return SignedCheckpoint(checkpoint, name, key_id(name, private_key.public_key()), signature)
 
 
-def verifier_key_for(private_key: Ed25519PrivateKey, name: str) -> str:
+def verifier_key_for(private_key: Ed25519PrivateKey, name: str,
+                     algorithm: bytes = _ED25519) -> str:
     """The verifier key string to hand to auditors."""
     _check_name(name)
     public = private_key.public_key()
-    encoded = base64.b64encode(_ED25519 + _raw_public(public)).decode()
-    return f"{name}+{key_id(name, public).hex()}+{encoded}"
+    encoded = base64.b64encode(algorithm + _raw_public(public)).decode()
+    return f"{name}+{key_id(name, public, algorithm).hex()}+{encoded}"
 
 
-def parse_verifier_key(text: str) -> tuple[str, Ed25519PublicKey]:
-    """(key name, public key) from a verifier key string, checking its key id."""
+def parse_verifier_key(text: str, algorithm: bytes = _ED25519) -> tuple[str, Ed25519PublicKey]:
+    """(key name, public key) from a verifier key string, checking its type and key id."""
     parts = text.strip().split("+", 2)
     if len(parts) != 3:
         raise CheckpointError("a verifier key reads <name>+<key id>+<key>")
@@ -98,15 +103,15 @@ def parse_verifier_key(text: str) -> tuple[str, Ed25519PublicKey]:
         expected_id = bytes.fromhex(id_hex)
     except (binascii.Error, ValueError) as exc:
         raise CheckpointError(f"the verifier key is not well-formed: {exc}") from exc
-    if len(raw) != 33 or raw[:1] != _ED25519:
-        raise CheckpointError("the verifier key is not an Ed25519 key")
+    if len(raw) != 33 or raw[:1] != algorithm:
+        raise CheckpointError(f"the verifier key is not an Ed25519 key of type 0x{algorithm.hex()}")
     public = Ed25519PublicKey.from_public_bytes(raw[1:])
-    if not hmac.compare_digest(key_id(name, public), expected_id):
+    if not hmac.compare_digest(key_id(name, public, algorithm), expected_id):
         raise CheckpointError("the verifier key's id does not match its name and key")
     return name, public
 
 
-def _parse_body(body: str) -> Checkpoint:
+def parse_body(body: str) -> Checkpoint:
     lines = body.split("\n")
     if len(lines) < 4 or lines[-1] != "":
         raise CheckpointError("a checkpoint body has origin, size and root lines")
@@ -122,14 +127,19 @@ def _parse_body(body: str) -> Checkpoint:
     return Checkpoint(origin, int(size_text), root)
 
 
-def verify_checkpoint(note: str, public_key: Ed25519PublicKey, name: str) -> Checkpoint:
-    """The checkpoint in `note`, once a signature by `name`'s key has been found valid on it."""
+def split_note(note: str) -> tuple[str, list[str]]:
+    """(body with its final newline, signature lines) of a signed note."""
     body, separator, signatures = note.rpartition("\n\n")
     if not separator:
         raise CheckpointError("a signed note has a blank line before its signatures")
-    body += "\n"
+    return body + "\n", signatures.splitlines()
+
+
+def verify_checkpoint(note: str, public_key: Ed25519PublicKey, name: str) -> Checkpoint:
+    """The checkpoint in `note`, once a signature by `name`'s key has been found valid on it."""
+    body, lines = split_note(note)
     wanted_id = key_id(name, public_key)
-    for line in signatures.splitlines():
+    for line in lines:
         if not line.startswith(_SIGNATURE_PREFIX):
             raise CheckpointError("a signature line starts with an em dash")
         line_name, _, blob = line[len(_SIGNATURE_PREFIX) :].partition(" ")
@@ -145,5 +155,5 @@ def verify_checkpoint(note: str, public_key: Ed25519PublicKey, name: str) -> Che
             public_key.verify(raw[4:], body.encode())
         except InvalidSignature as exc:
             raise CheckpointError("the signature does not verify") from exc
-        return _parse_body(body)
+        return parse_body(body)
     raise CheckpointError(f"the note carries no signature by {name}")

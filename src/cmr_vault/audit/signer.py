@@ -10,9 +10,10 @@ import asyncio
 import logging
 
 import anyio.to_thread
+import httpx
 from sqlalchemy.exc import IntegrityError
 
-from cmr_vault.audit import transparency, witness
+from cmr_vault.audit import cosigning, transparency, witness
 from cmr_vault.db.session import unit_of_work
 from cmr_vault.runtime import Runtime
 
@@ -23,7 +24,8 @@ def sign_once(runtime: Runtime) -> int | None:
     """Sign the current head if the log grew; the new checkpoint's size, or None.
 
     Then the key store's witness moves up to the newest head, which is committed by now (a
-    receipt or an export may have signed one since the last pass).
+    receipt or an export may have signed one since the last pass), and the configured witnesses
+    are asked to cosign it (`cosign_newest`).
     """
     try:
         with unit_of_work(runtime.engine) as session:
@@ -36,7 +38,25 @@ def sign_once(runtime: Runtime) -> int | None:
         return None
     if newest is not None:
         witness.remember(runtime.keystore_engine, newest)
+        cosign_newest(runtime)
     return checkpoint.size if checkpoint else None
+
+
+def cosign_newest(runtime: Runtime) -> list[cosigning.CosignResult]:
+    """Ask the configured witnesses to cosign the newest checkpoint, when one of them has not,
+    or did so more than half of `witness_max_age_seconds` ago."""
+    witnesses = runtime.witnesses
+    if not witnesses:
+        return []
+    with unit_of_work(runtime.engine) as session:
+        size = cosigning.needs_cosigning(
+            session, witnesses, now=runtime.clock.now(),
+            refresh_seconds=runtime.settings.witness_max_age_seconds / 2)
+    if size is None:
+        return []
+    with httpx.Client() as client:
+        return cosigning.request_cosignatures(runtime.engine, tree=runtime.audit_tree,
+                                              size=size, witnesses=witnesses, client=client)
 
 
 async def run_periodic_signer(runtime: Runtime) -> None:

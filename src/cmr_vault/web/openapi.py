@@ -92,7 +92,7 @@ def _links() -> list[Link]:
              ("post", "/api/v1/admin/clients/{client_id}/status"),
              {"client_id": "$response.body#/client_id"}),
         Link(("get", "/api/v1/audit/checkpoints/latest", "200"),
-             ("get", "/api/v1/audit/checkpoints/{size}"), {"size": "$response.body#/size"}),
+             ("get", "/api/v1/audit/checkpoints/{size}"), {"size": "$response.body#/tree_size"}),
     ]
 
 
