@@ -14,25 +14,29 @@ import secrets
 import socket
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import click
+import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
+from sqlmodel import Session
 
 from cmr_vault.accounts import service as accounts_service
 from cmr_vault.accounts.models import Role
+from cmr_vault.audit import cosigning, transparency, witness, witness_checks
 from cmr_vault.audit import service as audit_service
-from cmr_vault.audit import transparency, witness
 from cmr_vault.audit.checkpoint import (
     Checkpoint,
     CheckpointError,
     parse_verifier_key,
     verify_checkpoint,
 )
+from cmr_vault.audit.cosignature import WitnessKey
 from cmr_vault.audit.export import write_csv, write_jsonl
-from cmr_vault.audit.signer import check_not_rolled_back
+from cmr_vault.audit.signer import check_not_rolled_back, cosign_newest
 from cmr_vault.audit.verify import VerifyReport, read_export, verify, verify_database
 from cmr_vault.audit.witness import RolledBackError
 from cmr_vault.consent import receipts as consent_receipts
@@ -54,6 +58,7 @@ from cmr_vault.policy.commands import policy
 from cmr_vault.runtime import Runtime
 from cmr_vault.settings import Settings, UnsafeSettingsError, check_startup_safety, get_settings
 from cmr_vault.vault.shredding import shred_once
+from cmr_vault.witness.commands import witness_commands
 
 console = Console(stderr=True)
 
@@ -100,6 +105,7 @@ def main() -> None:
 
 
 main.add_command(policy)
+main.add_command(witness_commands)
 
 
 @main.command()
@@ -363,10 +369,28 @@ def audit_verify(export_file: Path | None, held: Path | None, key: str | None) -
                     progress.update(task, total=transparency.log_size(session))
                     report = verify_database(session, verifier_key=key,
                                              held=_held_checkpoint(held, key), progress=advance)
+                    report.problems.extend(_witness_problems(session, runtime, key))
                 runtime.dispose()
         except (ValueError, CheckpointError) as exc:
             raise click.ClickException(str(exc)) from exc
     _report(report)
+
+
+def _witness_problems(session: Session, runtime: Runtime, key: str) -> list[str]:
+    """The configured witnesses' views and cosignatures checked against the log."""
+    witnesses = runtime.witnesses
+    if not witnesses:
+        return []
+    name, public_key = parse_verifier_key(key)
+    with httpx.Client() as client:
+        views, unreachable = witness_checks.fetch_views(
+            witnesses, origin=runtime.log_origin, log_key=public_key, log_key_name=name,
+            client=client)
+    for reason in unreachable:
+        console.print(f"[yellow]![/] {reason}")
+    return witness_checks.witness_problems(
+        session, witnesses=witnesses, views=views, now=runtime.clock.now(),
+        max_age=timedelta(seconds=runtime.settings.witness_max_age_seconds))
 
 
 @main.group()
@@ -379,8 +403,12 @@ def receipts() -> None:
 @click.option("--verifier-key", "key",
               help="The vault's public verifier key (default: this vault's own). The key inside "
                    "the file is never trusted.")
-def receipts_verify(receipt_file: Path, key: str | None) -> None:
-    """Check a consent receipt: its signature, its log proof and the signed tree head."""
+@click.option("--witness-key", "witness_keys", multiple=True,
+              help="A witness's cosigning key (repeatable): the tree head must carry a valid "
+                   "cosignature by each one given.")
+def receipts_verify(receipt_file: Path, key: str | None, witness_keys: tuple[str, ...]) -> None:
+    """Check a consent receipt: its signature, its log proof, the signed tree head and the
+    witnesses' cosignatures on it."""
     if key is None:
         settings = _settings()
         if not settings.resolved_key_file.exists():
@@ -389,7 +417,11 @@ def receipts_verify(receipt_file: Path, key: str | None) -> None:
         runtime = Runtime.build(settings)
         key = _verifier_key(runtime)
         runtime.dispose()
-    check = consent_receipts.verify_file(receipt_file.read_bytes(), key)
+    try:
+        witnesses = [WitnessKey.parse(w) for w in witness_keys]
+    except CheckpointError as exc:
+        raise click.ClickException(f"not a witness cosigning key: {exc}") from exc
+    check = consent_receipts.verify_file(receipt_file.read_bytes(), key, witnesses)
     if not check.valid:
         for problem in check.problems:
             console.print(f"[red]✗[/] {receipt_file}: {problem}")
@@ -399,21 +431,26 @@ def receipts_verify(receipt_file: Path, key: str | None) -> None:
     console.print(f"[green]Valid.[/] Receipt {claims['consentReceiptID']}: "
                   f"{claims['event']['type']} for {company} at {claims['event']['at']} "
                   f"({claims['status']}); signed by the vault and held in its log at entry "
-                  f"{claims['audit']['index']}.")
+                  f"{claims['audit'].get('entrySeq', claims['audit'].get('index'))}"
+                  + (f", cosigned by {', '.join(check.cosigned_by)}." if check.cosigned_by
+                     else "."))
 
 
 @audit.command("checkpoint")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the signed note to this file, to hold for later checks.")
 def audit_checkpoint(output: Path | None) -> None:
-    """Sign the current tree head now and print it."""
+    """Sign the current tree head now, have the configured witnesses cosign it, print it."""
     runtime = Runtime.build(_settings())
     with unit_of_work(runtime.engine) as session:
         head = transparency.sign_head(session, tree=runtime.audit_tree,
                                       seed=runtime.keyring.signing_key,
                                       origin=runtime.log_origin, clock=runtime.clock)
-        note = head.note
     witness.remember(runtime.keystore_engine, head)
+    for result in cosign_newest(runtime):
+        console.print(f"witness {result.witness}: {result.outcome} {result.detail}".rstrip())
+    with unit_of_work(runtime.engine) as session:
+        note = cosigning.cosigned_note(session, head)
     runtime.dispose()
     if output is not None:
         output.write_text(note, encoding="utf-8")

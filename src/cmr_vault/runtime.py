@@ -121,7 +121,7 @@ class Runtime:
         """Signs consent receipts with the log's key, under the log's name."""
         return ReceiptSigner(seed=self.keyring.signing_key, issuer=self.settings.issuer,
                              origin=self.log_origin, jurisdiction=self.settings.jurisdiction,
-                             clock=self.clock)
+                             clock=self.clock, witnesses=tuple(w.key for w in self.witnesses))
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock | None = None) -> Runtime:

@@ -91,11 +91,13 @@ def test_a_receipt_with_one_changed_byte_does_not_verify(
     elif where == "claims":
         data["claims"]["jurisdiction"] = "XX"
     elif where == "proof":
-        data["proof"]["index"] += 1
+        header, index, *rest = data["tlog_proof"].split("\n")
+        data["tlog_proof"] = "\n".join([header, f"index {int(index.split()[1]) + 1}", *rest])
     else:
-        origin, size, root, *rest = data["proof"]["checkpoint"].split("\n")
+        proof, checkpoint = data["tlog_proof"].split("\n\n", 1)
+        origin, size, root, *rest = checkpoint.split("\n")
         root = ("B" if root[0] == "A" else "A") + root[1:]
-        data["proof"]["checkpoint"] = "\n".join([origin, size, root, *rest])
+        data["tlog_proof"] = proof + "\n\n" + "\n".join([origin, size, root, *rest])
 
     check = verify_file(json.dumps(data), _verifier_key(client))
 
@@ -195,8 +197,9 @@ def test_two_companies_receipts_name_the_customer_differently_yet_each_ties_to_t
         # the company's own name for the customer, and no other company's
         assert claim["piiPrincipalId"] == subjects[client_id]
         # the customer ties it to their log; an auditor finds the same entry and pseudonym
-        entry = log[claim["audit"]["index"]]
+        entry = log[claim["audit"]["entrySeq"]]
+        assert claim["audit"]["leafIndex"] == claim["audit"]["entrySeq"] - 1
         assert (entry["action"], entry["details"]["company"]) == ("grant.given", client_id)
-        assert claim["audit"]["index"] in audited
+        assert claim["audit"]["entrySeq"] in audited
     assert len({claim["piiPrincipalId"] for claim in claims.values()}) == 2
     assert all(verify_file(json.dumps(r), _verifier_key(client)).valid for r in receipts)

@@ -166,7 +166,8 @@ class TiledLog(Controller):
     def checkpoint(self, db_session: DbSession, runtime: RuntimeDep) -> Response[str]:
         """The published checkpoint: the newest every configured witness cosigned (the newest
         signed one without witnesses), with its cosignatures."""
-        checkpoint = cosigning.published_checkpoint(db_session, runtime.witnesses)
+        checkpoint = cosigning.published_checkpoint(
+            db_session, [w.name for w in runtime.witnesses])
         if checkpoint is None:
             raise NotFound("No tree head has been signed yet.")
         return Response(cosigning.cosigned_note(db_session, checkpoint),

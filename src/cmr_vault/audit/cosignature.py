@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 from dataclasses import dataclass
 
@@ -48,6 +49,12 @@ class WitnessKey:
     def key_id(self) -> bytes:
         """The four bytes that lead each of this witness's cosignatures."""
         return key_id(self.name, self.public_key, COSIGNATURE_V1)
+
+
+def origin_hash(origin: str) -> str:
+    """The path element naming a log on a witness's monitoring prefix: hex SHA-256 of the
+    log's origin (C2SP tlog-witness)."""
+    return hashlib.sha256(origin.encode()).hexdigest()
 
 
 def witness_verifier_key(private_key: Ed25519PrivateKey, name: str) -> str:

@@ -102,12 +102,10 @@ def cosigners(note: str, witnesses: list[WitnessEndpoint]) -> dict[str, int]:
     return cosignatures(note, [w.key for w in witnesses])
 
 
-def published_checkpoint(session: Session, witnesses: list[WitnessEndpoint]
-                         ) -> AuditCheckpoint | None:
-    """The checkpoint to publish: the newest one every configured witness has cosigned, or
+def published_checkpoint(session: Session, names: list[str]) -> AuditCheckpoint | None:
+    """The checkpoint to publish: the newest one every witness in `names` has cosigned, or
     the newest one when no witness is configured or none has cosigned yet."""
-    if witnesses:
-        names = [w.name for w in witnesses]
+    if names:
         size = session.execute(
             select(AuditCosignature.size).where(col(AuditCosignature.witness).in_(names))
             .group_by(AuditCosignature.size)

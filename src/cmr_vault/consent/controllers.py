@@ -152,10 +152,12 @@ class ReceiptsApi(Controller):
 
     @post("/api/v1/receipts/verify", status_code=200, sync_to_thread=True)
     def verify(self, data: JSONBody[dict[str, Any]], runtime: RuntimeDep) -> dict[str, Any]:
-        """Check a receipt file against this vault's public key."""
-        check = receipts.verify_file(json.dumps(data), runtime.receipt_signer().verifier_key)
+        """Check a receipt file against this vault's public key and its witnesses' keys."""
+        signer = runtime.receipt_signer()
+        check = receipts.verify_file(json.dumps(data), signer.verifier_key, signer.witnesses)
         return {"valid": check.valid, "problems": check.problems,
-                "receipt_id": (check.claims or {}).get("consentReceiptID")}
+                "receipt_id": (check.claims or {}).get("consentReceiptID"),
+                "cosigned_by": check.cosigned_by}
 
     @get("/.well-known/jwks.json", sync_to_thread=True)
     def jwks(self, runtime: RuntimeDep) -> dict[str, Any]:

@@ -5,13 +5,15 @@ jurisdiction, collection method, controller, policy URL, per purpose: category, 
 data categories, termination, third-party disclosure), with the ISO/IEC TS 27560 additions a
 record needs (the event, its DPV consent status, the notice version). The vault signs them as a
 compact JWS with its Ed25519 log key; the claims name the audit entry recording the same
-change by its leaf hash. A downloaded receipt adds the inclusion proof of that entry in a
-signed tree head, so one public key (the log's verifier key) checks everything offline: the
-signature, that the log holds the change, and that the tree head is the vault's.
+change by its leaf hash. A downloaded receipt adds a C2SP tlog-proof of that entry: the
+inclusion path to a checkpoint the log signed and the configured witnesses cosigned. The log's
+verifier key and the witnesses' keys check everything offline: the signature, that the log
+holds the change, and that the log everyone else sees through those witnesses is the same.
 
 The customer is named (`piiPrincipalId`) by the company's pairwise subject, the name that company
 already knows (`sub`), so two companies comparing their receipts find nothing in common. The
-receipt is tied to the log by the entry it names (`audit.index`, `audit.leafHash`), not by the
+receipt is tied to the log by the entry it names (`audit.leafIndex`, zero-based as in RFC 9162;
+`audit.entrySeq`, its `seq`; `audit.leafHash`), not by the
 customer's name: that entry carries the log's own pseudonym of the customer, which an auditor
 reads there and the customer finds in their export (`account.audit_pseudonym`).
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -33,8 +36,11 @@ from joserfc.jwk import OKPKey
 from sqlmodel import Session, col, select
 
 from cmr_vault.audit.checkpoint import CheckpointError, parse_verifier_key, verify_checkpoint
+from cmr_vault.audit.cosignature import WitnessKey, cosignatures
+from cmr_vault.audit.cosigning import cosigned_note, published_checkpoint
 from cmr_vault.audit.merkle import verify_inclusion
 from cmr_vault.audit.service import AppendedEntry
+from cmr_vault.audit.tlog_proof import ProofFormatError, TlogProof, parse_proof
 from cmr_vault.audit.transparency import (
     TreeCache,
     fresh_checkpoint,
@@ -47,7 +53,9 @@ from cmr_vault.consent.models import ConsentReceipt
 from cmr_vault.errors import NotFound
 from cmr_vault.oauth.models import OAuthClient
 
-FORMAT = "cmr-vault-consent-receipt/1"
+FORMAT = "cmr-vault-consent-receipt/2"
+# Files downloaded before receipts carried a tlog-proof: a JSON proof, 1-based `index`.
+FORMAT_V1 = "cmr-vault-consent-receipt/1"
 KANTARA_VERSION = "KI-CR-v1.1.0"
 ALGORITHM = "Ed25519"
 JWS_TYPE = "consent-receipt+jws"
@@ -75,6 +83,7 @@ class ReceiptSigner:
     origin: str
     jurisdiction: str
     clock: Clock
+    witnesses: tuple[WitnessKey, ...] = ()
 
     @property
     def verifier_key(self) -> str:
@@ -149,8 +158,8 @@ def claims_of(event: ConsentEvent, *, receipt_id: str, signer: ReceiptSigner) ->
         "notice": {"version": event.notice_version, "url": company.privacy_policy_url},
         "expiresAt": event.expires_at.isoformat() if event.expires_at else None,
         **event.extra,
-        "audit": {"log": signer.origin, "index": event.audit_entry.seq,
-                  "leafHash": event.audit_entry.leaf_hash},
+        "audit": {"log": signer.origin, "leafIndex": event.audit_entry.seq - 1,
+                  "entrySeq": event.audit_entry.seq, "leafHash": event.audit_entry.leaf_hash},
     }
 
 
@@ -208,25 +217,30 @@ def claims_in(receipt: ConsentReceipt) -> dict[str, Any]:
 
 def receipt_file(session: Session, signer: ReceiptSigner, *, tree: TreeCache, account_id: str,
                  receipt_id: str) -> dict[str, Any]:
-    """The downloadable receipt: the JWS, its claims for reading, and the log proof.
+    """The downloadable receipt: the JWS, its claims for reading, and a C2SP tlog-proof.
 
-    The proof is against the newest signed tree head covering the entry, signed on the spot
-    if the periodic signer has not got there yet.
+    The proof is against the newest checkpoint every configured witness has cosigned, when it
+    covers the entry; otherwise against the newest signed one (signed on the spot if the
+    periodic signer has not got there yet), which witnesses cosign within a signer pass or
+    two: downloading again then gives a proof carrying their cosignatures.
     """
     receipt = session.get(ConsentReceipt, receipt_id)
     if receipt is None or receipt.account_id != account_id:
         raise NotFound("You have no such receipt.")
-    checkpoint = fresh_checkpoint(session, tree=tree, seed=signer.seed, origin=signer.origin,
-                                  clock=signer.clock, covering=receipt.audit_seq)
+    checkpoint = published_checkpoint(session, [w.name for w in signer.witnesses])
+    if checkpoint is None or checkpoint.size < receipt.audit_seq:
+        checkpoint = fresh_checkpoint(session, tree=tree, seed=signer.seed,
+                                      origin=signer.origin, clock=signer.clock,
+                                      covering=receipt.audit_seq)
     path = inclusion_proof(session, tree=tree, seq=receipt.audit_seq, size=checkpoint.size)
+    note = cosigned_note(session, checkpoint)
     return {
         "format": FORMAT,
         "receipt": receipt.jws,
         "claims": claims_in(receipt),
-        "proof": {"index": receipt.audit_seq, "tree_size": checkpoint.size,
-                  "inclusion_path": [node.hex() for node in path],
-                  "checkpoint": checkpoint.note},
+        "tlog_proof": TlogProof(receipt.audit_seq - 1, path, note).to_text(),
         "verifier_key": signer.verifier_key,
+        "cosigned_by": sorted(cosignatures(note, list(signer.witnesses))),
     }
 
 
@@ -236,6 +250,7 @@ class ReceiptCheck:
 
     problems: list[str]
     claims: dict[str, Any] | None = None
+    cosigned_by: list[str] = field(default_factory=list)
 
     @property
     def valid(self) -> bool:
@@ -243,18 +258,20 @@ class ReceiptCheck:
         return not self.problems
 
 
-def verify_file(document: bytes | str, verifier: str) -> ReceiptCheck:
-    """Check a receipt file with nothing but the vault's public verifier key.
+def verify_file(document: bytes | str, verifier: str,
+                witnesses: Sequence[WitnessKey] = ()) -> ReceiptCheck:
+    """Check a receipt file with nothing but the vault's public verifier key and the public
+    keys of the witnesses the checker relies on (every one of them must have cosigned).
 
     Any changed byte fails: in the JWS (signature), in the readable claims (they must equal
-    the signed payload), in the proof (the path no longer leads to the signed root) or in
-    the tree head (its signature).
+    the signed payload), in the proof (the path no longer leads to the signed root), in the
+    tree head (its signature) or in a cosignature.
     """
     try:
         data = json.loads(document)
     except (ValueError, UnicodeDecodeError) as exc:
         return ReceiptCheck([f"not a JSON document: {exc}"])
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
+    if not isinstance(data, dict) or data.get("format") not in (FORMAT, FORMAT_V1):
         return ReceiptCheck([f"not a consent receipt (format is not {FORMAT!r})"])
     try:
         name, public = parse_verifier_key(verifier)
@@ -269,8 +286,54 @@ def verify_file(document: bytes | str, verifier: str) -> ReceiptCheck:
     problems = []
     if data.get("claims") != claims:
         problems.append("the readable claims differ from the signed receipt")
-    problems.extend(_proof_problems(data.get("proof"), claims, public, name))
-    return ReceiptCheck(problems, claims)
+    if data.get("format") == FORMAT_V1:
+        problems.extend(_proof_problems(data.get("proof"), claims, public, name))
+        problems.extend(f"the receipt carries no cosignature by {w.name}" for w in witnesses)
+        return ReceiptCheck(problems, claims)
+    tlog_problems, cosigned_by = _tlog_proof_problems(data.get("tlog_proof"), claims, public,
+                                                      name, witnesses)
+    return ReceiptCheck(problems + tlog_problems, claims, cosigned_by)
+
+
+def _signed_leaf_index(claims: dict[str, Any]) -> int:
+    """The zero-based leaf index the receipt names (receipts before `leafIndex` named the
+    entry's 1-based `index`)."""
+    audit = claims["audit"]
+    return int(audit["leafIndex"]) if "leafIndex" in audit else int(audit["index"]) - 1
+
+
+def _tlog_proof_problems(text: Any, claims: dict[str, Any], public: Ed25519PublicKey,
+                         name: str, witnesses: Sequence[WitnessKey]
+                         ) -> tuple[list[str], list[str]]:
+    """Check the C2SP tlog-proof: log signature, cosignatures, inclusion of the named leaf."""
+    try:
+        proof = parse_proof(str(text)) if isinstance(text, str) else None
+        if proof is None:
+            return ["the receipt carries no log proof"], []
+        head = verify_checkpoint(proof.checkpoint, public, name)
+        leaf = bytes.fromhex(claims["audit"]["leafHash"])
+        signed_index = _signed_leaf_index(claims)
+    except ProofFormatError as exc:
+        return [f"the log proof is malformed: {exc}"], []
+    except CheckpointError as exc:
+        return [f"the tree head does not verify: {exc}"], []
+    except (KeyError, TypeError, ValueError) as exc:
+        return [f"the receipt names no log entry: {exc}"], []
+    problems = []
+    try:
+        cosigned = cosignatures(proof.checkpoint, list(witnesses))
+    except CheckpointError as exc:
+        problems.append(f"a witness cosignature does not verify: {exc}")
+        cosigned = {}
+    problems.extend(f"the tree head is not cosigned by witness {w.name}" for w in witnesses
+                    if w.name not in cosigned)
+    if proof.index != signed_index:
+        problems.append("the proof is for another log entry than the receipt names")
+    if head.origin != claims["audit"].get("log"):
+        problems.append("the proof's tree head is of another log than the receipt names")
+    if not verify_inclusion(leaf, proof.index, head.size, proof.path, head.root_hash):
+        problems.append("the log proof does not lead to the signed tree head")
+    return problems, sorted(cosigned)
 
 
 def _proof_problems(proof: Any, claims: dict[str, Any], public: Ed25519PublicKey,
@@ -282,7 +345,7 @@ def _proof_problems(proof: Any, claims: dict[str, Any], public: Ed25519PublicKey
         index, size = int(proof["index"]), int(proof["tree_size"])
         path = [bytes.fromhex(node) for node in proof["inclusion_path"]]
         leaf = bytes.fromhex(claims["audit"]["leafHash"])
-        signed_index = int(claims["audit"]["index"])
+        signed_index = _signed_leaf_index(claims) + 1
     except CheckpointError as exc:
         return [f"the tree head does not verify: {exc}"]
     except (KeyError, TypeError, ValueError) as exc:

@@ -28,7 +28,7 @@ from cmr_vault.audit.checkpoint import (
     split_note,
     verify_checkpoint,
 )
-from cmr_vault.audit.cosignature import cosign, witness_verifier_key
+from cmr_vault.audit.cosignature import cosign, origin_hash, witness_verifier_key
 from cmr_vault.audit.merkle import verify_consistency
 
 log = logging.getLogger(__name__)
@@ -62,11 +62,6 @@ class TrustedLog:
         """From the log's verifier key; the key name is the log's origin (as the vault's is)."""
         name, public = parse_verifier_key(verifier_key)
         return cls(name, name, public)
-
-
-def origin_hash(origin: str) -> str:
-    """The path element naming a log on the monitoring prefix: hex SHA-256 of its origin."""
-    return hashlib.sha256(origin.encode()).hexdigest()
 
 
 def load_or_create_key(path: Path) -> Ed25519PrivateKey:
