@@ -1,5 +1,7 @@
-"""Fixtures for tests with a witness: a real `cmr-vault witness serve` process on loopback,
-following the test vault's log, and settings that point the vault at it.
+"""Fixtures for tests with a witness: the witness's HTTP app served by uvicorn on loopback (in a
+thread: starting the whole CLI per test costs seconds; tests/witness/test_commands.py runs
+`cmr-vault witness serve` itself), following the test vault's log, and settings that point the
+vault at it.
 
 A test module opts in by importing `witnessed_settings` and overriding `settings` with it;
 everything built on `settings` (runtime, app, client, browsers) then has the witness.
@@ -7,22 +9,20 @@ everything built on `settings` (runtime, app, client, browsers) then has the wit
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from threading import Thread
 
-import httpx
 import pytest
+import uvicorn
 
 from cmr_vault.audit import transparency
-from cmr_vault.audit.cosignature import witness_verifier_key
 from cmr_vault.crypto.keyring import Keyring, write_keyring
 from cmr_vault.settings import Settings
-from cmr_vault.witness.service import load_or_create_key
+from cmr_vault.witness.app import create_witness_app
+from cmr_vault.witness.service import TrustedLog, Witness, load_or_create_key
 from tests.conftest import BASE_URL, reads_real_time
 
 WITNESS_NAME = "witness.test/w1"
@@ -30,42 +30,30 @@ WITNESS_NAME = "witness.test/w1"
 
 @dataclass(frozen=True)
 class RunningWitness:
-    """A witness process: where it listens, its key, and the log key it follows."""
+    """A witness listening on loopback: its URL, its key, and the log key it follows."""
 
     url: str
     verifier_key: str
     log_verifier_key: str
-    process: subprocess.Popen[bytes]
+    server: uvicorn.Server
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_witness(tmp_path: Path, log_verifier_key: str) -> RunningWitness:
-    """Start `cmr-vault witness serve` and wait until it answers."""
-    key_file = tmp_path / "witness" / "key"
-    public = witness_verifier_key(load_or_create_key(key_file), WITNESS_NAME)
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cmr_vault", "witness", "serve", "--name", WITNESS_NAME,
-         "--key-file", str(key_file), "--state", str(tmp_path / "witness" / "state.db"),
-         "--log", log_verifier_key, "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(url + "/", timeout=1).status_code == 200:
-                return RunningWitness(url, public, log_verifier_key, process)
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None:
-            raise AssertionError("the witness exited at start")
-        time.sleep(0.1)
-    process.kill()
-    raise AssertionError("the witness did not answer within 30 s")
+def start_witness(tmp_path: Path, log_verifier_key: str) -> tuple[RunningWitness, Thread]:
+    """Serve a witness following `log_verifier_key` and wait until it listens."""
+    service = Witness(name=WITNESS_NAME, key=load_or_create_key(tmp_path / "witness" / "key"),
+                      logs=[TrustedLog.parse(log_verifier_key)],
+                      state=tmp_path / "witness" / "state.db", now=lambda: int(time.time()))
+    server = uvicorn.Server(uvicorn.Config(create_witness_app(service), host="127.0.0.1",
+                                           port=0, log_level="warning", access_log=False))
+    thread = Thread(target=server.run, name="test-witness", daemon=True)
+    thread.start()
+    for _ in range(600):
+        if server.started:
+            port = server.servers[0].sockets[0].getsockname()[1]
+            return RunningWitness(f"http://127.0.0.1:{port}", service.verifier_key,
+                                  log_verifier_key, server), thread
+        time.sleep(0.05)
+    raise AssertionError("the witness did not start within 30 s")
 
 
 @pytest.fixture
@@ -79,10 +67,11 @@ def log_keyring() -> Keyring:
 def witness(tmp_path: Path, log_keyring: Keyring) -> Iterator[RunningWitness]:
     """A witness following the test vault's log; it stamps cosignatures with the real time."""
     origin = transparency.log_origin(BASE_URL)
-    running = start_witness(tmp_path, transparency.verifier_key(log_keyring.signing_key, origin))
+    running, thread = start_witness(
+        tmp_path, transparency.verifier_key(log_keyring.signing_key, origin))
     yield running
-    running.process.terminate()
-    running.process.wait(timeout=30)
+    running.server.should_exit = True
+    thread.join(timeout=30)
 
 
 @pytest.fixture

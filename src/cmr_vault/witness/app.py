@@ -7,6 +7,7 @@ it). The answers are plain text, as the specification writes them, not problem d
 from __future__ import annotations
 
 from litestar import Litestar, Response, get, post
+from litestar.params import FromPath, RawBody
 
 from cmr_vault.witness.service import Answer, Witness
 
@@ -22,12 +23,12 @@ def create_witness_app(witness: Witness) -> Litestar:
     """The witness's HTTP interface, for `cmr-vault witness serve` and for tests."""
 
     @post("/add-checkpoint", sync_to_thread=True)
-    def add_checkpoint(body: bytes) -> Response[str]:
+    def add_checkpoint(body: RawBody) -> Response[str]:
         """Cosign a checkpoint consistent with the last one cosigned for its log."""
         return _response(witness.add_checkpoint(body))
 
     @get("/{hashed_origin:str}/checkpoint", sync_to_thread=True)
-    def latest(hashed_origin: str) -> Response[str]:
+    def latest(hashed_origin: FromPath[str]) -> Response[str]:
         """The newest checkpoint cosigned for a log, with the log's and this witness's
         signatures (the monitoring API)."""
         note = witness.latest(hashed_origin)
