@@ -60,6 +60,7 @@ from cmr_vault.web.bodies import prepare_request
 from cmr_vault.web.csrf import SessionBoundCSRF
 from cmr_vault.web.errors import document_problems, exception_to_http_response
 from cmr_vault.web.headers import CompleteAllowHeader, security_headers_middleware
+from cmr_vault.web.metrics import metrics
 
 # API clients authenticate with bearer tokens or client credentials, not cookies, so CSRF does
 # not apply to them; unsubscribe links carry their own unguessable token (RFC 8058 one-click
@@ -152,6 +153,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
     app = Litestar(
         route_handlers=[
             health,
+            metrics,
             AccountPages,
             ProfilePages,
             ActivityPage,

@@ -23,6 +23,12 @@ IMMEDIATE_OPTION = "cmr_vault_immediate"
 # appender, the checkpoint signer and the in-process worker, which never wait at the gate.
 POOL_SIZE = 10
 POOL_OVERFLOW = 10
+# SQLite: connections are cheap to keep but each holds its own page cache, so both are bounded
+# explicitly: at most SQLITE_POOL_SIZE + SQLITE_POOL_OVERFLOW connections of SQLITE_CACHE_KIB
+# each (96 MiB in all at worst), whatever the size of the database.
+SQLITE_POOL_SIZE = 8
+SQLITE_POOL_OVERFLOW = 16
+SQLITE_CACHE_KIB = 4096
 
 
 def make_engine(url: str, *, immediate: bool = True) -> Engine:
@@ -40,7 +46,7 @@ def make_engine(url: str, *, immediate: bool = True) -> Engine:
     # Pooled: opening a connection and setting its PRAGMAs costs more than a whole read.
     engine = create_engine(
         url, connect_args={"check_same_thread": False, "timeout": 30}, poolclass=QueuePool,
-        pool_size=8, max_overflow=16,
+        pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_POOL_OVERFLOW,
     )
     _configure_sqlite(engine, immediate=immediate)
     return engine
@@ -79,6 +85,8 @@ def _configure_sqlite(engine: Engine, *, immediate: bool) -> None:
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
+        # A negative cache_size is in KiB (https://sqlite.org/pragma.html#pragma_cache_size).
+        cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -43,6 +43,8 @@ MACHINE_PREFIXES = (
     "/oauth/introspect",
     "/.well-known/",
     "/health",
+    "/metrics",
+    "/audit/",
     "/schema",
 )
 
