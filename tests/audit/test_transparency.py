@@ -95,10 +95,12 @@ def test_proof_for_an_entry_outside_the_tree_is_a_problem_document(
     client: TestClient[Litestar], db_session: Session, clock: FrozenClock
 ) -> None:
     _append(db_session, clock, 2)
-    response = client.get("/api/v1/audit/proofs/inclusion", params={"seq": 5, "size": 2})
+    response = client.get("/api/v1/audit/proofs/inclusion",
+                          params={"leaf_index": 4, "tree_size": 2})
     assert response.status_code == 404
     assert response.headers["content-type"].startswith("application/problem+json")
-    beyond = client.get("/api/v1/audit/proofs/inclusion", params={"seq": 1, "size": 3})
+    beyond = client.get("/api/v1/audit/proofs/inclusion",
+                        params={"leaf_index": 0, "tree_size": 3})
     assert beyond.status_code == 404
     assert "reached" in beyond.json()["detail"]
 
@@ -224,3 +226,15 @@ def test_export_with_two_heads_for_one_size_is_a_fork(
     heads.append(type(heads[0])(4, (b"\x01" * 32).hex(), forged))
     report = verify(entries, heads, verifier_key=key)
     assert any(p.startswith("fork") for p in report.problems)
+
+
+def test_every_audit_api_answer_has_a_typed_schema(client: TestClient[Litestar]) -> None:
+    document = client.get("/schema/openapi.json").json()
+    schemas = document["components"]["schemas"]
+    audit_paths = [p for p in document["paths"] if p.startswith("/api/v1/audit/")]
+    assert len(audit_paths) == 5
+    for path in audit_paths:
+        answer = document["paths"][path]["get"]["responses"]["200"]["content"]
+        reference = answer["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+        assert schemas[reference]["properties"], path
+    assert "leaf_index" in schemas["InclusionProof"]["required"]

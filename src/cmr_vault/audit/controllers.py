@@ -22,17 +22,15 @@ from cmr_vault.audit import cosigning, transparency
 from cmr_vault.audit.models import AuditCheckpoint
 from cmr_vault.audit.tiles import ENTRIES, TileNotFound, entry_bundle, parse_tile_path, tile_bytes
 from cmr_vault.deps import DbSession, RuntimeDep
-from cmr_vault.errors import NotFound, ValidationFailed
+from cmr_vault.errors import NotFound
 from cmr_vault.web.openapi import AUDITOR_SESSION
 
 MAX_SEQ = 2**53  # exact in every JSON parser
 LogPosition: TypeAlias = Annotated[int, Parameter(ge=1, le=MAX_SEQ)]
 LogQuery: TypeAlias = Annotated[int, Parameter(ge=1, le=MAX_SEQ)]
-LeafIndex: TypeAlias = Annotated[int | None, QueryParameter(
+LeafIndex: TypeAlias = Annotated[int, QueryParameter(
     ge=0, le=MAX_SEQ, description="RFC 9162 leaf index: zero-based, entry seq - 1.")]
-TreeSize: TypeAlias = Annotated[int | None, QueryParameter(ge=1, le=MAX_SEQ)]
-OldQuery: TypeAlias = Annotated[int | None, QueryParameter(
-    ge=1, le=MAX_SEQ, description="Deprecated spelling: use leaf_index (seq - 1) and tree_size.")]
+TreeSize: TypeAlias = Annotated[int, QueryParameter(ge=1, le=MAX_SEQ)]
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 SHORT_LIVED = "public, max-age=5"
@@ -126,16 +124,10 @@ class TransparencyApi(Controller):
                      runtime.witnesses)
 
     @get("/proofs/inclusion", sync_to_thread=True)
-    def inclusion(self, db_session: DbSession, runtime: RuntimeDep,
-                  leaf_index: LeafIndex = None, tree_size: TreeSize = None,
-                  seq: OldQuery = None, size: OldQuery = None) -> InclusionProof:
+    def inclusion(self, db_session: DbSession, runtime: RuntimeDep, leaf_index: LeafIndex,
+                  tree_size: TreeSize) -> InclusionProof:
         """The audit path proving leaf `leaf_index` (entry `leaf_index + 1`) is in the tree of
         `tree_size` leaves."""
-        if leaf_index is None and seq is not None:
-            leaf_index = seq - 1
-        tree_size = tree_size if tree_size is not None else size
-        if leaf_index is None or tree_size is None:
-            raise ValidationFailed("Give leaf_index (zero-based) and tree_size.")
         proof = transparency.inclusion_proof(db_session, tree=runtime.audit_tree,
                                              seq=leaf_index + 1, size=tree_size)
         tree = runtime.audit_tree.synced(db_session, tree_size)
