@@ -45,9 +45,18 @@ def settings(witnessed_settings: Settings) -> Settings:
 
 def _append(session: Session, clock: ClockUnderTest, count: int) -> None:
     for i in range(count):
-        audit_service.record(session, clock=clock, event=AuditEvent(
-            actor="company:acme", action="profile.read", subject=f"s{i % 3}",
-            resource="profile.email", purpose="newsletter", outcome="allow"))
+        audit_service.record(
+            session,
+            clock=clock,
+            event=AuditEvent(
+                actor="company:acme",
+                action="profile.read",
+                subject=f"s{i % 3}",
+                resource="profile.email",
+                purpose="newsletter",
+                outcome="allow",
+            ),
+        )
     session.commit()
 
 
@@ -65,21 +74,25 @@ def _witness_key(witness: RunningWitness) -> WitnessKey:
 @pytest.fixture
 def vault_cli(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     """`cmr-vault` pointed at the test vault, witnesses included."""
-    for name, value in {"DATA_DIR": str(settings.data_dir),
-                        "DATABASE_URL": settings.database_url,
-                        "KEYSTORE_URL": settings.keystore_url,
-                        "BASE_URL": settings.base_url,
-                        "WITNESSES": json.dumps(settings.witnesses),
-                        "WITNESS_MAX_AGE_SECONDS": str(settings.witness_max_age_seconds),
-                        }.items():
+    for name, value in {
+        "DATA_DIR": str(settings.data_dir),
+        "DATABASE_URL": settings.database_url,
+        "KEYSTORE_URL": settings.keystore_url,
+        "BASE_URL": settings.base_url,
+        "WITNESSES": json.dumps(settings.witnesses),
+        "WITNESS_MAX_AGE_SECONDS": str(settings.witness_max_age_seconds),
+    }.items():
         monkeypatch.setenv(f"CMR_VAULT_{name}", value)
     get_settings.cache_clear()
     return CliRunner()
 
 
 def test_each_new_checkpoint_is_cosigned_and_published(
-    client: TestClient[Litestar], db_session: Session, runtime: Runtime,
-    clock: ClockUnderTest, witness: RunningWitness,
+    client: TestClient[Litestar],
+    db_session: Session,
+    runtime: Runtime,
+    clock: ClockUnderTest,
+    witness: RunningWitness,
 ) -> None:
     _append(db_session, clock, 5)
     assert sign_once(runtime) == 5
@@ -97,7 +110,10 @@ def test_each_new_checkpoint_is_cosigned_and_published(
 
 
 def test_a_witness_ahead_of_what_the_vault_knows_is_caught_up_through_its_409(
-    client: TestClient[Litestar], db_session: Session, runtime: Runtime, clock: ClockUnderTest,
+    client: TestClient[Litestar],
+    db_session: Session,
+    runtime: Runtime,
+    clock: ClockUnderTest,
 ) -> None:
     _append(db_session, clock, 5)
     sign_once(runtime)
@@ -124,9 +140,12 @@ def _fork_the_log(session: Session, runtime: Runtime) -> None:
         entry.entry_hash = audit_service.chain_hash(prev, entry)
         entry.leaf_hash = leaf_hash(audit_service.leaf_bytes(entry)).hex()
         prev = entry.entry_hash
-        _tamper(session, f"UPDATE audit_entry SET outcome='{entry.outcome}', "
-                f"prev_hash='{entry.prev_hash}', entry_hash='{entry.entry_hash}', "
-                f"leaf_hash='{entry.leaf_hash}' WHERE seq={entry.seq}")
+        _tamper(
+            session,
+            f"UPDATE audit_entry SET outcome='{entry.outcome}', "
+            f"prev_hash='{entry.prev_hash}', entry_hash='{entry.entry_hash}', "
+            f"leaf_hash='{entry.leaf_hash}' WHERE seq={entry.seq}",
+        )
     _tamper(session, f"UPDATE audit_head SET head_hash='{prev}' WHERE id=1")
     _tamper(session, "DELETE FROM audit_cosignature")
     _tamper(session, "DELETE FROM audit_checkpoint")
@@ -135,16 +154,23 @@ def _fork_the_log(session: Session, runtime: Runtime) -> None:
 
 
 def test_a_split_view_is_refused_by_the_witness_and_found_by_audit_verify(
-    db_session: Session, runtime: Runtime, clock: ClockUnderTest, vault_cli: CliRunner,
+    db_session: Session,
+    runtime: Runtime,
+    clock: ClockUnderTest,
+    vault_cli: CliRunner,
 ) -> None:
     _append(db_session, clock, 5)
     sign_once(runtime)
     assert vault_cli.invoke(main, ["audit", "verify"]).exit_code == 0
 
     _fork_the_log(db_session, runtime)
-    forked = transparency.sign_head(db_session, tree=type(runtime.audit_tree)(),
-                                    seed=runtime.keyring.signing_key,
-                                    origin=runtime.log_origin, clock=runtime.clock)
+    forked = transparency.sign_head(
+        db_session,
+        tree=type(runtime.audit_tree)(),
+        seed=runtime.keyring.signing_key,
+        origin=runtime.log_origin,
+        clock=runtime.clock,
+    )
     db_session.commit()
     assert isinstance(forked, AuditCheckpoint) and forked.size == 5
 
@@ -153,37 +179,55 @@ def test_a_split_view_is_refused_by_the_witness_and_found_by_audit_verify(
 
     result = vault_cli.invoke(main, ["audit", "verify"])
     assert result.exit_code == 1
-    assert "split view: witness witness.test/w1 cosigned another tree of 5 entries" \
-        in " ".join(result.output.split())
+    assert "split view: witness witness.test/w1 cosigned another tree of 5 entries" in " ".join(
+        result.output.split()
+    )
 
 
 def _witness_problems(session: Session, runtime: Runtime) -> list[str]:
     """What `audit verify` adds for the configured witnesses, on the test's clock."""
     name, public_key = parse_verifier_key(
-        transparency.verifier_key(runtime.keyring.signing_key, runtime.log_origin))
+        transparency.verifier_key(runtime.keyring.signing_key, runtime.log_origin)
+    )
     with httpx.Client() as http:
         views, unreachable = witness_checks.fetch_views(
-            runtime.witnesses, origin=runtime.log_origin, log_key=public_key,
-            log_key_name=name, client=http)
+            runtime.witnesses,
+            origin=runtime.log_origin,
+            log_key=public_key,
+            log_key_name=name,
+            client=http,
+        )
     assert not unreachable
     return witness_checks.witness_problems(
-        session, witnesses=runtime.witnesses, views=views, now=runtime.clock.now(),
-        max_age=timedelta(seconds=runtime.settings.witness_max_age_seconds))
+        session,
+        witnesses=runtime.witnesses,
+        views=views,
+        now=runtime.clock.now(),
+        max_age=timedelta(seconds=runtime.settings.witness_max_age_seconds),
+    )
 
 
 def test_a_checkpoint_no_witness_cosigned_within_the_max_age_is_refused(
-    db_session: Session, runtime: Runtime, clock: ClockUnderTest,
+    db_session: Session,
+    runtime: Runtime,
+    clock: ClockUnderTest,
 ) -> None:
     _append(db_session, clock, 3)
     sign_once(runtime)
     assert _witness_problems(db_session, runtime) == []
     _append(db_session, clock, 2)
-    transparency.sign_head(db_session, tree=runtime.audit_tree,
-                           seed=runtime.keyring.signing_key, origin=runtime.log_origin,
-                           clock=runtime.clock)
+    transparency.sign_head(
+        db_session,
+        tree=runtime.audit_tree,
+        seed=runtime.keyring.signing_key,
+        origin=runtime.log_origin,
+        clock=runtime.clock,
+    )
     db_session.commit()
 
     clock.advance(seconds=601)
 
-    assert any("has not cosigned this log within 600 s" in problem
-               for problem in _witness_problems(db_session, runtime))
+    assert any(
+        "has not cosigned this log within 600 s" in problem
+        for problem in _witness_problems(db_session, runtime)
+    )

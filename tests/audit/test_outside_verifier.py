@@ -31,8 +31,15 @@ from tests.factories import Browser
 from tests.oauth.conftest import browser, company, customer
 from tests.oauth.flows import Company, get_code
 
-__all__ = ["auditor_browser", "browser", "company", "customer", "log_keyring", "witness",
-           "witnessed_settings"]
+__all__ = [
+    "auditor_browser",
+    "browser",
+    "company",
+    "customer",
+    "log_keyring",
+    "witness",
+    "witnessed_settings",
+]
 
 GO_SOURCE = Path(__file__).parent / "outside_verifier"
 GO_PATH = Path("/usr/share/gocode")
@@ -53,10 +60,17 @@ def outside_verifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not (GO_PATH / "src/golang.org/x/mod/sumdb/tlog").is_dir():
         pytest.skip("golang.org/x/mod is not installed (Debian: golang-golang-x-mod-dev)")
     out = tmp_path_factory.mktemp("go") / "outside_verifier"
-    env = {**os.environ, "GO111MODULE": "off", "GOPATH": str(GO_PATH), "GOFLAGS": "",
-           "GOCACHE": str(out.parent / "cache"), "GOPROXY": "off"}
-    subprocess.run([go, "build", "-o", str(out), "."], cwd=GO_SOURCE, env=env, check=True,
-                   timeout=600)
+    env = {
+        **os.environ,
+        "GO111MODULE": "off",
+        "GOPATH": str(GO_PATH),
+        "GOFLAGS": "",
+        "GOCACHE": str(out.parent / "cache"),
+        "GOPROXY": "off",
+    }
+    subprocess.run(
+        [go, "build", "-o", str(out), "."], cwd=GO_SOURCE, env=env, check=True, timeout=600
+    )
     return out
 
 
@@ -99,14 +113,34 @@ def _receipt(browser: Browser) -> dict[str, str]:
 
 
 def test_go_sumdb_verifies_the_cosigned_checkpoint_tiles_entries_and_a_receipt(
-    client: TestClient[Litestar], browser: Browser, company: Company, auditor_browser: Browser,
-    db_session: Session, runtime: Runtime, clock: ClockUnderTest, witness: RunningWitness,
-    outside_verifier: Path, tmp_path: Path,
+    client: TestClient[Litestar],
+    browser: Browser,
+    company: Company,
+    auditor_browser: Browser,
+    db_session: Session,
+    runtime: Runtime,
+    clock: ClockUnderTest,
+    witness: RunningWitness,
+    outside_verifier: Path,
+    tmp_path: Path,
 ) -> None:
     get_code(browser, company, scopes=["profile.email:read"])
-    audit_service.record_many(db_session, clock=clock, events=[AuditEvent(
-        actor="company:acme", action="profile.read", subject=f"s{i % 7}", resource="profile.email",
-        purpose="newsletter", outcome="allow", details={"n": i}) for i in range(600)])
+    audit_service.record_many(
+        db_session,
+        clock=clock,
+        events=[
+            AuditEvent(
+                actor="company:acme",
+                action="profile.read",
+                subject=f"s{i % 7}",
+                resource="profile.email",
+                purpose="newsletter",
+                outcome="allow",
+                details={"n": i},
+            )
+            for i in range(600)
+        ],
+    )
     db_session.commit()
     assert sign_once(runtime) is not None
     mirror = tmp_path / "mirror"
@@ -117,8 +151,14 @@ def test_go_sumdb_verifies_the_cosigned_checkpoint_tiles_entries_and_a_receipt(
     proof_file = tmp_path / "receipt.tlog-proof"
     proof_file.write_text(receipt["tlog_proof"], encoding="utf-8")
     leaf = receipt["claims"]["audit"]["leafHash"]  # type: ignore[index]
-    arguments = [str(outside_verifier), str(mirror), witness.log_verifier_key,
-                 witness.verifier_key, str(proof_file), leaf]
+    arguments = [
+        str(outside_verifier),
+        str(mirror),
+        witness.log_verifier_key,
+        witness.verifier_key,
+        str(proof_file),
+        leaf,
+    ]
 
     checked = subprocess.run(arguments, capture_output=True, text=True, timeout=120)
 
@@ -136,10 +176,15 @@ def test_go_sumdb_verifies_the_cosigned_checkpoint_tiles_entries_and_a_receipt(
 
 
 def test_entry_bundles_are_for_auditors_only(
-    client: TestClient[Litestar], db_session: Session, clock: ClockUnderTest,
+    client: TestClient[Litestar],
+    db_session: Session,
+    clock: ClockUnderTest,
 ) -> None:
-    audit_service.record_many(db_session, clock=clock, events=[
-        AuditEvent(actor="company:acme", action="profile.read") for _ in range(3)])
+    audit_service.record_many(
+        db_session,
+        clock=clock,
+        events=[AuditEvent(actor="company:acme", action="profile.read") for _ in range(3)],
+    )
     db_session.commit()
 
     assert client.get("/audit/tile/0/000.p/3").status_code == 200

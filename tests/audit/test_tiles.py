@@ -16,29 +16,51 @@ from cmr_vault.audit.transparency import TreeCache
 from tests.conftest import ClockUnderTest
 
 
-@pytest.mark.parametrize(("n", "path"), [
-    (0, "000"), (7, "007"), (999, "999"), (1000, "x001/000"), (1234067, "x001/x234/067"),
-    (10**9, "x001/x000/x000/000"),
-])
+@pytest.mark.parametrize(
+    ("n", "path"),
+    [
+        (0, "000"),
+        (7, "007"),
+        (999, "999"),
+        (1000, "x001/000"),
+        (1234067, "x001/x234/067"),
+        (10**9, "x001/x000/x000/000"),
+    ],
+)
 def test_tile_indexes_are_three_digit_elements_led_by_x(n: int, path: str) -> None:
     assert encode_index(n) == path
     assert parse_tile_path(f"0/{path}") == TileRef(0, n)
 
 
-@pytest.mark.parametrize(("path", "tile"), [
-    ("0/000", TileRef(0, 0)),
-    ("2/x001/234.p/17", TileRef(2, 1234, 17)),
-    ("entries/005.p/255", TileRef("entries", 5, 255)),
-])
+@pytest.mark.parametrize(
+    ("path", "tile"),
+    [
+        ("0/000", TileRef(0, 0)),
+        ("2/x001/234.p/17", TileRef(2, 1234, 17)),
+        ("entries/005.p/255", TileRef("entries", 5, 255)),
+    ],
+)
 def test_tile_paths_name_level_index_and_width(path: str, tile: TileRef) -> None:
     assert parse_tile_path(path) == tile
     assert tile.path() == f"tile/{path}"
 
 
-@pytest.mark.parametrize("path", [
-    "01/000", "64/000", "0/0", "0/0000", "0/x1/000", "0/x000/001", "0/000.p/0", "0/000.p/256",
-    "0/000.p/07", "bogus/000", "0/001/002",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "01/000",
+        "64/000",
+        "0/0",
+        "0/0000",
+        "0/x1/000",
+        "0/x000/001",
+        "0/000.p/0",
+        "0/000.p/256",
+        "0/000.p/07",
+        "bogus/000",
+        "0/001/002",
+    ],
+)
 def test_malformed_tile_paths_are_refused(path: str) -> None:
     with pytest.raises(TileNotFound):
         parse_tile_path(path)
@@ -47,9 +69,19 @@ def test_malformed_tile_paths_are_refused(path: str) -> None:
 def _fill(session: Session, clock: ClockUnderTest, count: int) -> MerkleTree:
     """Append `count` entries in large batches; the same leaves in a tree held in memory."""
     for start in range(0, count, 10_000):
-        audit_service.record_many(session, clock=clock, events=[
-            AuditEvent(actor="company:acme", action="profile.read", subject=f"s{i % 11}",
-                       details={"i": i}) for i in range(start, min(count, start + 10_000))])
+        audit_service.record_many(
+            session,
+            clock=clock,
+            events=[
+                AuditEvent(
+                    actor="company:acme",
+                    action="profile.read",
+                    subject=f"s{i % 11}",
+                    details={"i": i},
+                )
+                for i in range(start, min(count, start + 10_000))
+            ],
+        )
         session.commit()
     memory = MerkleTree()
     memory.extend(bytes.fromhex(e.leaf_hash) for e in audit_service.iter_entry_rows(session))
@@ -57,7 +89,8 @@ def _fill(session: Session, clock: ClockUnderTest, count: int) -> MerkleTree:
 
 
 def test_tiles_answer_as_a_tree_in_memory_while_holding_a_bounded_cache(
-    db_session: Session, clock: ClockUnderTest,
+    db_session: Session,
+    clock: ClockUnderTest,
 ) -> None:
     size = 256 * 256 + 300  # a full level-1 tile, and partial tiles on three levels
     memory = _fill(db_session, clock, size)
@@ -74,7 +107,9 @@ def test_tiles_answer_as_a_tree_in_memory_while_holding_a_bounded_cache(
 
 
 def test_full_tiles_are_immutable_and_partial_ones_short_lived(
-    client: TestClient[Litestar], db_session: Session, clock: ClockUnderTest,
+    client: TestClient[Litestar],
+    db_session: Session,
+    clock: ClockUnderTest,
 ) -> None:
     _fill(db_session, clock, 300)
 
@@ -87,8 +122,12 @@ def test_full_tiles_are_immutable_and_partial_ones_short_lived(
     assert len(partial.content) == 44 * 32
     assert partial.headers["cache-control"] == "public, max-age=5"
     assert level_one.content == _root_of(full.content)
-    for beyond in ("/audit/tile/0/001", "/audit/tile/0/001.p/45", "/audit/tile/2/000.p/1",
-                   "/audit/tile/0/0001"):
+    for beyond in (
+        "/audit/tile/0/001",
+        "/audit/tile/0/001.p/45",
+        "/audit/tile/2/000.p/1",
+        "/audit/tile/0/0001",
+    ):
         answer = client.get(beyond)
         assert answer.status_code == 404, beyond
         assert answer.headers["content-type"].startswith("application/problem+json")

@@ -40,18 +40,30 @@ class RunningWitness:
 
 def start_witness(tmp_path: Path, log_verifier_key: str) -> tuple[RunningWitness, Thread]:
     """Serve a witness following `log_verifier_key` and wait until it listens."""
-    service = Witness(name=WITNESS_NAME, key=load_or_create_key(tmp_path / "witness" / "key"),
-                      logs=[TrustedLog.parse(log_verifier_key)],
-                      state=tmp_path / "witness" / "state.db", now=lambda: int(time.time()))
-    server = uvicorn.Server(uvicorn.Config(create_witness_app(service), host="127.0.0.1",
-                                           port=0, log_level="warning", access_log=False))
+    service = Witness(
+        name=WITNESS_NAME,
+        key=load_or_create_key(tmp_path / "witness" / "key"),
+        logs=[TrustedLog.parse(log_verifier_key)],
+        state=tmp_path / "witness" / "state.db",
+        now=lambda: int(time.time()),
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_witness_app(service),
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+            access_log=False,
+        )
+    )
     thread = Thread(target=server.run, name="test-witness", daemon=True)
     thread.start()
     for _ in range(600):
         if server.started:
             port = server.servers[0].sockets[0].getsockname()[1]
-            return RunningWitness(f"http://127.0.0.1:{port}", service.verifier_key,
-                                  log_verifier_key, server), thread
+            return RunningWitness(
+                f"http://127.0.0.1:{port}", service.verifier_key, log_verifier_key, server
+            ), thread
         time.sleep(0.05)
     raise AssertionError("the witness did not start within 30 s")
 
@@ -68,15 +80,17 @@ def witness(tmp_path: Path, log_keyring: Keyring) -> Iterator[RunningWitness]:
     """A witness following the test vault's log; it stamps cosignatures with the real time."""
     origin = transparency.log_origin(BASE_URL)
     running, thread = start_witness(
-        tmp_path, transparency.verifier_key(log_keyring.signing_key, origin))
+        tmp_path, transparency.verifier_key(log_keyring.signing_key, origin)
+    )
     yield running
     running.server.should_exit = True
     thread.join(timeout=30)
 
 
 @pytest.fixture
-def witnessed_settings(tmp_path: Path, database_url: str, log_keyring: Keyring,
-                       witness: RunningWitness) -> Settings:
+def witnessed_settings(
+    tmp_path: Path, database_url: str, log_keyring: Keyring, witness: RunningWitness
+) -> Settings:
     """The usual test settings, with the vault submitting its checkpoints to `witness`."""
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]

@@ -13,15 +13,23 @@ from tests.conftest import ClockUnderTest
 
 
 def _samples(text: str) -> dict[str, float]:
-    return {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
-            if line and not line.startswith("#")}
+    return {
+        line.split()[0]: float(line.split()[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
 
 
 def test_metrics_show_resident_memory_and_the_audit_tree_size(
-    client: TestClient[Litestar], db_session: Session, clock: ClockUnderTest,
+    client: TestClient[Litestar],
+    db_session: Session,
+    clock: ClockUnderTest,
 ) -> None:
-    audit_service.record_many(db_session, clock=clock, events=[
-        AuditEvent(actor="company:acme", action="profile.read") for _ in range(300)])
+    audit_service.record_many(
+        db_session,
+        clock=clock,
+        events=[AuditEvent(actor="company:acme", action="profile.read") for _ in range(300)],
+    )
     db_session.commit()
     client.get("/audit/tile/0/000")
 

@@ -30,8 +30,9 @@ def test_a_served_witness_cosigns_the_log_it_follows_with_the_key_it_printed(
     tmp_path: Path,
 ) -> None:
     key_file = tmp_path / "witness.key"
-    printed = CliRunner().invoke(main, ["witness", "key", "--name", "witness.example/w1",
-                                        "--key-file", str(key_file)])
+    printed = CliRunner().invoke(
+        main, ["witness", "key", "--name", "witness.example/w1", "--key-file", str(key_file)]
+    )
     assert printed.exit_code == 0
     assert key_file.stat().st_mode & 0o077 == 0
     witness_key = printed.output.strip()
@@ -41,10 +42,26 @@ def test_a_served_witness_cosigns_the_log_it_follows_with_the_key_it_printed(
     note = sign_checkpoint(Checkpoint(ORIGIN, 3, tree.root()), log_key, ORIGIN).to_text()
     port = _free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "cmr_vault", "witness", "serve", "--name", "witness.example/w1",
-         "--key-file", str(key_file), "--state", str(tmp_path / "state.db"),
-         "--log", verifier_key_for(log_key, ORIGIN), "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "cmr_vault",
+            "witness",
+            "serve",
+            "--name",
+            "witness.example/w1",
+            "--key-file",
+            str(key_file),
+            "--state",
+            str(tmp_path / "state.db"),
+            "--log",
+            verifier_key_for(log_key, ORIGIN),
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         for _ in range(600):
@@ -59,7 +76,8 @@ def test_a_served_witness_cosigns_the_log_it_follows_with_the_key_it_printed(
 
         assert answer.status_code == 200
         assert set(cosignatures(note + answer.text, [WitnessKey.parse(witness_key)])) == {
-            "witness.example/w1"}
+            "witness.example/w1"
+        }
     finally:
         process.terminate()
         process.wait(timeout=30)

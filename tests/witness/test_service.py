@@ -34,8 +34,7 @@ class Log:
         checkpoint = Checkpoint(ORIGIN, size, root or self.tree.root(size))
         return sign_checkpoint(checkpoint, self.key, ORIGIN).to_text()
 
-    def request(self, old: int, note: str | None = None, proof: list[bytes] | None = None
-                ) -> bytes:
+    def request(self, old: int, note: str | None = None, proof: list[bytes] | None = None) -> bytes:
         if proof is None:
             proof = self.tree.consistency_proof(old, len(self.tree)) if old else []
         lines = [f"old {old}", *(base64.b64encode(p).decode() for p in proof)]
@@ -50,16 +49,20 @@ def log() -> Log:
 @pytest.fixture
 def witness(tmp_path: Path, log: Log) -> Witness:
     trusted = TrustedLog.parse(verifier_key_for(log.key, ORIGIN))
-    return Witness(name="witness.example/w1", key=Ed25519PrivateKey.generate(), logs=[trusted],
-                   state=tmp_path / "witness.db", now=lambda: NOW)
+    return Witness(
+        name="witness.example/w1",
+        key=Ed25519PrivateKey.generate(),
+        logs=[trusted],
+        state=tmp_path / "witness.db",
+        now=lambda: NOW,
+    )
 
 
 def _key(witness: Witness) -> WitnessKey:
     return WitnessKey.parse(witness.verifier_key)
 
 
-def test_a_first_checkpoint_is_cosigned_and_served_to_monitors(witness: Witness, log: Log
-                                                                ) -> None:
+def test_a_first_checkpoint_is_cosigned_and_served_to_monitors(witness: Witness, log: Log) -> None:
     log.grow(5)
     answer = witness.add_checkpoint(log.request(0))
 
@@ -71,7 +74,8 @@ def test_a_first_checkpoint_is_cosigned_and_served_to_monitors(witness: Witness,
 
 
 def test_a_checkpoint_extending_the_cosigned_one_with_its_proof_is_cosigned(
-        witness: Witness, log: Log) -> None:
+    witness: Witness, log: Log
+) -> None:
     log.grow(5)
     witness.add_checkpoint(log.request(0))
     log.grow(7)
@@ -79,8 +83,9 @@ def test_a_checkpoint_extending_the_cosigned_one_with_its_proof_is_cosigned(
     assert witness.add_checkpoint(log.request(5)).status == 200
 
 
-def test_a_wrong_old_size_gets_409_with_the_size_the_witness_holds(witness: Witness, log: Log
-                                                                    ) -> None:
+def test_a_wrong_old_size_gets_409_with_the_size_the_witness_holds(
+    witness: Witness, log: Log
+) -> None:
     log.grow(5)
     witness.add_checkpoint(log.request(0))
     log.grow(3)
@@ -113,8 +118,7 @@ def test_a_split_view_two_trees_of_one_size_is_refused(witness: Witness, log: Lo
     assert served is not None and base64.b64encode(log.tree.root()).decode() in served
 
 
-def test_a_fork_that_grows_past_the_cosigned_tree_is_refused(witness: Witness, log: Log
-                                                              ) -> None:
+def test_a_fork_that_grows_past_the_cosigned_tree_is_refused(witness: Witness, log: Log) -> None:
     log.grow(5)
     witness.add_checkpoint(log.request(0))
     fork = Log(log.key)
@@ -123,11 +127,14 @@ def test_a_fork_that_grows_past_the_cosigned_tree_is_refused(witness: Witness, l
     assert witness.add_checkpoint(fork.request(5)).status == 422
 
 
-@pytest.mark.parametrize(("request_body", "status"), [
-    (b"old 7\n\n", 400),
-    (b"new 0\n\nvault.example/audit\n1\n", 400),
-    (b"old 01\n\n", 400),
-])
+@pytest.mark.parametrize(
+    ("request_body", "status"),
+    [
+        (b"old 7\n\n", 400),
+        (b"new 0\n\nvault.example/audit\n1\n", 400),
+        (b"old 01\n\n", 400),
+    ],
+)
 def test_malformed_requests_get_400(witness: Witness, request_body: bytes, status: int) -> None:
     assert witness.add_checkpoint(request_body).status == status
 

@@ -84,16 +84,19 @@ class CosignResult:
 
 def cosigned_size(session: Session, witness: str) -> int:
     """The largest checkpoint size `witness` has cosigned for this log, as far as stored."""
-    size = session.execute(select(func.max(AuditCosignature.size))
-                           .where(AuditCosignature.witness == witness)).scalar()
+    size = session.execute(
+        select(func.max(AuditCosignature.size)).where(AuditCosignature.witness == witness)
+    ).scalar()
     return int(size or 0)
 
 
 def cosigned_note(session: Session, checkpoint: AuditCheckpoint) -> str:
     """The checkpoint's note with every stored cosignature appended."""
-    lines = session.exec(select(AuditCosignature.line)  # type: ignore[call-overload]
-                         .where(AuditCosignature.size == checkpoint.size)
-                         .order_by(col(AuditCosignature.witness))).all()
+    lines = session.exec(
+        select(AuditCosignature.line)  # type: ignore[call-overload]
+        .where(AuditCosignature.size == checkpoint.size)
+        .order_by(col(AuditCosignature.witness))
+    ).all()
     return checkpoint.note + "".join(f"{line[0]}\n" for line in lines)
 
 
@@ -107,10 +110,13 @@ def published_checkpoint(session: Session, names: list[str]) -> AuditCheckpoint 
     the newest one when no witness is configured or none has cosigned yet."""
     if names:
         size = session.execute(
-            select(AuditCosignature.size).where(col(AuditCosignature.witness).in_(names))
+            select(AuditCosignature.size)
+            .where(col(AuditCosignature.witness).in_(names))
             .group_by(AuditCosignature.size)
             .having(func.count(func.distinct(AuditCosignature.witness)) == len(names))
-            .order_by(col(AuditCosignature.size).desc()).limit(1)).scalar()
+            .order_by(col(AuditCosignature.size).desc())
+            .limit(1)
+        ).scalar()
         if size is not None:
             return session.get(AuditCheckpoint, size)
     return latest_checkpoint(session)
@@ -121,8 +127,9 @@ def _request_body(old: int, proof: list[bytes], note: str) -> bytes:
     return ("\n".join(lines) + "\n\n" + note).encode()
 
 
-def _submission(engine: Engine, *, tree: TreeCache, size: int, old: int | None,
-                witness: str) -> tuple[int, bytes] | None:
+def _submission(
+    engine: Engine, *, tree: TreeCache, size: int, old: int | None, witness: str
+) -> tuple[int, bytes] | None:
     """(old size, request body) for the checkpoint of `size`, read in a short transaction of
     its own: no database lock is held while a witness answers."""
     with unit_of_work(engine) as session:
@@ -130,13 +137,13 @@ def _submission(engine: Engine, *, tree: TreeCache, size: int, old: int | None,
         if checkpoint is None:
             return None
         old = min(cosigned_size(session, witness), size) if old is None else old
-        proof = tree.synced(session, size).consistency_proof(old, size) \
-            if 0 < old < size else []
+        proof = tree.synced(session, size).consistency_proof(old, size) if 0 < old < size else []
         return old, _request_body(old, proof, checkpoint.note)
 
 
-def _cosign_one(engine: Engine, *, tree: TreeCache, size: int, witness: WitnessEndpoint,
-                client: httpx.Client) -> CosignResult:
+def _cosign_one(
+    engine: Engine, *, tree: TreeCache, size: int, witness: WitnessEndpoint, client: httpx.Client
+) -> CosignResult:
     submission = _submission(engine, tree=tree, size=size, old=None, witness=witness.name)
     if submission is None:
         return CosignResult(witness.name, size, Outcome.FAILED, "no such checkpoint")
@@ -147,27 +154,37 @@ def _cosign_one(engine: Engine, *, tree: TreeCache, size: int, witness: WitnessE
         if not known.isdigit():
             return CosignResult(witness.name, size, Outcome.FAILED, "409 without a size")
         if int(known) > size:
-            log.error("witness %s has cosigned %s entries of this log, more than the %d it "
-                      "was shown: the log was rolled back, or shown to it forked",
-                      witness.name, known, size)
+            log.error(
+                "witness %s has cosigned %s entries of this log, more than the %d it "
+                "was shown: the log was rolled back, or shown to it forked",
+                witness.name,
+                known,
+                size,
+            )
             return CosignResult(witness.name, size, Outcome.AHEAD, f"witness holds {known}")
-        submission = _submission(engine, tree=tree, size=size, old=int(known),
-                                 witness=witness.name)
+        submission = _submission(engine, tree=tree, size=size, old=int(known), witness=witness.name)
         if submission is None:
             return CosignResult(witness.name, size, Outcome.FAILED, "no such checkpoint")
         answer = client.post(url, content=submission[1], timeout=SUBMIT_TIMEOUT_SECONDS)
     if answer.status_code == 422:
-        log.error("witness %s refused checkpoint %d as inconsistent with the tree it "
-                  "cosigned: a split view or a rollback of this log", witness.name, size)
+        log.error(
+            "witness %s refused checkpoint %d as inconsistent with the tree it "
+            "cosigned: a split view or a rollback of this log",
+            witness.name,
+            size,
+        )
         return CosignResult(witness.name, size, Outcome.REFUSED, answer.text.strip())
     if answer.status_code != 200:
-        return CosignResult(witness.name, size, Outcome.FAILED,
-                            f"HTTP {answer.status_code}: {answer.text.strip()[:200]}")
+        return CosignResult(
+            witness.name,
+            size,
+            Outcome.FAILED,
+            f"HTTP {answer.status_code}: {answer.text.strip()[:200]}",
+        )
     return _store(engine, size=size, witness=witness, answer=answer.text)
 
 
-def _store(engine: Engine, *, size: int, witness: WitnessEndpoint, answer: str
-           ) -> CosignResult:
+def _store(engine: Engine, *, size: int, witness: WitnessEndpoint, answer: str) -> CosignResult:
     """Keep the witness's cosignature once it verifies on the checkpoint's body."""
     with unit_of_work(engine) as session:
         checkpoint = session.get(AuditCheckpoint, size)
@@ -177,16 +194,26 @@ def _store(engine: Engine, *, size: int, witness: WitnessEndpoint, answer: str
         for line in answer.splitlines():
             timestamp = cosignature_time(body, line, witness.key)
             if timestamp is not None:
-                session.merge(AuditCosignature(
-                    size=size, witness=witness.name, line=line,
-                    cosigned_at=datetime.fromtimestamp(timestamp, UTC)))
+                session.merge(
+                    AuditCosignature(
+                        size=size,
+                        witness=witness.name,
+                        line=line,
+                        cosigned_at=datetime.fromtimestamp(timestamp, UTC),
+                    )
+                )
                 return CosignResult(witness.name, size, Outcome.COSIGNED)
     return CosignResult(witness.name, size, Outcome.FAILED, "no cosignature by its key")
 
 
-def request_cosignatures(engine: Engine, *, tree: TreeCache, size: int,
-                         witnesses: list[WitnessEndpoint], client: httpx.Client
-                         ) -> list[CosignResult]:
+def request_cosignatures(
+    engine: Engine,
+    *,
+    tree: TreeCache,
+    size: int,
+    witnesses: list[WitnessEndpoint],
+    client: httpx.Client,
+) -> list[CosignResult]:
     """Submit the checkpoint of `size` to every witness; store each valid cosignature.
 
     Each witness is asked on its own; one that is down or refuses does not hold up the
@@ -195,24 +222,30 @@ def request_cosignatures(engine: Engine, *, tree: TreeCache, size: int,
     results = []
     for witness in witnesses:
         try:
-            results.append(_cosign_one(engine, tree=tree, size=size, witness=witness,
-                                       client=client))
+            results.append(
+                _cosign_one(engine, tree=tree, size=size, witness=witness, client=client)
+            )
         except (httpx.HTTPError, CheckpointError) as exc:
             log.warning("witness %s did not cosign checkpoint %d: %s", witness.name, size, exc)
             results.append(CosignResult(witness.name, size, Outcome.FAILED, str(exc)))
     return results
 
 
-def needs_cosigning(session: Session, witnesses: list[WitnessEndpoint], *, now: datetime,
-                    refresh_seconds: float) -> int | None:
+def needs_cosigning(
+    session: Session, witnesses: list[WitnessEndpoint], *, now: datetime, refresh_seconds: float
+) -> int | None:
     """The size of the newest checkpoint when some witness has not cosigned it, or cosigned it
     more than `refresh_seconds` ago (a quiet log still needs fresh cosignatures)."""
     newest = latest_checkpoint(session)
     if newest is None or not witnesses:
         return None
-    rows = dict(session.execute(
-        select(AuditCosignature.witness, AuditCosignature.cosigned_at)  # type: ignore[call-overload]
-        .where(AuditCosignature.size == newest.size)).all())
+    rows = dict(
+        session.execute(
+            select(AuditCosignature.witness, AuditCosignature.cosigned_at).where(  # type: ignore[call-overload]
+                AuditCosignature.size == newest.size
+            )
+        ).all()
+    )
     for witness in witnesses:
         at = rows.get(witness.name)
         if at is None or (now - at).total_seconds() > refresh_seconds:

@@ -30,8 +30,11 @@ class TlogProof:
 
     def to_text(self) -> str:
         """The proof as text, ending with the checkpoint's final newline."""
-        lines = [HEADER, f"index {self.index}",
-                 *(base64.b64encode(node).decode() for node in self.path)]
+        lines = [
+            HEADER,
+            f"index {self.index}",
+            *(base64.b64encode(node).decode() for node in self.path),
+        ]
         return "\n".join(lines) + "\n\n" + self.checkpoint
 
 

@@ -37,9 +37,14 @@ class WitnessView:
     cosigned_at: int
 
 
-def fetch_views(witnesses: list[WitnessEndpoint], *, origin: str, log_key: Ed25519PublicKey,
-                log_key_name: str, client: httpx.Client
-                ) -> tuple[list[WitnessView], list[str]]:
+def fetch_views(
+    witnesses: list[WitnessEndpoint],
+    *,
+    origin: str,
+    log_key: Ed25519PublicKey,
+    log_key_name: str,
+    client: httpx.Client,
+) -> tuple[list[WitnessView], list[str]]:
     """Each witness's view of the log, checked with the log's key and the witness's key;
     and, for the witnesses that could not be asked, why."""
     views, unreachable = [], []
@@ -59,22 +64,27 @@ def fetch_views(witnesses: list[WitnessEndpoint], *, origin: str, log_key: Ed255
             checkpoint = verify_checkpoint(answer.text, log_key, log_key_name)
             timestamp = cosignatures(answer.text, [witness.key]).get(witness.name)
         except CheckpointError as exc:
-            unreachable.append(f"witness {witness.name} served a checkpoint that does not "
-                               f"verify ({exc})")
+            unreachable.append(
+                f"witness {witness.name} served a checkpoint that does not verify ({exc})"
+            )
             continue
         if timestamp is not None and checkpoint.origin == origin:
             views.append(WitnessView(witness.name, checkpoint, timestamp))
     return views, unreachable
 
 
-def _stored_cosignatures(session: Session, witnesses: list[WitnessEndpoint],
-                         problems: list[str]) -> dict[str, tuple[int, int]]:
+def _stored_cosignatures(
+    session: Session, witnesses: list[WitnessEndpoint], problems: list[str]
+) -> dict[str, tuple[int, int]]:
     """Witness name -> (newest size, newest timestamp) among the stored cosignatures that
     verify; a stored one that does not verify is a problem."""
     by_name = {w.name: w for w in witnesses}
     newest: dict[str, tuple[int, int]] = {}
-    rows = session.execute(select(AuditCosignature, AuditCheckpoint.note).join(
-        AuditCheckpoint, AuditCheckpoint.size == AuditCosignature.size)).all()  # type: ignore[arg-type]
+    rows = session.execute(
+        select(AuditCosignature, AuditCheckpoint.note).join(
+            AuditCheckpoint, AuditCheckpoint.size == AuditCosignature.size
+        )
+    ).all()  # type: ignore[arg-type]
     for cosignature, note in rows:
         witness = by_name.get(cosignature.witness)
         if witness is None:
@@ -85,16 +95,24 @@ def _stored_cosignatures(session: Session, witnesses: list[WitnessEndpoint],
         except CheckpointError:
             timestamp = None
         if timestamp is None:
-            problems.append(f"the stored cosignature by {witness.name} on checkpoint "
-                            f"{cosignature.size} does not verify")
+            problems.append(
+                f"the stored cosignature by {witness.name} on checkpoint "
+                f"{cosignature.size} does not verify"
+            )
             continue
         size, at = newest.get(witness.name, (0, 0))
         newest[witness.name] = (max(size, cosignature.size), max(at, timestamp))
     return newest
 
 
-def witness_problems(session: Session, *, witnesses: list[WitnessEndpoint],
-                     views: list[WitnessView], now: datetime, max_age: timedelta) -> list[str]:
+def witness_problems(
+    session: Session,
+    *,
+    witnesses: list[WitnessEndpoint],
+    views: list[WitnessView],
+    now: datetime,
+    max_age: timedelta,
+) -> list[str]:
     """Everything wrong between the log and its witnesses; empty when all is well."""
     problems: list[str] = []
     newest = _stored_cosignatures(session, witnesses, problems)
@@ -103,15 +121,21 @@ def witness_problems(session: Session, *, witnesses: list[WitnessEndpoint],
         held = view.checkpoint
         stored = session.get(AuditCheckpoint, held.size)
         if held.size > size:
-            problems.append(f"rollback: witness {view.witness} cosigned a tree of {held.size} "
-                            f"entries, but the log holds {size}")
+            problems.append(
+                f"rollback: witness {view.witness} cosigned a tree of {held.size} "
+                f"entries, but the log holds {size}"
+            )
         elif stored is None:
-            problems.append(f"checkpoint {held.size}, which witness {view.witness} cosigned, "
-                            "is missing from the log")
+            problems.append(
+                f"checkpoint {held.size}, which witness {view.witness} cosigned, "
+                "is missing from the log"
+            )
         elif stored.root_hash != held.root_hash.hex():
-            problems.append(f"split view: witness {view.witness} cosigned another tree of "
-                            f"{held.size} entries (root {held.root_hash.hex()}) than the log "
-                            f"holds (root {stored.root_hash})")
+            problems.append(
+                f"split view: witness {view.witness} cosigned another tree of "
+                f"{held.size} entries (root {held.root_hash.hex()}) than the log "
+                f"holds (root {stored.root_hash})"
+            )
         seen = newest.get(view.witness, (0, 0))
         newest[view.witness] = (max(seen[0], held.size), max(seen[1], view.cosigned_at))
     oldest_allowed = (now - max_age).timestamp()
@@ -120,11 +144,18 @@ def witness_problems(session: Session, *, witnesses: list[WitnessEndpoint],
         cosigned_size, at = newest.get(witness.name, (0, 0))
         if at < oldest_allowed:
             when = datetime.fromtimestamp(at, now.tzinfo).isoformat() if at else "never"
-            problems.append(f"witness {witness.name} has not cosigned this log within "
-                            f"{int(max_age.total_seconds())} s (last: {when})")
-        elif latest is not None and latest.signed_at.timestamp() < oldest_allowed \
-                and cosigned_size < latest.size:
-            problems.append(f"checkpoint {latest.size}, signed at "
-                            f"{latest.signed_at.isoformat()}, has not been cosigned by "
-                            f"{witness.name} within {int(max_age.total_seconds())} s")
+            problems.append(
+                f"witness {witness.name} has not cosigned this log within "
+                f"{int(max_age.total_seconds())} s (last: {when})"
+            )
+        elif (
+            latest is not None
+            and latest.signed_at.timestamp() < oldest_allowed
+            and cosigned_size < latest.size
+        ):
+            problems.append(
+                f"checkpoint {latest.size}, signed at "
+                f"{latest.signed_at.isoformat()}, has not been cosigned by "
+                f"{witness.name} within {int(max_age.total_seconds())} s"
+            )
     return problems

@@ -31,16 +31,31 @@ def resident_bytes() -> int:
 def metrics(db_session: DbSession, runtime: RuntimeDep) -> Response[str]:
     """Resident memory, audit tree size and cached tiles of the worker that answers."""
     samples = [
-        ("cmr_vault_process_resident_memory_bytes", "gauge",
-         "Resident memory of this worker process.", resident_bytes()),
-        ("cmr_vault_audit_tree_size", "gauge",
-         "Entries in the audit log (leaves of its Merkle tree).",
-         transparency.log_size(db_session)),
-        ("cmr_vault_audit_tile_cache_tiles", "gauge",
-         "Full tiles (8 KiB each) this worker caches; bounded whatever the log's size.",
-         len(runtime.audit_tree.tiles)),
+        (
+            "cmr_vault_process_resident_memory_bytes",
+            "gauge",
+            "Resident memory of this worker process.",
+            resident_bytes(),
+        ),
+        (
+            "cmr_vault_audit_tree_size",
+            "gauge",
+            "Entries in the audit log (leaves of its Merkle tree).",
+            transparency.log_size(db_session),
+        ),
+        (
+            "cmr_vault_audit_tile_cache_tiles",
+            "gauge",
+            "Full tiles (8 KiB each) this worker caches; bounded whatever the log's size.",
+            len(runtime.audit_tree.tiles),
+        ),
     ]
-    text = "".join(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n{name} {value}\n"
-                   for name, kind, help_text, value in samples)
-    return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8",
-                    headers={"Cache-Control": "no-store"})
+    text = "".join(
+        f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n{name} {value}\n"
+        for name, kind, help_text, value in samples
+    )
+    return Response(
+        text,
+        media_type="text/plain; version=0.0.4; charset=utf-8",
+        headers={"Cache-Control": "no-store"},
+    )

@@ -15,8 +15,9 @@ _NO_STORE = {"Cache-Control": "no-store"}
 
 
 def _response(answer: Answer) -> Response[str]:
-    return Response(answer.body, status_code=answer.status, media_type=answer.media_type,
-                    headers=_NO_STORE)
+    return Response(
+        answer.body, status_code=answer.status, media_type=answer.media_type, headers=_NO_STORE
+    )
 
 
 def create_witness_app(witness: Witness) -> Litestar:

@@ -78,8 +78,15 @@ def load_or_create_key(path: Path) -> Ed25519PrivateKey:
 class Witness:
     """One witness: a name, a cosigning key, the logs it follows and where it keeps state."""
 
-    def __init__(self, *, name: str, key: Ed25519PrivateKey, logs: list[TrustedLog],
-                 state: Path, now: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        key: Ed25519PrivateKey,
+        logs: list[TrustedLog],
+        state: Path,
+        now: Callable[[], int],
+    ) -> None:
         self.name = name
         self._key = key
         self._logs = {trusted.origin: trusted for trusted in logs}
@@ -128,26 +135,32 @@ class Witness:
         conn = self._connect()
         try:
             conn.execute("BEGIN IMMEDIATE")
-            row = conn.execute("SELECT size, root FROM witnessed WHERE origin = ?",
-                               (checkpoint.origin,)).fetchone()
+            row = conn.execute(
+                "SELECT size, root FROM witnessed WHERE origin = ?", (checkpoint.origin,)
+            ).fetchone()
             known_size, known_root = (row[0], bytes(row[1])) if row else (0, _EMPTY_ROOT)
             if old != known_size:
                 conn.execute("ROLLBACK")
                 return Answer(409, f"{known_size}\n", SIZE_MEDIA_TYPE)
             if not _consistent(old, known_root, proof, checkpoint.size, checkpoint.root_hash):
                 conn.execute("ROLLBACK")
-                log.warning("refused an inconsistent checkpoint of %s at size %d (holding %d)",
-                            checkpoint.origin, checkpoint.size, known_size)
+                log.warning(
+                    "refused an inconsistent checkpoint of %s at size %d (holding %d)",
+                    checkpoint.origin,
+                    checkpoint.size,
+                    known_size,
+                )
                 return Answer(422, "the checkpoint is not consistent with the one cosigned\n")
             line = cosign(body, self._key, self.name, self._now())
-            kept = "".join(f"{s}\n" for s in split_note(note)[1]
-                           if s.startswith(f"\u2014 {trusted.key_name} "))
+            kept = "".join(
+                f"{s}\n" for s in split_note(note)[1] if s.startswith(f"\u2014 {trusted.key_name} ")
+            )
             conn.execute(
                 "INSERT INTO witnessed (origin, size, root, note) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (origin) DO UPDATE SET size = excluded.size, root = excluded.root, "
                 "note = excluded.note",
-                (checkpoint.origin, checkpoint.size, checkpoint.root_hash,
-                 f"{body}\n{kept}{line}"))
+                (checkpoint.origin, checkpoint.size, checkpoint.root_hash, f"{body}\n{kept}{line}"),
+            )
             conn.execute("COMMIT")
         finally:
             conn.close()
