@@ -262,8 +262,10 @@ def save_token(
     family: str,
     scope: str,
     refresh_scope: str,
+    dpop_jkt: str | None = None,
+    authorization_details: str | None = None,
 ) -> OAuthToken:
-    """Store an access token (and its refresh token), hashed."""
+    """Store an access token (and its refresh token), hashed; bound to a DPoP key if given."""
     now = clock.now()
     token = OAuthToken(
         id=secrets.token_hex(16),
@@ -277,6 +279,8 @@ def save_token(
         issued_at=now,
         access_expires_at=now + ACCESS_LIFETIME,
         refresh_expires_at=now + REFRESH_LIFETIME if refresh_token else None,
+        dpop_jkt=dpop_jkt,
+        authorization_details=authorization_details,
     )
     session.add(token)
     session.flush()
