@@ -164,10 +164,11 @@ def remember(session: Session, proof: CheckedProof, now: datetime) -> bool:
     values = {"proof_hash": proof_hash, "expires_at": proof.iat + MAX_AGE + CLOCK_SKEW}
     dialect = session.get_bind().dialect.name
     insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    result = session.execute(
-        insert(DPoPProofSeen).values(**values).on_conflict_do_nothing(
-            index_elements=["proof_hash"]))
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    inserted = session.execute(
+        insert(DPoPProofSeen).values(**values)
+        .on_conflict_do_nothing(index_elements=["proof_hash"])
+        .returning(col(DPoPProofSeen.proof_hash))).first()
+    return inserted is not None
 
 
 def accept_proof(session: Session, proofs: list[str], *, method: str, uri: str, now: datetime,
