@@ -120,7 +120,7 @@ class PushedAuthorizationEndpoint(Endpoint):
         pairs = [(key, value) for key, values in request.payload.datalist.items()
                  for value in values if key != "client_secret"]
         if "request_uri" in request.payload.data:
-            raise InvalidRequestError("request_uri may not be pushed (RFC 9126 §2.1).")
+            raise InvalidRequestError("request_uri may not be pushed (RFC 9126 section 2.1).")
         named = request.payload.data.get("client_id")
         if named is not None and named != client.get_client_id():
             raise InvalidRequestError("client_id differs from the authenticated company.")
