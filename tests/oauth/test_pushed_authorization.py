@@ -66,7 +66,7 @@ def test_the_customer_consents_to_a_pushed_request_and_the_company_gets_tokens(
     assert tokens.json()["scope"] == "profile.email:read"
 
 
-@pytest.mark.parametrize("overrides,error", [
+@pytest.mark.parametrize(("overrides", "error"), [
     ({"scope": "profile.phone:read"}, "invalid_scope"),
     ({"redirect_uri": "https://evil.example/cb"}, "invalid_request"),
     ({"code_challenge": None}, "invalid_request"),
