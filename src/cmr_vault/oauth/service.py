@@ -53,6 +53,8 @@ class ClientRegistration:
     redirect_uris: list[str]
     notice: dict[str, list[str]]  # scope -> purposes declared for it
     public: bool = False
+    require_par: bool = False  # only pushed authorization requests (RFC 9126)
+    require_dpop: bool = False  # only DPoP-bound tokens (RFC 9449)
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -146,6 +148,8 @@ def register_client(
         allowed_scopes=json.dumps(list(registration.notice)),
         notice=json.dumps(registration.notice),
         secret_hash=secret_hash(secret) if secret else None,
+        require_par=registration.require_par,
+        require_dpop=registration.require_dpop,
         status=ClientStatus.APPROVED if approved else ClientStatus.PENDING,
         created_at=clock.now(),
     )
@@ -190,6 +194,24 @@ def set_client_status(session: Session, *, client_id: str, status: ClientStatus)
     """Approve or suspend a company; a suspended company's tokens stop working at once."""
     client = get_client(session, client_id)
     client.status = status
+    session.add(client)
+    session.flush()
+    return client
+
+
+def set_client_requirements(session: Session, *, client_id: str, require_par: bool | None,
+                            require_dpop: bool | None) -> OAuthClient:
+    """Hold a company to PAR or DPoP, or release it (None leaves a setting as it is).
+
+    Takes effect on the company's next request: a flow it starts without PAR, or a token
+    request without a DPoP proof, is refused from then on. Tokens already issued keep the
+    binding they were issued with.
+    """
+    client = get_client(session, client_id)
+    if require_par is not None:
+        client.require_par = require_par
+    if require_dpop is not None:
+        client.require_dpop = require_dpop
     session.add(client)
     session.flush()
     return client
