@@ -18,7 +18,16 @@ from cmr_vault.oauth import dpop
 from cmr_vault.runtime import Runtime
 from tests.conftest import BASE_URL, FrozenClock
 from tests.factories import Browser
-from tests.oauth.flows import REDIRECT_URI, Company, get_code, introspect
+from tests.oauth.flows import (
+    REDIRECT_URI,
+    Company,
+    authorize_query,
+    consent,
+    get_code,
+    introspect,
+    pkce_pair,
+    redirect_params,
+)
 from tests.oauth.holder_of_key import DPoPHolder
 
 TOKEN_URL = f"{BASE_URL}/oauth/token"
@@ -239,3 +248,29 @@ def test_two_dpop_headers_are_refused(
         ("DPoP", holder.proof("GET", url, access_token=token)),
         ("DPoP", holder.proof("GET", url, access_token=token))])
     assert response.status_code == 401
+
+
+def test_a_code_bound_with_dpop_jkt_is_redeemed_only_with_that_key(
+    browser: Browser, client: TestClient[Litestar], company: Company, holder: DPoPHolder,
+    clock: FrozenClock,
+) -> None:
+    verifier, challenge = pkce_pair()
+    answer = consent(browser, authorize_query(company, challenge=challenge, dpop_jkt=holder.jkt))
+    code = redirect_params(answer)["code"]
+    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
+            "code_verifier": verifier}
+    thief = DPoPHolder(clock)
+    thief.nonce = token_request(client, company, thief, data).headers["dpop-nonce"]
+    stolen = token_request(client, company, thief, data)
+    assert stolen.status_code == 400
+    assert stolen.json()["error"] == "invalid_dpop_proof"
+    assert token_request(client, company, None, data).json()["error"] == "invalid_dpop_proof"
+    assert bound_tokens(client, company, holder, code, verifier)["token_type"] == "DPoP"
+
+
+def test_a_malformed_dpop_jkt_is_refused_at_authorize(
+    browser: Browser, company: Company
+) -> None:
+    query = authorize_query(company, challenge=pkce_pair()[1], dpop_jkt="not-a-thumbprint")
+    page = browser.client.get(f"/oauth/authorize?{query}", follow_redirects=False)
+    assert redirect_params(page)["error"] == "invalid_request"

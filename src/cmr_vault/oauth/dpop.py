@@ -19,11 +19,13 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749 import InvalidRequestError
 from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import JWKRegistry
@@ -47,6 +49,7 @@ NONCE_PERIOD = 300  # seconds; a nonce is good for this window and the next
 MAX_PROOF_LENGTH = 8192
 _PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 _REFUSED_HEADERS = {"crit", "jku", "x5u", "x5c", "kid", "b64"}
+THUMBPRINT = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 class ProofRefused(Exception):
@@ -229,18 +232,25 @@ class DPoPTokenBinding:
     """
 
     def __call__(self, grant: Any) -> None:
+        grant.register_hook("after_validate_authorization_request_payload", self.check_jkt)
         grant.register_hook("before_create_token_response", self.bind)
+
+    def check_jkt(self, grant: Any, _result: Any) -> None:
+        """§10: `dpop_jkt` at /authorize names the key that alone may redeem the code."""
+        jkt = grant.request.payload.data.get("dpop_jkt")
+        if jkt is not None and not THUMBPRINT.fullmatch(jkt):
+            raise InvalidRequestError("dpop_jkt must be a base64url SHA-256 JWK thumbprint.")
 
     def bind(self, grant: Any) -> None:
         server, request = grant.server, grant.request
         proofs = header_values(request.headers, "dpop")
-        presented = getattr(request, "refresh_token", None)
+        presented = getattr(request, "refresh_token", None) or request.authorization_code
         bound_to = presented.row.dpop_jkt if presented is not None else None
         if not proofs:
             if request.client.row.require_dpop:
                 raise InvalidDPoPProofError("This company must bind its tokens: send DPoP.")
             if bound_to:
-                raise InvalidDPoPProofError("This refresh token is bound: send a DPoP proof.")
+                raise InvalidDPoPProofError("This grant is bound to a key: send a DPoP proof.")
             return
         now = server.clock.now()
         try:
@@ -252,7 +262,7 @@ class DPoPTokenBinding:
         except ProofRefused as exc:
             raise InvalidDPoPProofError(str(exc)) from None
         if bound_to and not hmac.compare_digest(bound_to, jkt):
-            raise InvalidDPoPProofError("This refresh token is bound to another DPoP key.")
+            raise InvalidDPoPProofError("This grant is bound to another DPoP key.")
         request.dpop_jkt = jkt
 
 

@@ -67,6 +67,8 @@ class AuthorizationCode(SQLModel, table=True):
     scope: str = Field(sa_column=Column(Text, nullable=False))
     code_challenge: str = Field(max_length=128)
     code_challenge_method: str = Field(max_length=8)
+    # The DPoP key the company named at /authorize (RFC 9449 §10): only it may redeem the code.
+    dpop_jkt: str | None = Field(default=None, max_length=43)
     expires_at: datetime = Field(sa_column=utc_column())
     used_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
 

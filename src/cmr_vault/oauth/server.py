@@ -268,6 +268,7 @@ class VaultCodeGrant(AuthorizationCodeGrant):
             scope=holder.scope,
             code_challenge=data["code_challenge"],
             code_challenge_method=data["code_challenge_method"],
+            dpop_jkt=data.get("dpop_jkt"),
         )
 
     def query_authorization_code(self, code: str, client: VaultClient) -> IssuedCode | None:

@@ -235,6 +235,7 @@ def save_code(
     scope: str,
     code_challenge: str,
     code_challenge_method: str,
+    dpop_jkt: str | None = None,
 ) -> None:
     """Store a freshly issued code (hashed), valid for CODE_LIFETIME."""
     session.add(
@@ -246,6 +247,7 @@ def save_code(
             scope=scope,
             code_challenge=code_challenge,
             code_challenge_method=code_challenge_method,
+            dpop_jkt=dpop_jkt,
             expires_at=clock.now() + CODE_LIFETIME,
         )
     )

@@ -27,6 +27,8 @@ def upgrade() -> None:
         batch.add_column(sa.Column("authorization_details", sa.Text(), nullable=True))
     with op.batch_alter_table("grant") as batch:
         batch.add_column(sa.Column("authorization_details", sa.Text(), nullable=True))
+    with op.batch_alter_table("authorization_code") as batch:
+        batch.add_column(sa.Column("dpop_jkt", sa.String(length=43), nullable=True))
     op.create_table(
         "pushed_authorization_request",
         sa.Column("reference_hash", sa.String(length=64), primary_key=True),
@@ -46,6 +48,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("dpop_proof_seen")
     op.drop_table("pushed_authorization_request")
+    with op.batch_alter_table("authorization_code") as batch:
+        batch.drop_column("dpop_jkt")
     with op.batch_alter_table("grant") as batch:
         batch.drop_column("authorization_details")
     with op.batch_alter_table("oauth_token") as batch:
