@@ -360,7 +360,9 @@ class TokenEndpoints(Controller):
                                      db_session: DbSession, runtime: RuntimeDep,
                                      form_pairs: FormPairs) -> Response[Any]:
         """RFC 9126: store an authorization request pushed by its company; 201 with the
-        `request_uri` to send the customer to /oauth/authorize with."""
+        `request_uri` to send the customer to /oauth/authorize with. Limited like /token."""
+        runtime.rate_limits.token.hit(db_session, _caller(request, form_pairs),
+                                      "pushed authorization requests")
         return _answer(request, db_session, runtime, form_pairs, par.ENDPOINT_NAME)
 
     @post("/revoke", sync_to_thread=True, status_code=200)

@@ -117,6 +117,11 @@ class PushedAuthorizationEndpoint(Endpoint):
 
     def validate_request(self, request: Any) -> EndpointRequest:
         client = self.server.authenticate_client(request, CLIENT_AUTH_METHODS, ENDPOINT_NAME)
+        # OAuth parameters are visible ASCII (RFC 6749 Appendix A), as /authorize checks too:
+        # nothing else may reach an error description.
+        if not all(32 <= ord(c) < 127 for pair in request.payload.data.items() for c in
+                   "".join(pair)):
+            raise InvalidRequestError("The request holds characters OAuth does not allow.")
         pairs = [(key, value) for key, values in request.payload.datalist.items()
                  for value in values if key != "client_secret"]
         if "request_uri" in request.payload.data:

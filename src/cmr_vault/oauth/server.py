@@ -516,7 +516,9 @@ class VaultAuthorizationServer(AuthorizationServer):
         client_id = request.client.get_client_id()
         # authlib sends back the dict it hands us: the binding and details go in here.
         jkt = getattr(request, "dpop_jkt", None)
-        details = rar.to_json(getattr(request, "authorization_details", []))
+        # Never more than the token's own scope (a refresh may have narrowed it).
+        details = rar.to_json(rar.approved(getattr(request, "authorization_details", []),
+                                           token["scope"].split()))
         if jkt:
             token["token_type"] = "DPoP"  # noqa: S105 (a token type, not a secret)
         if details:
