@@ -162,3 +162,23 @@ def test_a_refresh_may_ask_for_less_than_was_approved(
     renewed = refresh(client, company, tokens["refresh_token"], authorization_details=narrower)
     assert renewed.status_code == 200, renewed.text
     assert renewed.json()["authorization_details"][0]["fields"] == ["email"]
+
+
+def test_an_item_the_customer_unticks_is_left_out_of_the_grant_and_the_tokens(
+    browser: Browser, client: TestClient[Litestar], company: Company, clock: FrozenClock,
+    db_session: Session,
+) -> None:
+    tokens = approve(browser, client, company, details(clock), scopes=["profile.email:read"])
+    assert tokens["authorization_details"] == [{
+        "type": DETAILS_TYPE, "fields": ["email"], "purposes": [RECEIPTS, NAME, SALES],
+        "expires_at": (clock.now() + timedelta(days=10)).isoformat().replace("+00:00", "Z")}]
+    assert tokens["scope"] == "profile.email:read"
+    db_session.rollback()
+    grant = db_session.exec(select(Grant)).one()
+    assert json.loads(grant.scopes) == ["profile.email:read"]
+    assert json.loads(grant.purposes) == {"profile.email:read": [RECEIPTS]}
+
+
+def test_the_server_metadata_names_the_details_type(client: TestClient[Litestar]) -> None:
+    metadata = client.get("/.well-known/oauth-authorization-server").json()
+    assert metadata["authorization_details_types_supported"] == [DETAILS_TYPE]

@@ -274,3 +274,12 @@ def test_a_malformed_dpop_jkt_is_refused_at_authorize(
     query = authorize_query(company, challenge=pkce_pair()[1], dpop_jkt="not-a-thumbprint")
     page = browser.client.get(f"/oauth/authorize?{query}", follow_redirects=False)
     assert redirect_params(page)["error"] == "invalid_request"
+
+
+def test_the_server_metadata_lists_only_asymmetric_dpop_algorithms(
+    client: TestClient[Litestar]
+) -> None:
+    algorithms = client.get("/.well-known/oauth-authorization-server").json()[
+        "dpop_signing_alg_values_supported"]
+    assert "ES256" in algorithms
+    assert not {"none", "HS256"} & set(algorithms)

@@ -136,3 +136,8 @@ def test_a_company_that_must_push_cannot_send_its_request_in_the_url(
     request_uri = push(client, company, challenge).json()["request_uri"]
     answer = consent(browser, by_reference(company, request_uri))
     assert "code" in redirect_params(answer)
+
+
+def test_the_server_metadata_names_the_par_endpoint(client: TestClient[Litestar]) -> None:
+    metadata = client.get("/.well-known/oauth-authorization-server").json()
+    assert metadata["pushed_authorization_request_endpoint"].endswith("/oauth/par")
