@@ -6,6 +6,8 @@ Proofs are built with joserfc from the test's own key, as a company would (check
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 import pytest
@@ -176,6 +178,8 @@ BAD_PROOFS = {
     "typ missing": {"drop": ("typ",)},
     "typ is plain JWT": {"header": {"typ": "JWT"}},
     "alg is symmetric": {"header": {"alg": "HS256"}},
+    "alg none, no signature": {"unsigned": True},
+    "jwk missing": {"drop": ("jwk",)},
     "private key in jwk": {"private_jwk": True},
     "jti missing": {"drop": ("jti",)},
     "htm is PUT": {"claims": {"htm": "PUT"}},
@@ -200,6 +204,12 @@ def _proof(holder: DPoPHolder, clock: FrozenClock, url: str, token: str,
         header["jwk"] = DPoPHolder(clock).key.as_dict(private=False)
     if header.get("alg") == "HS256":
         return _symmetric_proof(holder, url, token)
+    if case.get("unsigned"):
+        signed = holder.proof("GET", url, access_token=token)
+        _, payload, _ = signed.split(".")
+        unsigned = {"typ": "dpop+jwt", "alg": "none", "jwk": holder.key.as_dict(private=False)}
+        encoded = base64.urlsafe_b64encode(json.dumps(unsigned).encode()).rstrip(b"=")
+        return f"{encoded.decode()}.{payload}."
     return holder.proof("GET", url, access_token=token, header=header, claims=claims,
                         drop=case.get("drop", ()))
 
