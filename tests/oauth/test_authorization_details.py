@@ -170,7 +170,7 @@ def test_an_item_the_customer_unticks_is_left_out_of_the_grant_and_the_tokens(
 ) -> None:
     tokens = approve(browser, client, company, details(clock), scopes=["profile.email:read"])
     assert tokens["authorization_details"] == [{
-        "type": DETAILS_TYPE, "fields": ["email"], "purposes": [RECEIPTS, NAME, SALES],
+        "type": DETAILS_TYPE, "fields": ["email"], "purposes": [RECEIPTS],
         "expires_at": (clock.now() + timedelta(days=10)).isoformat().replace("+00:00", "Z")}]
     assert tokens["scope"] == "profile.email:read"
     db_session.rollback()

@@ -172,17 +172,22 @@ def purposes_by_scope(details: list[AccessDetail],
     return purposes
 
 
-def approved(details: list[AccessDetail], chosen: list[str]) -> list[AccessDetail]:
-    """What the customer approved: each item without the fields and channels left unticked
-    (an item with none left is dropped)."""
+def approved(details: list[AccessDetail], chosen: list[str],
+             notice: dict[str, list[str]]) -> list[AccessDetail]:
+    """What the customer approved: each item without the fields and channels left unticked,
+    and without the purposes the notice declares for none of what is left (an item with no
+    field or channel left is dropped)."""
     kept = []
     for detail in details:
         narrowed = AccessDetail(
             fields=tuple(f for f in detail.fields if read_scope(f) in chosen),
             channels=tuple(c for c in detail.channels if marketing_scope(c) in chosen),
             purposes=detail.purposes, expires_at=detail.expires_at)
+        declared = {p for scope in narrowed.scopes for p in notice.get(scope, [])}
+        purposes = tuple(p for p in detail.purposes if p in declared)
         if narrowed.scopes:
-            kept.append(narrowed)
+            kept.append(AccessDetail(narrowed.fields, narrowed.channels, purposes,
+                                     narrowed.expires_at))
     return kept
 
 

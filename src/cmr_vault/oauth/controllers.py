@@ -271,7 +271,8 @@ class AuthorizationPages(Controller):
                 request, oauth_request, account, db_session, runtime,
                 f"Choose how long {client.row.name} may have this, or deny the request.", 400,
                 data)
-        details = rar.approved(getattr(oauth_request, "authorization_details", []), chosen)
+        details = rar.approved(getattr(oauth_request, "authorization_details", []), chosen,
+                               json.loads(client.row.notice))
         try:
             grant_row = consent_service.give_consent(
                 db_session,

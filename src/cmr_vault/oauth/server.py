@@ -518,7 +518,8 @@ class VaultAuthorizationServer(AuthorizationServer):
         jkt = getattr(request, "dpop_jkt", None)
         # Never more than the token's own scope (a refresh may have narrowed it).
         details = rar.to_json(rar.approved(getattr(request, "authorization_details", []),
-                                           token["scope"].split()))
+                                           token["scope"].split(),
+                                           json.loads(request.client.row.notice)))
         if jkt:
             token["token_type"] = "DPoP"  # noqa: S105 (a token type, not a secret)
         if details:
