@@ -29,8 +29,13 @@ __all__ = ["browser", "company", "customer"]
 RECEIPTS = "Send your order receipts"
 
 
-def _bound(browser: Browser, client: TestClient[Litestar], company: Company,
-           holder: DPoPHolder, db_session: Session) -> tuple[str, str]:
+def _bound(
+    browser: Browser,
+    client: TestClient[Litestar],
+    company: Company,
+    holder: DPoPHolder,
+    db_session: Session,
+) -> tuple[str, str]:
     code, verifier = get_code(browser, company, scopes=["profile.email:read"])
     token = bound_tokens(client, company, holder, code, verifier)["access_token"]
     db_session.rollback()
@@ -38,7 +43,10 @@ def _bound(browser: Browser, client: TestClient[Litestar], company: Company,
 
 
 def test_a_stolen_dpop_token_without_the_key_reads_nothing(
-    browser: Browser, client: TestClient[Litestar], company: Company, clock: FrozenClock,
+    browser: Browser,
+    client: TestClient[Litestar],
+    company: Company,
+    clock: FrozenClock,
     db_session: Session,
 ) -> None:
     token, subject = _bound(browser, client, company, DPoPHolder(clock), db_session)
@@ -46,8 +54,12 @@ def test_a_stolen_dpop_token_without_the_key_reads_nothing(
     attempts = [
         read_profile(client, subject, f"Bearer {token}"),
         read_profile(client, subject, f"DPoP {token}"),
-        read_profile(client, subject, f"DPoP {token}",
-                     thief.proof("GET", profile_url(subject), access_token=token)),
+        read_profile(
+            client,
+            subject,
+            f"DPoP {token}",
+            thief.proof("GET", profile_url(subject), access_token=token),
+        ),
     ]
     for attempt in attempts:
         assert attempt.status_code == 401, attempt.text
@@ -55,7 +67,10 @@ def test_a_stolen_dpop_token_without_the_key_reads_nothing(
 
 
 def test_a_replayed_dpop_proof_is_refused(
-    browser: Browser, client: TestClient[Litestar], company: Company, clock: FrozenClock,
+    browser: Browser,
+    client: TestClient[Litestar],
+    company: Company,
+    clock: FrozenClock,
     db_session: Session,
 ) -> None:
     holder = DPoPHolder(clock)
@@ -72,8 +87,9 @@ def test_a_proof_seen_by_one_worker_is_refused_by_another(
 ) -> None:
     """Two engines stand for two worker processes: only the database remembers the jti."""
     proof = dpop.CheckedProof(jkt="k" * 43, jti="one-proof", iat=clock.now())
-    workers = [make_engine(runtime.settings.resolved_database_url, immediate=True)
-               for _ in range(2)]
+    workers = [
+        make_engine(runtime.settings.resolved_database_url, immediate=True) for _ in range(2)
+    ]
     try:
         with Session(workers[0]) as first:
             assert dpop.remember(first, proof, clock.now())
@@ -105,20 +121,24 @@ def test_details_cannot_be_widened_on_refresh(
     browser: Browser, client: TestClient[Litestar], company: Company, clock: FrozenClock
 ) -> None:
     end = (clock.now() + timedelta(days=10)).isoformat()
-    approved = [{"type": DETAILS_TYPE, "fields": ["email"], "purposes": [RECEIPTS],
-                 "expires_at": end}]
-    tokens = approve(browser, client, company, json.dumps(approved),
-                     scopes=["profile.email:read"])
+    approved = [
+        {"type": DETAILS_TYPE, "fields": ["email"], "purposes": [RECEIPTS], "expires_at": end}
+    ]
+    tokens = approve(browser, client, company, json.dumps(approved), scopes=["profile.email:read"])
     wider: list[dict[str, Any]] = [
-        {**approved[0], "fields": ["email", "given_name"],
-         "purposes": [RECEIPTS, "Address you by name"]},
+        {
+            **approved[0],
+            "fields": ["email", "given_name"],
+            "purposes": [RECEIPTS, "Address you by name"],
+        },
         {**approved[0], "channels": ["email"], "purposes": [RECEIPTS, "Tell you about sales"]},
         {**approved[0], "expires_at": (clock.now() + timedelta(days=400)).isoformat()},
         {key: value for key, value in approved[0].items() if key != "expires_at"},
     ]
     for asked in wider:
-        response = refresh(client, company, tokens["refresh_token"],
-                           authorization_details=json.dumps([asked]))
+        response = refresh(
+            client, company, tokens["refresh_token"], authorization_details=json.dumps([asked])
+        )
         assert response.status_code == 400, response.text
         assert response.json()["error"] == "invalid_authorization_details"
     still = refresh(client, company, tokens["refresh_token"])

@@ -33,12 +33,23 @@ class DPoPHolder:
         """The key's RFC 7638 thumbprint, as `cnf.jkt` names it."""
         return str(self.key.thumbprint())
 
-    def proof(self, method: str, url: str, *, access_token: str | None = None,
-              header: dict[str, Any] | None = None, claims: dict[str, Any] | None = None,
-              drop: tuple[str, ...] = ()) -> str:
+    def proof(
+        self,
+        method: str,
+        url: str,
+        *,
+        access_token: str | None = None,
+        header: dict[str, Any] | None = None,
+        claims: dict[str, Any] | None = None,
+        drop: tuple[str, ...] = (),
+    ) -> str:
         """A signed proof for one request; `header`, `claims` and `drop` make bad ones."""
-        body: dict[str, Any] = {"jti": secrets.token_urlsafe(16), "htm": method, "htu": url,
-                                "iat": int(self.clock.now().timestamp())}
+        body: dict[str, Any] = {
+            "jti": secrets.token_urlsafe(16),
+            "htm": method,
+            "htu": url,
+            "iat": int(self.clock.now().timestamp()),
+        }
         if access_token is not None:
             digest = hashlib.sha256(access_token.encode()).digest()
             body["ath"] = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
@@ -50,8 +61,9 @@ class DPoPHolder:
         for name in drop:
             body.pop(name, None)
             protected.pop(name, None)
-        return jws.serialize_compact(protected, json.dumps(body).encode(), self.key,
-                                     algorithms=["ES256"])
+        return jws.serialize_compact(
+            protected, json.dumps(body).encode(), self.key, algorithms=["ES256"]
+        )
 
 
 class InProcessAdapter(requests.adapters.BaseAdapter):
@@ -63,8 +75,12 @@ class InProcessAdapter(requests.adapters.BaseAdapter):
 
     def send(self, request: requests.PreparedRequest, **_: Any) -> requests.Response:  # type: ignore[override]
         answer = self.client.request(
-            str(request.method), str(request.url), headers=dict(request.headers),
-            content=request.body, follow_redirects=False)
+            str(request.method),
+            str(request.url),
+            headers=dict(request.headers),
+            content=request.body,
+            follow_redirects=False,
+        )
         response = requests.Response()
         response.status_code = answer.status_code
         response.headers = CaseInsensitiveDict(answer.headers)

@@ -12,10 +12,20 @@ from click.testing import CliRunner
 from cmr_vault import cli
 from cmr_vault.settings import get_settings
 
-ADD = ["clients", "add", "--name", "Strict Shop", "--homepage", "https://strict.example",
-       "--privacy-policy", "https://strict.example/privacy",
-       "--redirect-uri", "https://strict.example/cb",
-       "--scope", "profile.email:read=Send your order receipts"]
+ADD = [
+    "clients",
+    "add",
+    "--name",
+    "Strict Shop",
+    "--homepage",
+    "https://strict.example",
+    "--privacy-policy",
+    "https://strict.example/privacy",
+    "--redirect-uri",
+    "https://strict.example/cb",
+    "--scope",
+    "profile.email:read=Send your order receipts",
+]
 
 
 @pytest.fixture

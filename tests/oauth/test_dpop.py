@@ -36,8 +36,14 @@ TOKEN_URL = f"{BASE_URL}/oauth/token"
 RECEIPTS = "Send your order receipts"
 
 
-def token_request(client: TestClient[Litestar], company: Company, holder: DPoPHolder | None,
-                  data: dict[str, str], *, proof: str | None = None) -> Any:
+def token_request(
+    client: TestClient[Litestar],
+    company: Company,
+    holder: DPoPHolder | None,
+    data: dict[str, str],
+    *,
+    proof: str | None = None,
+) -> Any:
     """POST to the token endpoint with a fresh proof by `holder` (or the one given)."""
     headers = dict(company.auth())
     if proof is None and holder is not None:
@@ -47,11 +53,16 @@ def token_request(client: TestClient[Litestar], company: Company, holder: DPoPHo
     return client.post("/oauth/token", data={**data, **company.form()}, headers=headers)
 
 
-def bound_tokens(client: TestClient[Litestar], company: Company, holder: DPoPHolder,
-                 code: str, verifier: str) -> dict[str, Any]:
+def bound_tokens(
+    client: TestClient[Litestar], company: Company, holder: DPoPHolder, code: str, verifier: str
+) -> dict[str, Any]:
     """Redeem a code with DPoP, taking the server's nonce the way a client library does."""
-    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
-            "code_verifier": verifier}
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT_URI,
+        "code_verifier": verifier,
+    }
     first = token_request(client, company, holder, data)
     assert first.status_code == 400, first.text
     assert first.json()["error"] == "use_dpop_nonce"
@@ -61,13 +72,17 @@ def bound_tokens(client: TestClient[Litestar], company: Company, holder: DPoPHol
     return dict(second.json())
 
 
-def read_profile(client: TestClient[Litestar], subject: str, authorization: str,
-                 proof: str | None = None) -> Any:
+def read_profile(
+    client: TestClient[Litestar], subject: str, authorization: str, proof: str | None = None
+) -> Any:
     headers = {"Authorization": authorization}
     if proof is not None:
         headers["DPoP"] = proof
-    return client.get(f"/api/v1/subjects/{subject}/profile",
-                      params={"fields": "email", "purpose": RECEIPTS}, headers=headers)
+    return client.get(
+        f"/api/v1/subjects/{subject}/profile",
+        params={"fields": "email", "purpose": RECEIPTS},
+        headers=headers,
+    )
 
 
 def profile_url(subject: str) -> str:
@@ -80,8 +95,13 @@ def holder(clock: FrozenClock) -> DPoPHolder:
 
 
 @pytest.fixture
-def bound(browser: Browser, client: TestClient[Litestar], company: Company,
-          holder: DPoPHolder, db_session: Session) -> dict[str, Any]:
+def bound(
+    browser: Browser,
+    client: TestClient[Litestar],
+    company: Company,
+    holder: DPoPHolder,
+    db_session: Session,
+) -> dict[str, Any]:
     """DPoP-bound tokens for e-mail, and the company's subject for the customer."""
     code, verifier = get_code(browser, company, scopes=["profile.email:read"])
     tokens = bound_tokens(client, company, holder, code, verifier)
@@ -134,15 +154,26 @@ def test_a_company_that_must_use_dpop_gets_no_token_without_a_proof(
     db_session.add(company.row)
     db_session.commit()
     code, verifier = get_code(browser, company)
-    response = token_request(client, company, None, {
-        "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
-        "code_verifier": verifier})
+    response = token_request(
+        client,
+        company,
+        None,
+        {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT_URI,
+            "code_verifier": verifier,
+        },
+    )
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_dpop_proof"
 
 
 def test_a_bound_refresh_token_refreshes_only_with_its_key(
-    bound: dict[str, Any], client: TestClient[Litestar], company: Company, holder: DPoPHolder,
+    bound: dict[str, Any],
+    client: TestClient[Litestar],
+    company: Company,
+    holder: DPoPHolder,
     clock: FrozenClock,
 ) -> None:
     refresh = {"grant_type": "refresh_token", "refresh_token": bound["refresh_token"]}
@@ -154,18 +185,28 @@ def test_a_bound_refresh_token_refreshes_only_with_its_key(
     renewed = token_request(client, company, holder, refresh)
     assert renewed.status_code == 200, renewed.text
     assert renewed.json()["token_type"] == "DPoP"
-    assert introspect(client, company, renewed.json()["access_token"])["cnf"] == {
-        "jkt": holder.jkt}
+    assert introspect(client, company, renewed.json()["access_token"])["cnf"] == {"jkt": holder.jkt}
 
 
 def test_a_bearer_token_is_not_accepted_with_the_dpop_scheme(
-    browser: Browser, client: TestClient[Litestar], company: Company, holder: DPoPHolder,
+    browser: Browser,
+    client: TestClient[Litestar],
+    company: Company,
+    holder: DPoPHolder,
     db_session: Session,
 ) -> None:
     code, verifier = get_code(browser, company, scopes=["profile.email:read"])
-    token = token_request(client, company, None, {
-        "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
-        "code_verifier": verifier}).json()["access_token"]
+    token = token_request(
+        client,
+        company,
+        None,
+        {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT_URI,
+            "code_verifier": verifier,
+        },
+    ).json()["access_token"]
     db_session.rollback()
     subject = db_session.exec(select(Grant)).one().pairwise_subject
     assert read_profile(client, subject, f"Bearer {token}").status_code == 200
@@ -192,8 +233,9 @@ BAD_PROOFS = {
 }
 
 
-def _proof(holder: DPoPHolder, clock: FrozenClock, url: str, token: str,
-           case: dict[str, Any]) -> str:
+def _proof(
+    holder: DPoPHolder, clock: FrozenClock, url: str, token: str, case: dict[str, Any]
+) -> str:
     claims = dict(case.get("claims", {}))
     if "iat_shift" in case:
         claims["iat"] = int(clock.now().timestamp()) + case["iat_shift"]
@@ -210,8 +252,9 @@ def _proof(holder: DPoPHolder, clock: FrozenClock, url: str, token: str,
         unsigned = {"typ": "dpop+jwt", "alg": "none", "jwk": holder.key.as_dict(private=False)}
         encoded = base64.urlsafe_b64encode(json.dumps(unsigned).encode()).rstrip(b"=")
         return f"{encoded.decode()}.{payload}."
-    return holder.proof("GET", url, access_token=token, header=header, claims=claims,
-                        drop=case.get("drop", ()))
+    return holder.proof(
+        "GET", url, access_token=token, header=header, claims=claims, drop=case.get("drop", ())
+    )
 
 
 def _symmetric_proof(holder: DPoPHolder, url: str, token: str) -> str:
@@ -220,18 +263,23 @@ def _symmetric_proof(holder: DPoPHolder, url: str, token: str) -> str:
 
     secret = OctKey.generate_key(256)
     header = {"typ": "dpop+jwt", "alg": "HS256", "jwk": secret.as_dict(private=False)}
-    return jws.serialize_compact(header, b'{"jti":"a","htm":"GET","htu":"%s"}' % url.encode(),
-                                 secret, algorithms=["HS256"])
+    return jws.serialize_compact(
+        header, b'{"jti":"a","htm":"GET","htu":"%s"}' % url.encode(), secret, algorithms=["HS256"]
+    )
 
 
 @pytest.mark.parametrize("case", BAD_PROOFS.values(), ids=BAD_PROOFS.keys())
 def test_a_bad_proof_is_refused_at_the_resource_api(
-    bound: dict[str, Any], client: TestClient[Litestar], holder: DPoPHolder,
-    clock: FrozenClock, case: dict[str, Any],
+    bound: dict[str, Any],
+    client: TestClient[Litestar],
+    holder: DPoPHolder,
+    clock: FrozenClock,
+    case: dict[str, Any],
 ) -> None:
     token, subject = bound["access_token"], bound["subject"]
-    response = read_profile(client, subject, f"DPoP {token}",
-                            _proof(holder, clock, profile_url(subject), token, case))
+    response = read_profile(
+        client, subject, f"DPoP {token}", _proof(holder, clock, profile_url(subject), token, case)
+    )
     assert response.status_code == 401, response.text
     assert response.headers["www-authenticate"].startswith("DPoP ")
     assert "ada@example.org" not in response.text
@@ -239,12 +287,19 @@ def test_a_bad_proof_is_refused_at_the_resource_api(
 
 @pytest.mark.parametrize("shift", [-10, 8], ids=["10 s old", "8 s ahead"])
 def test_a_proof_within_the_clock_tolerance_is_accepted(
-    bound: dict[str, Any], client: TestClient[Litestar], holder: DPoPHolder,
-    clock: FrozenClock, shift: int,
+    bound: dict[str, Any],
+    client: TestClient[Litestar],
+    holder: DPoPHolder,
+    clock: FrozenClock,
+    shift: int,
 ) -> None:
     token, subject = bound["access_token"], bound["subject"]
-    proof = holder.proof("GET", profile_url(subject), access_token=token,
-                         claims={"iat": int(clock.now().timestamp()) + shift})
+    proof = holder.proof(
+        "GET",
+        profile_url(subject),
+        access_token=token,
+        claims={"iat": int(clock.now().timestamp()) + shift},
+    )
     assert read_profile(client, subject, f"DPoP {token}", proof).status_code == 200
 
 
@@ -253,22 +308,34 @@ def test_two_dpop_headers_are_refused(
 ) -> None:
     token, subject = bound["access_token"], bound["subject"]
     url = profile_url(subject)
-    response = client.get(url, params={"fields": "email", "purpose": RECEIPTS}, headers=[
-        ("Authorization", f"DPoP {token}"),
-        ("DPoP", holder.proof("GET", url, access_token=token)),
-        ("DPoP", holder.proof("GET", url, access_token=token))])
+    response = client.get(
+        url,
+        params={"fields": "email", "purpose": RECEIPTS},
+        headers=[
+            ("Authorization", f"DPoP {token}"),
+            ("DPoP", holder.proof("GET", url, access_token=token)),
+            ("DPoP", holder.proof("GET", url, access_token=token)),
+        ],
+    )
     assert response.status_code == 401
 
 
 def test_a_code_bound_with_dpop_jkt_is_redeemed_only_with_that_key(
-    browser: Browser, client: TestClient[Litestar], company: Company, holder: DPoPHolder,
+    browser: Browser,
+    client: TestClient[Litestar],
+    company: Company,
+    holder: DPoPHolder,
     clock: FrozenClock,
 ) -> None:
     verifier, challenge = pkce_pair()
     answer = consent(browser, authorize_query(company, challenge=challenge, dpop_jkt=holder.jkt))
     code = redirect_params(answer)["code"]
-    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
-            "code_verifier": verifier}
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT_URI,
+        "code_verifier": verifier,
+    }
     thief = DPoPHolder(clock)
     thief.nonce = token_request(client, company, thief, data).headers["dpop-nonce"]
     stolen = token_request(client, company, thief, data)
@@ -278,18 +345,17 @@ def test_a_code_bound_with_dpop_jkt_is_redeemed_only_with_that_key(
     assert bound_tokens(client, company, holder, code, verifier)["token_type"] == "DPoP"
 
 
-def test_a_malformed_dpop_jkt_is_refused_at_authorize(
-    browser: Browser, company: Company
-) -> None:
+def test_a_malformed_dpop_jkt_is_refused_at_authorize(browser: Browser, company: Company) -> None:
     query = authorize_query(company, challenge=pkce_pair()[1], dpop_jkt="not-a-thumbprint")
     page = browser.client.get(f"/oauth/authorize?{query}", follow_redirects=False)
     assert redirect_params(page)["error"] == "invalid_request"
 
 
 def test_the_server_metadata_lists_only_asymmetric_dpop_algorithms(
-    client: TestClient[Litestar]
+    client: TestClient[Litestar],
 ) -> None:
     algorithms = client.get("/.well-known/oauth-authorization-server").json()[
-        "dpop_signing_alg_values_supported"]
+        "dpop_signing_alg_values_supported"
+    ]
     assert "ES256" in algorithms
     assert not {"none", "HS256"} & set(algorithms)

@@ -26,16 +26,23 @@ from tests.oauth.flows import (
 )
 
 
-def push(client: TestClient[Litestar], company: Company, challenge: str,
-         **overrides: Any) -> Any:
+def push(client: TestClient[Litestar], company: Company, challenge: str, **overrides: Any) -> Any:
     """POST an authorization request to the PAR endpoint, authenticated as `company`."""
     params: dict[str, Any] = {
-        "response_type": "code", "redirect_uri": REDIRECT_URI, "scope": " ".join(SCOPES),
-        "state": "st-par", "code_challenge": challenge, "code_challenge_method": "S256",
-        **company.form()}
+        "response_type": "code",
+        "redirect_uri": REDIRECT_URI,
+        "scope": " ".join(SCOPES),
+        "state": "st-par",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        **company.form(),
+    }
     params.update(overrides)
-    return client.post("/oauth/par", data={k: v for k, v in params.items() if v is not None},
-                       headers=company.auth())
+    return client.post(
+        "/oauth/par",
+        data={k: v for k, v in params.items() if v is not None},
+        headers=company.auth(),
+    )
 
 
 def by_reference(company: Company, request_uri: str) -> str:
@@ -66,12 +73,16 @@ def test_the_customer_consents_to_a_pushed_request_and_the_company_gets_tokens(
     assert tokens.json()["scope"] == "profile.email:read"
 
 
-@pytest.mark.parametrize(("overrides", "error"), [
-    ({"scope": "profile.phone:read"}, "invalid_scope"),
-    ({"redirect_uri": "https://evil.example/cb"}, "invalid_request"),
-    ({"code_challenge": None}, "invalid_request"),
-    ({"request_uri": "urn:ietf:params:oauth:request_uri:abc"}, "invalid_request"),
-], ids=["scope not registered", "unregistered redirect", "no PKCE", "request_uri pushed"])
+@pytest.mark.parametrize(
+    ("overrides", "error"),
+    [
+        ({"scope": "profile.phone:read"}, "invalid_scope"),
+        ({"redirect_uri": "https://evil.example/cb"}, "invalid_request"),
+        ({"code_challenge": None}, "invalid_request"),
+        ({"request_uri": "urn:ietf:params:oauth:request_uri:abc"}, "invalid_request"),
+    ],
+    ids=["scope not registered", "unregistered redirect", "no PKCE", "request_uri pushed"],
+)
 def test_a_bad_pushed_request_is_refused_in_json(
     client: TestClient[Litestar], company: Company, overrides: dict[str, Any], error: str
 ) -> None:
@@ -81,13 +92,18 @@ def test_a_bad_pushed_request_is_refused_in_json(
     assert "location" not in response.headers
 
 
-def test_pushing_needs_the_company_secret(
-    client: TestClient[Litestar], company: Company
-) -> None:
-    response = client.post("/oauth/par", data={
-        "client_id": company.client_id, "response_type": "code", "redirect_uri": REDIRECT_URI,
-        "scope": "profile.email:read", "code_challenge": pkce_pair()[1],
-        "code_challenge_method": "S256"})
+def test_pushing_needs_the_company_secret(client: TestClient[Litestar], company: Company) -> None:
+    response = client.post(
+        "/oauth/par",
+        data={
+            "client_id": company.client_id,
+            "response_type": "code",
+            "redirect_uri": REDIRECT_URI,
+            "scope": "profile.email:read",
+            "code_challenge": pkce_pair()[1],
+            "code_challenge_method": "S256",
+        },
+    )
     assert response.status_code == 401
     assert response.json()["error"] == "invalid_client"
 
@@ -107,7 +123,10 @@ def test_an_expired_request_uri_is_refused(
 
 
 def test_a_request_uri_is_refused_for_another_company(
-    browser: Browser, client: TestClient[Litestar], company: Company, db_session: Session,
+    browser: Browser,
+    client: TestClient[Litestar],
+    company: Company,
+    db_session: Session,
     runtime: Any,
 ) -> None:
     other = register_company(db_session, runtime)
@@ -123,10 +142,17 @@ def test_a_company_that_must_push_cannot_send_its_request_in_the_url(
     company.row.require_par = True
     db_session.add(company.row)
     db_session.commit()
-    query = urlencode({
-        "response_type": "code", "client_id": company.client_id, "redirect_uri": REDIRECT_URI,
-        "scope": "profile.email:read", "state": "s", "code_challenge": pkce_pair()[1],
-        "code_challenge_method": "S256"})
+    query = urlencode(
+        {
+            "response_type": "code",
+            "client_id": company.client_id,
+            "redirect_uri": REDIRECT_URI,
+            "scope": "profile.email:read",
+            "state": "s",
+            "code_challenge": pkce_pair()[1],
+            "code_challenge_method": "S256",
+        }
+    )
     page = browser.client.get(f"/oauth/authorize?{query}", follow_redirects=False)
     assert page.status_code == 302
     refused = redirect_params(page)

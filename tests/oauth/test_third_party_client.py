@@ -42,12 +42,18 @@ def test_a_company_held_to_par_and_dpop_completes_the_flow_and_reads(
 ) -> None:
     assert hardened.secret is not None
     oauth = OAuth2Client.from_discovery_endpoint(
-        f"{BASE_URL}/.well-known/oauth-authorization-server", issuer=BASE_URL,
-        auth=(hardened.client_id, hardened.secret), session=requests_session(client),
-        redirect_uri=REDIRECT_URI, dpop_bound_access_tokens=True, testing=True)
+        f"{BASE_URL}/.well-known/oauth-authorization-server",
+        issuer=BASE_URL,
+        auth=(hardened.client_id, hardened.secret),
+        session=requests_session(client),
+        redirect_uri=REDIRECT_URI,
+        dpop_bound_access_tokens=True,
+        testing=True,
+    )
     asked = [{"type": DETAILS_TYPE, "fields": ["email"], "purposes": [RECEIPTS]}]
-    request = oauth.authorization_request(scope=None, nonce=None,
-                                          authorization_details=json.dumps(asked))
+    request = oauth.authorization_request(
+        scope=None, nonce=None, authorization_details=json.dumps(asked)
+    )
     pushed = oauth.pushed_authorization_request(request)
     assert "request_uri=urn" in pushed.uri
 
@@ -59,19 +65,27 @@ def test_a_company_held_to_par_and_dpop_completes_the_flow_and_reads(
     db_session.rollback()
     subject = db_session.exec(select(Grant)).one().pairwise_subject
     api = requests_session(client)
-    read = api.get(f"{BASE_URL}/api/v1/subjects/{subject}/profile",
-                   params={"fields": "email", "purpose": RECEIPTS}, auth=token)
+    read = api.get(
+        f"{BASE_URL}/api/v1/subjects/{subject}/profile",
+        params={"fields": "email", "purpose": RECEIPTS},
+        auth=token,
+    )
     assert read.status_code == 200, read.text
     assert read.json()["fields"] == {"email": "ada@example.org"}
-    stolen = api.get(f"{BASE_URL}/api/v1/subjects/{subject}/profile",
-                     params={"fields": "email", "purpose": RECEIPTS},
-                     headers={"Authorization": f"Bearer {token.access_token}"})
+    stolen = api.get(
+        f"{BASE_URL}/api/v1/subjects/{subject}/profile",
+        params={"fields": "email", "purpose": RECEIPTS},
+        headers={"Authorization": f"Bearer {token.access_token}"},
+    )
     assert stolen.status_code == 401
 
     renewed = oauth.refresh_token(token)
     assert isinstance(renewed, DPoPToken)
-    again = api.get(f"{BASE_URL}/api/v1/subjects/{subject}/profile",
-                    params={"fields": "email", "purpose": RECEIPTS}, auth=renewed)
+    again = api.get(
+        f"{BASE_URL}/api/v1/subjects/{subject}/profile",
+        params={"fields": "email", "purpose": RECEIPTS},
+        auth=renewed,
+    )
     assert again.status_code == 200, again.text
 
 
@@ -80,9 +94,13 @@ def test_a_company_held_to_par_cannot_skip_it_with_this_client(
 ) -> None:
     assert hardened.secret is not None
     oauth = OAuth2Client.from_discovery_endpoint(
-        f"{BASE_URL}/.well-known/oauth-authorization-server", issuer=BASE_URL,
-        auth=(hardened.client_id, hardened.secret), session=requests_session(client),
-        redirect_uri=REDIRECT_URI, testing=True)
+        f"{BASE_URL}/.well-known/oauth-authorization-server",
+        issuer=BASE_URL,
+        auth=(hardened.client_id, hardened.secret),
+        session=requests_session(client),
+        redirect_uri=REDIRECT_URI,
+        testing=True,
+    )
     request = oauth.authorization_request(scope="profile.email:read", nonce=None)
     page = browser.client.get(request.uri, follow_redirects=False)
     assert page.status_code == 302

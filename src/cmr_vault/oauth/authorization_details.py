@@ -74,20 +74,24 @@ class AccessDetail:
             set(self.fields) <= set(granted.fields)
             and set(self.channels) <= set(granted.channels)
             and set(self.purposes) <= set(granted.purposes)
-            and (granted.expires_at is None
-                 or (self.expires_at is not None and self.expires_at <= granted.expires_at))
+            and (
+                granted.expires_at is None
+                or (self.expires_at is not None and self.expires_at <= granted.expires_at)
+            )
         )
 
 
-def _strings(item: dict[str, Any], member: str, allowed: set[str] | dict[str, str]) -> tuple[
-        str, ...]:
+def _strings(
+    item: dict[str, Any], member: str, allowed: set[str] | dict[str, str]
+) -> tuple[str, ...]:
     values = item.get(member, [])
     if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
         raise InvalidAuthorizationDetailsError(f"{member} must be a list of strings.")
     # The unknown values are not echoed: an error description may not carry every character.
     if any(v not in allowed for v in values):
         raise InvalidAuthorizationDetailsError(
-            f"{member} names something the vault does not know for this company.")
+            f"{member} names something the vault does not know for this company."
+        )
     return tuple(dict.fromkeys(values))
 
 
@@ -113,7 +117,8 @@ def _item(item: Any, notice: dict[str, list[str]], now: datetime) -> AccessDetai
         raise InvalidAuthorizationDetailsError(f"The only type supported is {DETAILS_TYPE}.")
     if set(item) - MEMBERS:
         raise InvalidAuthorizationDetailsError(
-            f"Each detail may hold only {', '.join(sorted(MEMBERS))}.")
+            f"Each detail may hold only {', '.join(sorted(MEMBERS))}."
+        )
     detail = AccessDetail(
         fields=_strings(item, "fields", set(FIELD_NAMES)),
         channels=_strings(item, "channels", CHANNELS),
@@ -121,14 +126,16 @@ def _item(item: Any, notice: dict[str, list[str]], now: datetime) -> AccessDetai
         expires_at=_expiry(item, now),
     )
     if not detail.scopes or not detail.purposes:
-        raise InvalidAuthorizationDetailsError("Name at least one field or channel, and the "
-                                               "purposes.")
+        raise InvalidAuthorizationDetailsError(
+            "Name at least one field or channel, and the purposes."
+        )
     for scope in detail.scopes:
         if scope not in notice:
             raise InvalidAuthorizationDetailsError(f"{scope} is not among the company's scopes.")
         if not set(detail.purposes) & set(notice[scope]):
             raise InvalidAuthorizationDetailsError(
-                f"None of the purposes is declared for {scope} in the company's notice.")
+                f"None of the purposes is declared for {scope} in the company's notice."
+            )
     return detail
 
 
@@ -142,7 +149,8 @@ def parse(raw: str, *, notice: dict[str, list[str]], now: datetime) -> list[Acce
         raise InvalidAuthorizationDetailsError("authorization_details is not JSON.") from None
     if not isinstance(items, list) or not 1 <= len(items) <= MAX_ITEMS:
         raise InvalidAuthorizationDetailsError(
-            f"authorization_details must be a JSON array of 1 to {MAX_ITEMS} objects.")
+            f"authorization_details must be a JSON array of 1 to {MAX_ITEMS} objects."
+        )
     return [_item(item, notice, now) for item in items]
 
 
@@ -153,15 +161,20 @@ def to_json(details: list[AccessDetail]) -> str | None:
 
 def from_json(stored: str | None) -> list[AccessDetail]:
     """Stored details back as objects (they were validated when stored)."""
-    return [AccessDetail(
-        fields=tuple(item.get("fields", [])), channels=tuple(item.get("channels", [])),
-        purposes=tuple(item["purposes"]),
-        expires_at=datetime.fromisoformat(item["expires_at"]) if "expires_at" in item else None,
-    ) for item in json.loads(stored or "[]")]
+    return [
+        AccessDetail(
+            fields=tuple(item.get("fields", [])),
+            channels=tuple(item.get("channels", [])),
+            purposes=tuple(item["purposes"]),
+            expires_at=datetime.fromisoformat(item["expires_at"]) if "expires_at" in item else None,
+        )
+        for item in json.loads(stored or "[]")
+    ]
 
 
-def purposes_by_scope(details: list[AccessDetail],
-                      notice: dict[str, list[str]]) -> dict[str, list[str]]:
+def purposes_by_scope(
+    details: list[AccessDetail], notice: dict[str, list[str]]
+) -> dict[str, list[str]]:
     """For each scope the details name: the named purposes its notice declares."""
     purposes: dict[str, list[str]] = {}
     for detail in details:
@@ -172,8 +185,9 @@ def purposes_by_scope(details: list[AccessDetail],
     return purposes
 
 
-def approved(details: list[AccessDetail], chosen: list[str],
-             notice: dict[str, list[str]]) -> list[AccessDetail]:
+def approved(
+    details: list[AccessDetail], chosen: list[str], notice: dict[str, list[str]]
+) -> list[AccessDetail]:
     """What the customer approved: each item without the fields and channels left unticked,
     and without the purposes the notice declares for none of what is left (an item with no
     field or channel left is dropped)."""
@@ -182,12 +196,15 @@ def approved(details: list[AccessDetail], chosen: list[str],
         narrowed = AccessDetail(
             fields=tuple(f for f in detail.fields if read_scope(f) in chosen),
             channels=tuple(c for c in detail.channels if marketing_scope(c) in chosen),
-            purposes=detail.purposes, expires_at=detail.expires_at)
+            purposes=detail.purposes,
+            expires_at=detail.expires_at,
+        )
         declared = {p for scope in narrowed.scopes for p in notice.get(scope, [])}
         purposes = tuple(p for p in detail.purposes if p in declared)
         if narrowed.scopes:
-            kept.append(AccessDetail(narrowed.fields, narrowed.channels, purposes,
-                                     narrowed.expires_at))
+            kept.append(
+                AccessDetail(narrowed.fields, narrowed.channels, purposes, narrowed.expires_at)
+            )
     return kept
 
 
@@ -241,5 +258,6 @@ class DetailsInTokens:
         asked = parse(raw, notice=notice, now=server.clock.now())
         if not all(any(a.within(g) for g in granted) for a in asked):
             raise InvalidAuthorizationDetailsError(
-                "The request asks for more than the customer approved.")
+                "The request asks for more than the customer approved."
+            )
         request.authorization_details = asked

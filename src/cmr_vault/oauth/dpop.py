@@ -122,8 +122,15 @@ def _header_and_claims(proof: str) -> tuple[dict[str, Any], dict[str, Any], Any]
     return header, claims, key
 
 
-def check_proof(proof: str, *, method: str, uri: str, now: datetime,
-                access_token: str | None = None, nonce_key: bytes | None = None) -> CheckedProof:
+def check_proof(
+    proof: str,
+    *,
+    method: str,
+    uri: str,
+    now: datetime,
+    access_token: str | None = None,
+    nonce_key: bytes | None = None,
+) -> CheckedProof:
     """Check one proof against the request it came with (§4.3), without the replay check.
 
     `uri` is the request's URL without query or fragment; `access_token` is given at the
@@ -147,7 +154,8 @@ def check_proof(proof: str, *, method: str, uri: str, now: datetime,
     if issued < now - MAX_AGE or issued > now + CLOCK_SKEW:
         raise ProofRefused("The DPoP proof's iat is too old or in the future.")
     if access_token is not None and not hmac.compare_digest(
-            str(claims.get("ath", "")), access_token_hash(access_token)):
+        str(claims.get("ath", "")), access_token_hash(access_token)
+    ):
         raise ProofRefused("The DPoP proof's ath does not match the access token.")
     if nonce_key is not None:
         nonce = claims.get("nonce")
@@ -168,19 +176,30 @@ def remember(session: Session, proof: CheckedProof, now: datetime) -> bool:
     dialect = session.get_bind().dialect.name
     insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
     inserted = session.execute(
-        insert(DPoPProofSeen).values(**values)
+        insert(DPoPProofSeen)
+        .values(**values)
         .on_conflict_do_nothing(index_elements=["proof_hash"])
-        .returning(col(DPoPProofSeen.proof_hash))).first()
+        .returning(col(DPoPProofSeen.proof_hash))
+    ).first()
     return inserted is not None
 
 
-def accept_proof(session: Session, proofs: list[str], *, method: str, uri: str, now: datetime,
-                 access_token: str | None = None, nonce_key: bytes | None = None) -> str:
+def accept_proof(
+    session: Session,
+    proofs: list[str],
+    *,
+    method: str,
+    uri: str,
+    now: datetime,
+    access_token: str | None = None,
+    nonce_key: bytes | None = None,
+) -> str:
     """Check the one DPoP header of a request and spend its proof; returns the key's jkt."""
     if len(proofs) != 1:
         raise ProofRefused("Send exactly one DPoP header.")
-    checked = check_proof(proofs[0], method=method, uri=uri, now=now,
-                          access_token=access_token, nonce_key=nonce_key)
+    checked = check_proof(
+        proofs[0], method=method, uri=uri, now=now, access_token=access_token, nonce_key=nonce_key
+    )
     if not remember(session, checked, now):
         raise ProofRefused("This DPoP proof was already used.")
     return checked.jkt
@@ -254,9 +273,14 @@ class DPoPTokenBinding:
             return
         now = server.clock.now()
         try:
-            jkt = accept_proof(server.session, proofs, method="POST",
-                               uri=f"{server.issuer}/oauth/token", now=now,
-                               nonce_key=server.pseudonym_key)
+            jkt = accept_proof(
+                server.session,
+                proofs,
+                method="POST",
+                uri=f"{server.issuer}/oauth/token",
+                now=now,
+                nonce_key=server.pseudonym_key,
+            )
         except NonceRequired:
             raise UseDPoPNonceError(issue_nonce(server.pseudonym_key, now)) from None
         except ProofRefused as exc:
@@ -270,13 +294,23 @@ class DPoPTokenBinding:
 
 
 def _challenge(error: str, description: str) -> dict[str, str]:
-    return {"WWW-Authenticate": f'DPoP error="{error}", error_description="{description}", '
-                                f'algs="{" ".join(SIGNING_ALGORITHMS)}"'}
+    return {
+        "WWW-Authenticate": f'DPoP error="{error}", error_description="{description}", '
+        f'algs="{" ".join(SIGNING_ALGORITHMS)}"'
+    }
 
 
-def check_presentation(session: Session, *, token: OAuthToken, scheme: str,
-                       proofs: list[str], method: str, uri: str, access_token: str,
-                       now: datetime) -> None:
+def check_presentation(
+    session: Session,
+    *,
+    token: OAuthToken,
+    scheme: str,
+    proofs: list[str],
+    method: str,
+    uri: str,
+    access_token: str,
+    now: datetime,
+) -> None:
     """At the resource API: a bound token only with `DPoP` and a proof by its key (§7).
 
     A bearer token stays a bearer token: sent with the DPoP scheme it is refused too, so a
@@ -284,19 +318,27 @@ def check_presentation(session: Session, *, token: OAuthToken, scheme: str,
     """
     if token.dpop_jkt is None:
         if scheme.lower() == "dpop":
-            raise Unauthenticated("This access token is not DPoP-bound: send it as Bearer.",
-                                  headers=_challenge("invalid_token", "not a DPoP token"))
+            raise Unauthenticated(
+                "This access token is not DPoP-bound: send it as Bearer.",
+                headers=_challenge("invalid_token", "not a DPoP token"),
+            )
         return
     if scheme.lower() != "dpop":
         raise Unauthenticated(
             "This access token is bound to a DPoP key: send it as Authorization: DPoP with a "
-            "proof.", headers=_challenge("invalid_token", "DPoP-bound token sent as Bearer"))
+            "proof.",
+            headers=_challenge("invalid_token", "DPoP-bound token sent as Bearer"),
+        )
     try:
-        jkt = accept_proof(session, proofs, method=method, uri=uri, now=now,
-                           access_token=access_token)
+        jkt = accept_proof(
+            session, proofs, method=method, uri=uri, now=now, access_token=access_token
+        )
     except ProofRefused as exc:
-        raise Unauthenticated(str(exc), headers=_challenge("invalid_dpop_proof", "see detail")
-                              ) from None
+        raise Unauthenticated(
+            str(exc), headers=_challenge("invalid_dpop_proof", "see detail")
+        ) from None
     if not hmac.compare_digest(jkt, token.dpop_jkt):
-        raise Unauthenticated("The DPoP proof is signed by another key than the token's.",
-                              headers=_challenge("invalid_dpop_proof", "key mismatch"))
+        raise Unauthenticated(
+            "The DPoP proof is signed by another key than the token's.",
+            headers=_challenge("invalid_dpop_proof", "key mismatch"),
+        )

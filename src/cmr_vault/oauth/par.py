@@ -68,7 +68,8 @@ def resolve(session: Session, *, clock: Clock, query: Pairs) -> tuple[Pairs, str
     ):
         raise PushedRequestRefused(
             "This authorization request is unknown, has expired or was already used. Go back "
-            "to the company's site and start again.")
+            "to the company's site and start again."
+        )
     return [(key, value) for key, value in json.loads(row.params)], row.reference_hash
 
 
@@ -88,8 +89,9 @@ def spend_before_answering(grant: Any) -> None:
     """Called as the customer's decision is answered: a pushed request answers only once."""
     server, request = grant.server, grant.request
     reference = getattr(request, "pushed_reference", None)
-    if reference is not None and not spend(server.session, clock=server.clock,
-                                           reference_hash=reference):
+    if reference is not None and not spend(
+        server.session, clock=server.clock, reference_hash=reference
+    ):
         raise InvalidRequestError("This pushed authorization request was already used.")
 
 
@@ -104,7 +106,8 @@ class PushedRequestPolicy:
         pushed = getattr(request, "pushed_reference", None) or getattr(request, "pushing", False)
         if request.client.row.require_par and not pushed:
             raise InvalidRequestError(
-                "This company must push its authorization requests (RFC 9126).")
+                "This company must push its authorization requests (RFC 9126)."
+            )
 
 
 class PushedAuthorizationEndpoint(Endpoint):
@@ -119,11 +122,16 @@ class PushedAuthorizationEndpoint(Endpoint):
         client = self.server.authenticate_client(request, CLIENT_AUTH_METHODS, ENDPOINT_NAME)
         # OAuth parameters are visible ASCII (RFC 6749 Appendix A), as /authorize checks too:
         # nothing else may reach an error description.
-        if not all(32 <= ord(c) < 127 for pair in request.payload.data.items() for c in
-                   "".join(pair)):
+        if not all(
+            32 <= ord(c) < 127 for pair in request.payload.data.items() for c in "".join(pair)
+        ):
             raise InvalidRequestError("The request holds characters OAuth does not allow.")
-        pairs = [(key, value) for key, values in request.payload.datalist.items()
-                 for value in values if key != "client_secret"]
+        pairs = [
+            (key, value)
+            for key, values in request.payload.datalist.items()
+            for value in values
+            if key != "client_secret"
+        ]
         if "request_uri" in request.payload.data:
             raise InvalidRequestError("request_uri may not be pushed (RFC 9126 section 2.1).")
         named = request.payload.data.get("client_id")
@@ -145,14 +153,21 @@ class PushedAuthorizationEndpoint(Endpoint):
         server = self.server
         now = server.clock.now()
         session: Session = server.session
-        session.execute(delete(PushedAuthorizationRequest)
-                        .where(col(PushedAuthorizationRequest.expires_at) <= now))
+        session.execute(
+            delete(PushedAuthorizationRequest).where(
+                col(PushedAuthorizationRequest.expires_at) <= now
+            )
+        )
         request_uri = REQUEST_URI_PREFIX + secrets.token_urlsafe(32)
         params = validated_request.request.pushed_params
-        session.add(PushedAuthorizationRequest(
-            reference_hash=_reference_hash(request_uri),
-            client_id=validated_request.client.get_client_id(),
-            params=json.dumps(params), expires_at=now + LIFETIME))
+        session.add(
+            PushedAuthorizationRequest(
+                reference_hash=_reference_hash(request_uri),
+                client_id=validated_request.client.get_client_id(),
+                params=json.dumps(params),
+                expires_at=now + LIFETIME,
+            )
+        )
         session.flush()
         body = {"request_uri": request_uri, "expires_in": int(LIFETIME.total_seconds())}
         return 201, body, default_json_headers

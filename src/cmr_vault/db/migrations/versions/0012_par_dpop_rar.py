@@ -18,10 +18,12 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("oauth_client") as batch:
-        batch.add_column(sa.Column("require_par", sa.Boolean(), nullable=False,
-                                   server_default=sa.false()))
-        batch.add_column(sa.Column("require_dpop", sa.Boolean(), nullable=False,
-                                   server_default=sa.false()))
+        batch.add_column(
+            sa.Column("require_par", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
+        batch.add_column(
+            sa.Column("require_dpop", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
     with op.batch_alter_table("oauth_token") as batch:
         batch.add_column(sa.Column("dpop_jkt", sa.String(length=43), nullable=True))
         batch.add_column(sa.Column("authorization_details", sa.Text(), nullable=True))
@@ -32,8 +34,12 @@ def upgrade() -> None:
     op.create_table(
         "pushed_authorization_request",
         sa.Column("reference_hash", sa.String(length=64), primary_key=True),
-        sa.Column("client_id", sa.String(length=48), sa.ForeignKey("oauth_client.client_id"),
-                  nullable=False),
+        sa.Column(
+            "client_id",
+            sa.String(length=48),
+            sa.ForeignKey("oauth_client.client_id"),
+            nullable=False,
+        ),
         sa.Column("params", sa.Text(), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False, index=True),
         sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
