@@ -65,7 +65,7 @@ from cmr_vault.web.metrics import metrics
 # API clients authenticate with bearer tokens or client credentials, not cookies, so CSRF does
 # not apply to them; unsubscribe links carry their own unguessable token (RFC 8058 one-click
 # POSTs come from mail clients, which cannot hold a CSRF cookie). Every cookie form is covered.
-CSRF_EXEMPT = [r"^/api/", r"^/oauth/(token|revoke|introspect)$", r"^/unsubscribe/"]
+CSRF_EXEMPT = [r"^/api/", r"^/oauth/(token|revoke|introspect)$", r"^/unsubscribe/", r"^/oauth/par$"]
 
 
 HEALTH_DATABASE_WAIT_SECONDS = 3.0

@@ -544,14 +544,19 @@ def _scope_purposes(values: tuple[str, ...]) -> dict[str, list[str]]:
               help="SCOPE=PURPOSE, e.g. 'profile.email:read=Send your order receipts'; repeat.")
 @click.option("--public", is_flag=True, help="A native app without a secret (PKCE only).")
 @click.option("--pending", is_flag=True, help="Register without approving yet.")
+@click.option("--require-par", is_flag=True,
+              help="Accept only pushed authorization requests (RFC 9126).")
+@click.option("--require-dpop", is_flag=True,
+              help="Issue only DPoP-bound tokens (RFC 9449).")
 def clients_add(name: str, description: str, homepage: str, privacy_policy: str,
                 redirect_uris: tuple[str, ...], scopes: tuple[str, ...], public: bool,
-                pending: bool) -> None:
+                pending: bool, require_par: bool, require_dpop: bool) -> None:
     """Register a company; its secret is printed once and never stored in clear."""
     registration = oauth_service.ClientRegistration(
         name=name, description=description, homepage=homepage,
         privacy_policy_url=privacy_policy, redirect_uris=list(redirect_uris),
-        notice=_scope_purposes(scopes), public=public,
+        notice=_scope_purposes(scopes), public=public, require_par=require_par,
+        require_dpop=require_dpop,
     )
     runtime = Runtime.build(_settings())
     try:
@@ -577,11 +582,13 @@ def clients_list() -> None:
     runtime = Runtime.build(_settings())
     with unit_of_work(runtime.engine) as session:
         rows = oauth_service.list_clients(session)
-        table = Table("client_id", "name", "status", "type", "scopes")
+        table = Table("client_id", "name", "status", "type", "requires", "scopes")
         for row in rows:
+            requires = [name for name, on in (("PAR", row.require_par),
+                                              ("DPoP", row.require_dpop)) if on]
             table.add_row(row.client_id, row.name, row.status,
                           "public" if row.secret_hash is None else "confidential",
-                          " ".join(json.loads(row.allowed_scopes)))
+                          " ".join(requires) or "-", " ".join(json.loads(row.allowed_scopes)))
     runtime.dispose()
     Console().print(table)
 
@@ -598,6 +605,32 @@ def _set_status(client_id: str, status: ClientStatus) -> None:
     finally:
         runtime.dispose()
     console.print(f"[green]{client_id} is now {status}.[/]")
+
+
+@clients.command("update")
+@click.argument("client_id")
+@click.option("--require-par/--no-require-par", default=None,
+              help="Accept only pushed authorization requests (RFC 9126), or any.")
+@click.option("--require-dpop/--no-require-dpop", default=None,
+              help="Issue only DPoP-bound tokens (RFC 9449), or bearer tokens too.")
+def clients_update(client_id: str, require_par: bool | None, require_dpop: bool | None) -> None:
+    """Change how strictly a company must authorize (PAR, DPoP)."""
+    runtime = Runtime.build(_settings())
+    try:
+        with unit_of_work(runtime.engine) as session:
+            client = oauth_service.set_client_requirements(
+                session, client_id=client_id, require_par=require_par,
+                require_dpop=require_dpop)
+            settings = {"require_par": client.require_par, "require_dpop": client.require_dpop}
+            audit_service.record(session, clock=runtime.clock, event=audit_service.AuditEvent(
+                actor="operator:cli", action="client.requirements_changed",
+                resource=f"company:{client_id}", details=settings))
+    except DomainError as exc:
+        raise click.ClickException(exc.detail) from exc
+    finally:
+        runtime.dispose()
+    console.print(f"[green]{client_id}:[/] " + ", ".join(
+        f"{name} {'on' if on else 'off'}" for name, on in settings.items()))
 
 
 @clients.command("suspend")

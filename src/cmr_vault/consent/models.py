@@ -47,6 +47,9 @@ class Grant(SQLModel, table=True):
     pairwise_subject: str = Field(max_length=64, index=True)
     scopes: str = Field(sa_column=Column(Text, nullable=False))
     purposes: str = Field(sa_column=Column(Text, nullable=False))
+    # What the company asked for with RFC 9396 authorization details, as the customer
+    # approved it (JSON), or None when it asked with scopes alone.
+    authorization_details: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     notice_version: int = Field(sa_column=Column(Integer, nullable=False))
     status: GrantStatus = Field(sa_column=Column(String(16), nullable=False))
     expires_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))

@@ -106,7 +106,9 @@ def _record(session: Session, ctx: ConsentContext, *, grant: Grant, actor: str, 
         purposes=purposes_of(grant), expires_at=grant.expires_at,
         notice_version=grant.notice_version, audit_entry=entry,
         extra={"grantId": grant.id, "withdrawnCategories": removed or [],
-               **_value_exchange(session, grant)}))
+               **_value_exchange(session, grant),
+               **({"authorizationDetails": json.loads(grant.authorization_details)}
+                  if grant.authorization_details else {})}))
     events.emit(session, clock=ctx.clock, client_id=grant.client_id, type=f"grant.{change}",
                 data={"grant_id": grant.id, "subject": grant.pairwise_subject,
                       "status": state_of(grant, ctx.clock.now()),
@@ -172,12 +174,16 @@ def durations(ctx: ConsentContext, scopes: list[str]) -> list[Duration]:
 
 def give_consent(session: Session, ctx: ConsentContext, *, account_id: str,
                  client: OAuthClient, scopes: list[str], expires_at: datetime | None,
-                 value_offer: ValueOffer | None = None) -> Grant:
+                 value_offer: ValueOffer | None = None,
+                 purposes: dict[str, list[str]] | None = None,
+                 authorization_details: str | None = None) -> Grant:
     """Record what the customer approved on the consent screen (a new or a changed grant).
 
     The customer may approve any subset of what was asked; each approved scope carries the
     purposes the company declared for it in the notice version shown. Where the policy asks
-    for reaffirmation, the expiry is brought forward to that date.
+    for reaffirmation, the expiry is brought forward to that date. `purposes` narrows the
+    notice's purposes for the scopes it names, and `authorization_details` (JSON) records what
+    the company asked with RFC 9396 details, as approved.
     """
     parsed = check_requestable(client, scopes)
     if not parsed:
@@ -210,7 +216,9 @@ def give_consent(session: Session, ctx: ConsentContext, *, account_id: str,
         change = "renewed"
         removed = [s for s in scopes_of(grant) if s not in names] if is_usable(grant, now) else []
     grant.scopes = json.dumps(names)
-    grant.purposes = json.dumps({name: notice.get(name, []) for name in names})
+    grant.purposes = json.dumps({name: (purposes or {}).get(name) or notice.get(name, [])
+                                 for name in names})
+    grant.authorization_details = authorization_details
     grant.notice_version = client.notice_version
     grant.notice_declined = None
     grant.status = GrantStatus.ACTIVE

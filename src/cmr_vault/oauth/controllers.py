@@ -28,6 +28,8 @@ from cmr_vault.crypto.blind_index import subject_pseudonym
 from cmr_vault.deps import DbSession, RuntimeDep
 from cmr_vault.errors import DomainError, ValidationFailed
 from cmr_vault.intents import service as intents_service
+from cmr_vault.oauth import authorization_details as rar
+from cmr_vault.oauth import par
 from cmr_vault.oauth.deps import basic_credentials
 from cmr_vault.oauth.scopes import parse_scopes
 from cmr_vault.oauth.server import (
@@ -157,7 +159,9 @@ class AuthorizationPages(Controller):
         """The consent screen: nothing ticked or chosen unless the customer did it (shown
         again after a problem, with their own choices kept)."""
         client: VaultClient = oauth_request.client
+        details = getattr(oauth_request, "authorization_details", [])
         notice = json.loads(client.row.notice)
+        notice.update(rar.purposes_by_scope(details, notice))
         scopes = parse_scopes(oauth_request.scope or "")
         value = intents_service.value_offer_for(
             db_session, client.row.client_id, request.query_params.get("value_offer", ""))
@@ -180,6 +184,7 @@ class AuthorizationPages(Controller):
                 "value_offer": value,
                 "action": f"{request.url.path}?{request.url.query}",
                 "problem": problem,
+                "details_end": rar.earliest_end(details, None),
             },
         )
 
@@ -196,6 +201,10 @@ class AuthorizationPages(Controller):
         query = list(request.query_params.multi_items())
         if not all(_is_visible_ascii(key + value) for key, value in query):
             return _error_page(DomainError("The request contains characters OAuth does not allow."))
+        try:
+            query, pushed_reference = par.resolve(db_session, clock=runtime.clock, query=query)
+        except par.PushedRequestRefused as exc:
+            return _error_page(exc)
         if account is None or account.role != Role.CUSTOMER:
             if not _known_client_and_redirect(server, query):
                 return _error_page(DomainError("The company or its return address is unknown."))
@@ -204,6 +213,7 @@ class AuthorizationPages(Controller):
             target = quote(f"{request.url.path}?{request.url.query}", safe="")
             return Redirect(path=f"/signin?next={target}", status_code=303)
         oauth_request = _oauth_request(request, runtime, query)
+        oauth_request.pushed_reference = pushed_reference
         try:
             grant = server.get_consent_grant(oauth_request, end_user=account)
         except OAuth2Error as error:
@@ -261,6 +271,8 @@ class AuthorizationPages(Controller):
                 request, oauth_request, account, db_session, runtime,
                 f"Choose how long {client.row.name} may have this, or deny the request.", 400,
                 data)
+        details = rar.approved(getattr(oauth_request, "authorization_details", []), chosen,
+                               json.loads(client.row.notice))
         try:
             grant_row = consent_service.give_consent(
                 db_session,
@@ -268,7 +280,9 @@ class AuthorizationPages(Controller):
                 account_id=account.id,
                 client=client.row,
                 scopes=chosen,
-                expires_at=duration.ends_at,
+                expires_at=rar.earliest_end(details, duration.ends_at),
+                purposes=rar.purposes_by_scope(details, json.loads(client.row.notice)),
+                authorization_details=rar.to_json(details),
                 value_offer=intents_service.value_offer_for(
                     db_session, client.row.client_id,
                     request.query_params.get("value_offer", "")),
@@ -341,6 +355,16 @@ class TokenEndpoints(Controller):
         """
         runtime.rate_limits.token.hit(db_session, _caller(request, form_pairs), "token requests")
         return _answer(request, db_session, runtime, form_pairs, None)
+
+    @post("/par", sync_to_thread=True, status_code=201)
+    def pushed_authorization_request(self, request: Request[Any, Any, Any],
+                                     db_session: DbSession, runtime: RuntimeDep,
+                                     form_pairs: FormPairs) -> Response[Any]:
+        """RFC 9126: store an authorization request pushed by its company; 201 with the
+        `request_uri` to send the customer to /oauth/authorize with. Limited like /token."""
+        runtime.rate_limits.token.hit(db_session, _caller(request, form_pairs),
+                                      "pushed authorization requests")
+        return _answer(request, db_session, runtime, form_pairs, par.ENDPOINT_NAME)
 
     @post("/revoke", sync_to_thread=True, status_code=200)
     def revoke(self, request: Request[Any, Any, Any], db_session: DbSession,

@@ -25,6 +25,7 @@ from cmr_vault.consent.models import Grant
 from cmr_vault.db.session import read_aside
 from cmr_vault.deps import DbSession, RuntimeDep
 from cmr_vault.errors import Forbidden, Unauthenticated, ValidationFailed
+from cmr_vault.oauth import dpop
 from cmr_vault.oauth import service as oauth_service
 from cmr_vault.oauth.models import ClientStatus, OAuthClient, OAuthToken
 from cmr_vault.runtime import Runtime
@@ -78,12 +79,16 @@ def provide_company_access(
             headers=_bearer_challenge("invalid_request", "token in query string"),
         )
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
+    if scheme.lower() not in ("bearer", "dpop") or not value.strip():
         raise Unauthenticated("A bearer access token is required.", headers=_bearer_challenge())
     token = oauth_service.find_access_token(db_session, value.strip())
     now = runtime.clock.now()
     if token is None or not oauth_service.access_token_is_live(token, now):
         raise _invalid_token("The access token is unknown, expired or revoked.")
+    dpop.check_presentation(
+        db_session, token=token, scheme=scheme, proofs=dpop.header_values(request.headers, "dpop"),
+        method=request.method, uri=runtime.settings.issuer + request.url.path,
+        access_token=value.strip(), now=now)
     grant = consent_service.get_grant(db_session, token.grant_id)
     client = db_session.get(OAuthClient, token.client_id)
     if grant is None or not consent_service.is_usable(grant, now):

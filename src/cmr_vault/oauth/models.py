@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, ForeignKey, String, Text
+from sqlalchemy import Boolean, Column, ForeignKey, String, Text, false
 from sqlmodel import Field, SQLModel
 
 from cmr_vault.db.types import utc_column
@@ -42,6 +42,11 @@ class OAuthClient(SQLModel, table=True):
     notice: str = Field(sa_column=Column(Text, nullable=False))
     notice_version: int = 1
     secret_hash: str | None = Field(default=None, max_length=64)
+    # FAPI-style hardening a company may be held to (RFC 9126 §5, RFC 9449 §5).
+    require_par: bool = Field(
+        default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
+    require_dpop: bool = Field(
+        default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
     status: ClientStatus = Field(sa_column=Column(String(16), nullable=False, index=True))
     created_at: datetime = Field(sa_column=utc_column())
 
@@ -62,8 +67,42 @@ class AuthorizationCode(SQLModel, table=True):
     scope: str = Field(sa_column=Column(Text, nullable=False))
     code_challenge: str = Field(max_length=128)
     code_challenge_method: str = Field(max_length=8)
+    # The DPoP key the company named at /authorize (RFC 9449 §10): only it may redeem the code.
+    dpop_jkt: str | None = Field(default=None, max_length=43)
     expires_at: datetime = Field(sa_column=utc_column())
     used_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+
+
+class PushedAuthorizationRequest(SQLModel, table=True):
+    """An authorization request a company pushed (RFC 9126), waiting for the customer.
+
+    Keyed by the hash of its `request_uri`; `params` are the request's parameters as JSON
+    pairs (no personal data: scopes, state, PKCE challenge). Spent once, then kept until it
+    expires so that a second use is recognised and refused.
+    """
+
+    __tablename__ = "pushed_authorization_request"
+
+    reference_hash: str = Field(primary_key=True, max_length=64)
+    client_id: str = Field(
+        sa_column=Column(String(48), ForeignKey("oauth_client.client_id"), nullable=False)
+    )
+    params: str = Field(sa_column=Column(Text, nullable=False))
+    expires_at: datetime = Field(sa_column=utc_column(index=True))
+    used_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+
+
+class DPoPProofSeen(SQLModel, table=True):
+    """A DPoP proof already accepted (RFC 9449 §11.1), remembered until its `iat` window ends.
+
+    The primary key is a hash of the key thumbprint and the proof's `jti`: the database's
+    uniqueness refuses a replay whichever worker sees it.
+    """
+
+    __tablename__ = "dpop_proof_seen"
+
+    proof_hash: str = Field(primary_key=True, max_length=64)
+    expires_at: datetime = Field(sa_column=utc_column(index=True))
 
 
 class OAuthToken(SQLModel, table=True):
@@ -91,6 +130,10 @@ class OAuthToken(SQLModel, table=True):
     family: str = Field(max_length=64, index=True)
     scope: str = Field(sa_column=Column(Text, nullable=False))
     refresh_scope: str = Field(sa_column=Column(Text, nullable=False))
+    # The key the tokens are bound to (RFC 9449 §6, a JWK SHA-256 thumbprint), if any, and
+    # the RFC 9396 authorization details the access token carries (JSON), if any.
+    dpop_jkt: str | None = Field(default=None, max_length=43)
+    authorization_details: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     issued_at: datetime = Field(sa_column=utc_column())
     access_expires_at: datetime = Field(sa_column=utc_column())
     refresh_expires_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))

@@ -44,6 +44,8 @@ from cmr_vault.consent import service as consent_service
 from cmr_vault.consent.service import ConsentContext
 from cmr_vault.crypto.blind_index import subject_pseudonym
 from cmr_vault.errors import ValidationFailed
+from cmr_vault.oauth import authorization_details as rar
+from cmr_vault.oauth import dpop, par
 from cmr_vault.oauth import service as oauth_service
 from cmr_vault.oauth.models import AuthorizationCode, ClientStatus, OAuthClient, OAuthToken
 from cmr_vault.oauth.scopes import all_scopes, parse_scopes
@@ -87,6 +89,12 @@ class VaultPayload(OAuth2Payload):
     def datalist(self) -> defaultdict[str, list[str]]:
         return self._datalist
 
+    def set_scope(self, names: list[str]) -> None:
+        """Replace the requested scope (RFC 9396 details stand for scopes of their own)."""
+        scope = " ".join(dict.fromkeys(names))
+        self._data["scope"] = scope
+        self._datalist["scope"] = [scope]
+
 
 class VaultRequest(OAuth2Request):
     """An authlib request built once, after the body was read; authlib asks for it many times."""
@@ -102,6 +110,11 @@ class VaultRequest(OAuth2Request):
     @property
     def form(self) -> dict[str, str]:
         return self.payload.data
+
+    def with_params(self, params: Pairs) -> VaultRequest:
+        """The same request carrying other parameters (a pushed request, RFC 9126)."""
+        return VaultRequest(method=self.method, uri=self.uri, headers=self.headers,
+                            params=params)
 
 
 @dataclass
@@ -255,6 +268,7 @@ class VaultCodeGrant(AuthorizationCodeGrant):
             scope=holder.scope,
             code_challenge=data["code_challenge"],
             code_challenge_method=data["code_challenge_method"],
+            dpop_jkt=data.get("dpop_jkt"),
         )
 
     def query_authorization_code(self, code: str, client: VaultClient) -> IssuedCode | None:
@@ -268,6 +282,10 @@ class VaultCodeGrant(AuthorizationCodeGrant):
 
     def delete_authorization_code(self, authorization_code: IssuedCode) -> None:
         """Spent codes are kept (marked used) so that a replay can be recognised."""
+
+    def create_authorization_response(self, redirect_uri: str, grant_user: Any) -> Any:
+        par.spend_before_answering(self)
+        return super().create_authorization_response(redirect_uri, grant_user)
 
     def authenticate_user(self, authorization_code: IssuedCode) -> GrantHolder | None:
         # Runs after client authentication and PKCE, so only a caller holding the verifier
@@ -393,11 +411,16 @@ class VaultIntrospection(IntrospectionEndpoint):
             if token.kind == "refresh_token"
             else token.row.access_expires_at
         )
+        details = token.row.authorization_details
         return {
             "active": True,
             "scope": token.get_scope(),
             "client_id": token.row.client_id,
-            "token_type": "Bearer" if token.kind == "access_token" else "refresh_token",
+            "token_type": ("refresh_token" if token.kind == "refresh_token"
+                           else "DPoP" if token.row.dpop_jkt else "Bearer"),
+            **dpop.introspection_claims(token.row),
+            **({"authorization_details": json.loads(details)}
+               if details and token.kind == "access_token" else {}),
             "exp": int(expires.timestamp()) if expires else None,
             "iat": int(token.row.issued_at.timestamp()),
             "sub": grant.pairwise_subject if grant else None,
@@ -438,8 +461,12 @@ class VaultAuthorizationServer(AuthorizationServer):
                 lambda client, grant_type: int(oauth_service.ACCESS_LIFETIME.total_seconds()),
             ),
         )
-        self.register_grant(VaultCodeGrant, [S256Challenge(required=True)])
-        self.register_grant(RotatingRefreshGrant)
+        self.register_grant(VaultCodeGrant, [
+            S256Challenge(required=True), par.PushedRequestPolicy(),
+            rar.RichAuthorizationRequest(), rar.DetailsInTokens(), dpop.DPoPTokenBinding()])
+        self.register_grant(RotatingRefreshGrant, [rar.DetailsInTokens(),
+                                                   dpop.DPoPTokenBinding()])
+        self.register_endpoint(par.PushedAuthorizationEndpoint)
         self.register_endpoint(VaultRevocation)
         self.register_endpoint(VaultIntrospection)
         self.register_extension(VaultIssuer(issuer))
@@ -487,11 +514,22 @@ class VaultAuthorizationServer(AuthorizationServer):
     def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:
         holder: GrantHolder = request.user
         client_id = request.client.get_client_id()
+        # authlib sends back the dict it hands us: the binding and details go in here.
+        jkt = getattr(request, "dpop_jkt", None)
+        # Never more than the token's own scope (a refresh may have narrowed it).
+        details = rar.to_json(rar.approved(getattr(request, "authorization_details", []),
+                                           token["scope"].split(),
+                                           json.loads(request.client.row.notice)))
+        if jkt:
+            token["token_type"] = "DPoP"  # noqa: S105 (a token type, not a secret)
+        if details:
+            token["authorization_details"] = json.loads(details)
         oauth_service.save_token(
             self.session, clock=self.clock, access_token=token["access_token"],
             refresh_token=token.get("refresh_token"), client_id=client_id,
             grant_id=holder.grant_id, family=request.family, scope=token["scope"],
             refresh_scope=getattr(request, "refresh_scope", token["scope"]),
+            dpop_jkt=jkt, authorization_details=details,
         )
         self.audit("token.issued", holder.account_id, client_id, holder.grant_id,
                    {"grant_type": request.payload.grant_type, "scope": token["scope"]})
@@ -559,5 +597,9 @@ def metadata(issuer: str) -> dict[str, Any]:
         ],
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": True,
+        "pushed_authorization_request_endpoint": f"{issuer}/oauth/par",
+        "require_pushed_authorization_requests": False,
+        "dpop_signing_alg_values_supported": list(dpop.SIGNING_ALGORITHMS),
+        "authorization_details_types_supported": [rar.DETAILS_TYPE],
         "service_documentation": f"{issuer}/schema",
     }

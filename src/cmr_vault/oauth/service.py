@@ -53,6 +53,8 @@ class ClientRegistration:
     redirect_uris: list[str]
     notice: dict[str, list[str]]  # scope -> purposes declared for it
     public: bool = False
+    require_par: bool = False  # only pushed authorization requests (RFC 9126)
+    require_dpop: bool = False  # only DPoP-bound tokens (RFC 9449)
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -146,6 +148,8 @@ def register_client(
         allowed_scopes=json.dumps(list(registration.notice)),
         notice=json.dumps(registration.notice),
         secret_hash=secret_hash(secret) if secret else None,
+        require_par=registration.require_par,
+        require_dpop=registration.require_dpop,
         status=ClientStatus.APPROVED if approved else ClientStatus.PENDING,
         created_at=clock.now(),
     )
@@ -195,6 +199,24 @@ def set_client_status(session: Session, *, client_id: str, status: ClientStatus)
     return client
 
 
+def set_client_requirements(session: Session, *, client_id: str, require_par: bool | None,
+                            require_dpop: bool | None) -> OAuthClient:
+    """Hold a company to PAR or DPoP, or release it (None leaves a setting as it is).
+
+    Takes effect on the company's next request: a flow it starts without PAR, or a token
+    request without a DPoP proof, is refused from then on. Tokens already issued keep the
+    binding they were issued with.
+    """
+    client = get_client(session, client_id)
+    if require_par is not None:
+        client.require_par = require_par
+    if require_dpop is not None:
+        client.require_dpop = require_dpop
+    session.add(client)
+    session.flush()
+    return client
+
+
 def client_secret_matches(client: OAuthClient, secret: str) -> bool:
     """Constant-time check of a presented client secret against its stored hash."""
     if client.secret_hash is None:
@@ -213,6 +235,7 @@ def save_code(
     scope: str,
     code_challenge: str,
     code_challenge_method: str,
+    dpop_jkt: str | None = None,
 ) -> None:
     """Store a freshly issued code (hashed), valid for CODE_LIFETIME."""
     session.add(
@@ -224,6 +247,7 @@ def save_code(
             scope=scope,
             code_challenge=code_challenge,
             code_challenge_method=code_challenge_method,
+            dpop_jkt=dpop_jkt,
             expires_at=clock.now() + CODE_LIFETIME,
         )
     )
@@ -262,8 +286,10 @@ def save_token(
     family: str,
     scope: str,
     refresh_scope: str,
+    dpop_jkt: str | None = None,
+    authorization_details: str | None = None,
 ) -> OAuthToken:
-    """Store an access token (and its refresh token), hashed."""
+    """Store an access token (and its refresh token), hashed; bound to a DPoP key if given."""
     now = clock.now()
     token = OAuthToken(
         id=secrets.token_hex(16),
@@ -277,6 +303,8 @@ def save_token(
         issued_at=now,
         access_expires_at=now + ACCESS_LIFETIME,
         refresh_expires_at=now + REFRESH_LIFETIME if refresh_token else None,
+        dpop_jkt=dpop_jkt,
+        authorization_details=authorization_details,
     )
     session.add(token)
     session.flush()
