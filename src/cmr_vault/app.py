@@ -44,6 +44,12 @@ from cmr_vault.marketing.worker import run_delivery_worker
 from cmr_vault.measurement.controllers import MeasurementApi
 from cmr_vault.oauth.admin import AdminClientsApi
 from cmr_vault.oauth.controllers import AuthorizationPages, TokenEndpoints, server_metadata
+from cmr_vault.oauth.discovery import (
+    api_resource_metadata,
+    openid_configuration_document,
+    vault_resource_metadata,
+)
+from cmr_vault.oauth.userinfo import UserInfoApi
 from cmr_vault.portal.controllers import (
     AccountPages,
     ActivityPage,
@@ -64,7 +70,7 @@ from cmr_vault.web.headers import CompleteAllowHeader, security_headers_middlewa
 # API clients authenticate with bearer tokens or client credentials, not cookies, so CSRF does
 # not apply to them; unsubscribe links carry their own unguessable token (RFC 8058 one-click
 # POSTs come from mail clients, which cannot hold a CSRF cookie). Every cookie form is covered.
-CSRF_EXEMPT = [r"^/api/", r"^/oauth/(token|revoke|introspect)$", r"^/unsubscribe/"]
+CSRF_EXEMPT = [r"^/api/", r"^/oauth/(token|revoke|introspect|userinfo)$", r"^/unsubscribe/"]
 
 
 HEALTH_DATABASE_WAIT_SECONDS = 3.0
@@ -160,6 +166,10 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
             AuthorizationPages,
             TokenEndpoints,
             server_metadata,
+            openid_configuration_document,
+            api_resource_metadata,
+            vault_resource_metadata,
+            UserInfoApi,
             CompanyGrantsApi,
             CompanyEventsApi,
             ReceiptsApi,

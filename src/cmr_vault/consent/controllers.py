@@ -17,6 +17,7 @@ from cmr_vault.consent import service as consent_service
 from cmr_vault.consent.models import Grant
 from cmr_vault.deps import DbSession, RuntimeDep
 from cmr_vault.errors import NotFound
+from cmr_vault.oauth import jwks
 from cmr_vault.oauth import service as oauth_service
 from cmr_vault.oauth.deps import CompanyClient, provide_company_client
 from cmr_vault.oauth.scopes import Notice
@@ -159,5 +160,8 @@ class ReceiptsApi(Controller):
 
     @get("/.well-known/jwks.json", sync_to_thread=True)
     def jwks(self, runtime: RuntimeDep) -> dict[str, Any]:
-        """The receipt signing key as a JWK set (the same key signs the log's tree heads)."""
-        return {"keys": [receipts.public_jwk(runtime.keyring.signing_key, runtime.log_origin)]}
+        """The receipt signing key (which also signs the log's tree heads), then every id_token
+        key still published (OpenID Connect `jwks_uri`); each names its `kid` and `alg`."""
+        keyring = runtime.keyring
+        return {"keys": [receipts.public_jwk(keyring.signing_key, runtime.log_origin),
+                         *jwks.public_keys(keyring, runtime.clock.now())]}

@@ -20,8 +20,9 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body
 from litestar.response import Redirect, Template
 
-from cmr_vault.accounts.deps import provide_optional_account
+from cmr_vault.accounts.deps import provide_optional_account, session_token
 from cmr_vault.accounts.models import Account, Role
+from cmr_vault.accounts.service import signed_in_at
 from cmr_vault.audit import service as audit_service
 from cmr_vault.consent import service as consent_service
 from cmr_vault.crypto.blind_index import subject_pseudonym
@@ -68,6 +69,7 @@ def _server(db_session: Any, runtime: Runtime) -> VaultAuthorizationServer:
         session=db_session,
         consent=runtime.consent_context(),
         issuer=runtime.settings.issuer,
+        keyring=runtime.keyring,
     )
 
 
@@ -276,7 +278,8 @@ class AuthorizationPages(Controller):
         except ValidationFailed as exc:
             return self._consent_page(request, oauth_request, account, db_session, runtime,
                                       exc.detail, 400, data)
-        holder = GrantHolder(account.id, grant_row.id, " ".join(chosen))
+        holder = GrantHolder(account.id, grant_row.id, " ".join(chosen), signed_in_at(
+            db_session, clock=runtime.clock, token=session_token(request, runtime) or ""))
         answer = server.create_authorization_response(oauth_request, grant_user=holder, grant=grant)
         return _to_litestar(answer, after_post=True)
 

@@ -44,6 +44,10 @@ class OAuthClient(SQLModel, table=True):
     secret_hash: str | None = Field(default=None, max_length=64)
     status: ClientStatus = Field(sa_column=Column(String(16), nullable=False, index=True))
     created_at: datetime = Field(sa_column=utc_column())
+    # OpenID Connect: the host of a verified sector_identifier_uri (its pairwise subjects are
+    # shared with the sector's other registrations), and the id_token algorithm it registered.
+    sector_identifier: str | None = Field(default=None, max_length=255)
+    id_token_alg: str | None = Field(default=None, max_length=16)
 
 
 class AuthorizationCode(SQLModel, table=True):
@@ -64,6 +68,10 @@ class AuthorizationCode(SQLModel, table=True):
     code_challenge_method: str = Field(max_length=8)
     expires_at: datetime = Field(sa_column=utc_column())
     used_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    # OpenID Connect: echoed in the id_token (and never accepted twice), and when the customer
+    # signed in (`auth_time`).
+    nonce: str | None = Field(default=None, max_length=255)
+    auth_time: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
 
 
 class OAuthToken(SQLModel, table=True):
