@@ -12,9 +12,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-import requests
-from authlib.integrations.requests_client import OAuth2Session
-from authlib.oidc.core import CodeIDToken
 from joserfc import jwt
 from joserfc.jwk import KeySet
 from joserfc.jws import extract_compact
@@ -28,10 +25,14 @@ from cmr_vault.runtime import Runtime
 from tests.conftest import BASE_URL, FrozenClock
 from tests.factories import Browser
 from tests.oauth.flows import Company, consent, register_company
+from tests.oauth.oidc_clients import (
+    NATIVE_REDIRECT,
+    oauth_client,
+    sign_in,
+    validated_id_token,
+)
 
-NATIVE_REDIRECT = "http://127.0.0.1/callback"
 NOTICE = {"openid": ["Sign you in"], "profile.email:read": ["Send your order receipts"]}
-SCOPE = "openid profile.email:read"
 
 
 @pytest.fixture
@@ -42,99 +43,11 @@ def native_app(db_session: Session, runtime: Runtime) -> Company:
     )
 
 
-class InProcess(requests.adapters.BaseAdapter):
-    """Carries a requests session's calls to the in-process app (the wire, nothing more)."""
-
-    def __init__(self, client: TestClient[Litestar]) -> None:
-        super().__init__()
-        self.client = client
-
-    def send(self, request: requests.PreparedRequest, **_: Any) -> requests.Response:
-        answer = self.client.request(
-            str(request.method),
-            str(request.url),
-            headers=dict(request.headers),
-            content=request.body,
-            follow_redirects=False,
-        )
-        response = requests.Response()
-        response.status_code = answer.status_code
-        response.headers.update(answer.headers)
-        response._content = answer.content
-        response.url = str(request.url)
-        response.request = request
-        return response
-
-    def close(self) -> None:
-        """Nothing to release: the app's client is the test's."""
-
-
-def _oauth_client(
-    client: TestClient[Litestar], company: Company, redirect_uri: str = NATIVE_REDIRECT
-) -> OAuth2Session:
-    """authlib's requests client, talking to the in-process app."""
-    session = OAuth2Session(
-        client_id=company.client_id,
-        client_secret=company.secret,
-        scope=SCOPE,
-        redirect_uri=redirect_uri,
-        code_challenge_method="S256",
-        token_endpoint_auth_method="client_secret_basic" if company.secret else "none",
-    )
-    session.mount(BASE_URL, InProcess(client))
-    return session
-
-
 @pytest.fixture
 def discovered(client: TestClient[Litestar]) -> dict[str, Any]:
     response = client.get("/.well-known/openid-configuration")
     assert response.status_code == 200
     return dict(response.json())
-
-
-def _sign_in(
-    oauth: OAuth2Session, browser: Browser, discovered: dict[str, Any], **consent_choices: Any
-) -> tuple[dict[str, Any], str]:
-    """The whole code flow as a company runs it: (token response, nonce)."""
-    verifier, nonce = secrets.token_urlsafe(48), secrets.token_urlsafe(16)
-    url, _state = oauth.create_authorization_url(
-        discovered["authorization_endpoint"], code_verifier=verifier, nonce=nonce
-    )
-    answer = consent(browser, urlsplit(url).query, **consent_choices)
-    assert answer.status_code == 303, answer.text
-    token = oauth.fetch_token(
-        discovered["token_endpoint"],
-        authorization_response=answer.headers["location"],
-        code_verifier=verifier,
-    )
-    return dict(token), nonce
-
-
-def _validated_id_token(
-    oauth: OAuth2Session,
-    discovered: dict[str, Any],
-    token: dict[str, Any],
-    nonce: str,
-    clock: FrozenClock,
-) -> dict[str, Any]:
-    """Validate as a relying party does: signature against jwks_uri, then the claims."""
-    key_set = KeySet.import_key_set(oauth.get(discovered["jwks_uri"], withhold_token=True).json())
-    decoded = jwt.decode(
-        token["id_token"], key_set, algorithms=discovered["id_token_signing_alg_values_supported"]
-    )
-    claims = CodeIDToken(
-        decoded.claims,
-        decoded.header,
-        options={
-            "iss": {"essential": True, "value": discovered["issuer"]},
-            "aud": {"essential": True, "value": oauth.client_id},
-            "nonce": {"essential": True, "value": nonce},
-            "auth_time": {"essential": True},
-        },
-        params={"nonce": nonce, "access_token": token["access_token"]},
-    )
-    claims.validate(now=int(clock.now().timestamp()))
-    return dict(decoded.claims)
 
 
 def test_discovery_offers_openid_with_pairwise_subjects_only(discovered: dict[str, Any]) -> None:
@@ -153,9 +66,9 @@ def test_a_public_client_signs_the_customer_in_learns_sub_and_reads(
     discovered: dict[str, Any],
     clock: FrozenClock,
 ) -> None:
-    with _oauth_client(client, native_app) as oauth:
-        token, nonce = _sign_in(oauth, browser, discovered)
-        claims = _validated_id_token(oauth, discovered, token, nonce, clock)
+    with oauth_client(client, native_app) as oauth:
+        token, nonce = sign_in(oauth, browser, discovered)
+        claims = validated_id_token(oauth, discovered, token, nonce, clock)
 
         read = oauth.get(
             f"{BASE_URL}/api/v1/subjects/{claims['sub']}/profile",
@@ -179,9 +92,9 @@ def test_auth_time_is_when_the_customer_signed_in(
 ) -> None:
     signed_in = int(clock.now().timestamp())
     clock.advance(minutes=7)
-    with _oauth_client(client, native_app) as oauth:
-        token, nonce = _sign_in(oauth, browser, discovered)
-        claims = _validated_id_token(oauth, discovered, token, nonce, clock)
+    with oauth_client(client, native_app) as oauth:
+        token, nonce = sign_in(oauth, browser, discovered)
+        claims = validated_id_token(oauth, discovered, token, nonce, clock)
     assert claims["auth_time"] == signed_in
     assert claims["iat"] == signed_in + 7 * 60
 
@@ -192,7 +105,7 @@ def test_a_nonce_is_accepted_once(
     native_app: Company,
     discovered: dict[str, Any],
 ) -> None:
-    with _oauth_client(client, native_app) as oauth:
+    with oauth_client(client, native_app) as oauth:
         verifier = secrets.token_urlsafe(48)
         url, _ = oauth.create_authorization_url(
             discovered["authorization_endpoint"], code_verifier=verifier, nonce="same-nonce"
@@ -214,8 +127,8 @@ def test_without_openid_chosen_there_is_no_id_token_and_no_userinfo(
     native_app: Company,
     discovered: dict[str, Any],
 ) -> None:
-    with _oauth_client(client, native_app) as oauth:
-        token, _ = _sign_in(oauth, browser, discovered, scopes=["profile.email:read"])
+    with oauth_client(client, native_app) as oauth:
+        token, _ = sign_in(oauth, browser, discovered, scopes=["profile.email:read"])
         userinfo = oauth.get(discovered["userinfo_endpoint"])
     assert "id_token" not in token
     assert userinfo.status_code == 403
@@ -228,7 +141,7 @@ def test_the_consent_screen_shows_openid_like_any_other_scope(
     client: TestClient[Litestar],
     discovered: dict[str, Any],
 ) -> None:
-    with _oauth_client(client, native_app) as oauth:
+    with oauth_client(client, native_app) as oauth:
         url, _ = oauth.create_authorization_url(
             discovered["authorization_endpoint"], code_verifier=secrets.token_urlsafe(48)
         )
@@ -254,9 +167,9 @@ def test_a_company_gets_id_tokens_in_the_algorithm_it_registered(
     db_session.add(company.row)
     db_session.commit()
     discovered = client.get("/.well-known/openid-configuration").json()
-    with _oauth_client(client, company, redirect_uri="https://shop.example/cb") as oauth:
-        token, nonce = _sign_in(oauth, browser, discovered)
-        claims = _validated_id_token(oauth, discovered, token, nonce, clock)
+    with oauth_client(client, company, redirect_uri="https://shop.example/cb") as oauth:
+        token, nonce = sign_in(oauth, browser, discovered)
+        claims = validated_id_token(oauth, discovered, token, nonce, clock)
     assert (
         jwt.decode(
             token["id_token"],
@@ -276,13 +189,13 @@ def test_after_rotation_the_old_key_is_published_until_its_tokens_expire(
     runtime: Runtime,
     clock: FrozenClock,
 ) -> None:
-    with _oauth_client(client, native_app) as oauth:
-        token, nonce = _sign_in(oauth, browser, discovered)
+    with oauth_client(client, native_app) as oauth:
+        token, nonce = sign_in(oauth, browser, discovered)
     key_file = runtime.settings.resolved_key_file
     write_keyring(key_file, jwks.rotated(read_keyring(key_file), clock.now()))
 
-    with _oauth_client(client, native_app) as oauth:
-        assert _validated_id_token(oauth, discovered, token, nonce, clock)["sub"]
+    with oauth_client(client, native_app) as oauth:
+        assert validated_id_token(oauth, discovered, token, nonce, clock)["sub"]
         clock.advance(seconds=jwks.ID_TOKEN_LIFETIME.total_seconds())
         keys = oauth.get(discovered["jwks_uri"], withhold_token=True).json()["keys"]
     published = {k["kid"] for k in keys}
