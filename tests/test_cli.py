@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
+from litestar import Litestar
+from litestar.testing import TestClient
 from sqlmodel import Session
 
 from cmr_vault import cli
@@ -220,3 +222,14 @@ def test_demo_on_a_taken_port_says_which_flag_to_use_and_prints_no_url(
     assert f"Port {port} on 127.0.0.1 is already in use" in result.stderr
     assert f"--port {port + 1}" in result.stderr
     assert "Open http" not in result.stdout
+
+
+def test_keys_rotate_id_token_publishes_old_and_new_keys(
+    cli_env: None, client: TestClient[Litestar],
+) -> None:
+    before = {k["kid"] for k in client.get("/.well-known/jwks.json").json()["keys"]}
+    result = CliRunner().invoke(cli.main, ["keys", "rotate-id-token"])
+    after = {k["kid"] for k in client.get("/.well-known/jwks.json").json()["keys"]}
+    assert result.exit_code == 0, result.output
+    assert before < after
+    assert any(kid.endswith("-rs256") for kid in after - before)
