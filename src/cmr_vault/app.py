@@ -185,6 +185,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
             AuditorPages,
             AuditorApi,
             TransparencyApi,
+            openapi.docs_assets_router(),
             create_static_files_router(
                 path="/static",
                 directories=[settings.templates_dir / "static"],
@@ -204,9 +205,11 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
             title="CMR Vault API",
             version=__version__,
             path="/schema",
-            # JSON and YAML only: the HTML viewers load scripts from CDNs, which the CSP forbids.
-            render_plugins=[openapi.FaithfulJsonRender(path=["/", "/openapi.json"]),
+            # The reference page first (the one at /schema); its assets are served by the vault.
+            render_plugins=[openapi.reference_page(),
+                            openapi.FaithfulJsonRender(path=["/openapi.json"]),
                             openapi.FaithfulYamlRender()],
+            openapi_router=openapi.docs_router(),
             components=openapi.components(settings),
         ),
         exception_handlers={Exception: exception_to_http_response},
