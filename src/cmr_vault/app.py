@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, TypedDict
 
 import anyio.to_thread
 from litestar import Litestar, Request, get
@@ -73,6 +73,13 @@ from cmr_vault.web.headers import CompleteAllowHeader, security_headers_middlewa
 CSRF_EXEMPT = [r"^/api/", r"^/oauth/(token|revoke|introspect|userinfo)$", r"^/unsubscribe/"]
 
 
+class HealthDocument(TypedDict):
+    """The vault is up and its database answers."""
+
+    status: str
+    version: str
+
+
 HEALTH_DATABASE_WAIT_SECONDS = 3.0
 # A request waits at most this long for a database turn: the pool's own timeout.
 DATABASE_WAIT_SECONDS = 10.0
@@ -85,7 +92,7 @@ def _select_one(runtime: Runtime) -> None:
 
 
 @get("/health", tags=["operations"])
-async def health(request: Request[Any, Any, Any], runtime: RuntimeDep) -> dict[str, Any]:
+async def health(request: Request[Any, Any, Any], runtime: RuntimeDep) -> HealthDocument:
     """Liveness and database reachability, for load balancers.
 
     It never queues behind requests: a busy vault whose requests come and go is healthy, but

@@ -30,6 +30,7 @@ from cmr_vault.deps import DbSession, RuntimeDep
 from cmr_vault.errors import DomainError, ValidationFailed
 from cmr_vault.intents import service as intents_service
 from cmr_vault.oauth.deps import basic_credentials
+from cmr_vault.oauth.schemas import ServerMetadata
 from cmr_vault.oauth.scopes import parse_scopes
 from cmr_vault.oauth.server import (
     GrantHolder,
@@ -380,6 +381,6 @@ def _answer(request: Request[Any, Any, Any], db_session: Any, runtime: Runtime,
 
 
 @get("/.well-known/oauth-authorization-server", sync_to_thread=False, tags=["oauth"])
-def server_metadata(runtime: RuntimeDep) -> dict[str, Any]:
+def server_metadata(runtime: RuntimeDep) -> ServerMetadata:
     """RFC 8414 authorization server metadata."""
     return metadata(runtime.settings.issuer)

@@ -9,12 +9,11 @@ token.
 
 from __future__ import annotations
 
-from typing import Any
-
 from litestar import get
 
 from cmr_vault.deps import RuntimeDep
 from cmr_vault.oauth import jwks
+from cmr_vault.oauth.schemas import OpenIDConfiguration, ProtectedResourceMetadata
 from cmr_vault.oauth.scopes import all_scopes
 from cmr_vault.oauth.server import metadata
 
@@ -23,7 +22,7 @@ PROTECTED_RESOURCE_PATH = "/.well-known/oauth-protected-resource"
 API_PATH = "/api/v1"
 
 
-def openid_configuration(issuer: str, id_token_algorithms: list[str]) -> dict[str, Any]:
+def openid_configuration(issuer: str, id_token_algorithms: list[str]) -> OpenIDConfiguration:
     """OpenID Connect Discovery 1.0 §3, advertising only what the vault does."""
     return {
         **metadata(issuer),
@@ -44,7 +43,7 @@ def resource_metadata_url(issuer: str) -> str:
     return f"{issuer}{PROTECTED_RESOURCE_PATH}{API_PATH}"
 
 
-def protected_resource(issuer: str, resource: str) -> dict[str, Any]:
+def protected_resource(issuer: str, resource: str) -> ProtectedResourceMetadata:
     """RFC 9728 §2 metadata of one resource served by the vault."""
     return {
         "resource": resource,
@@ -57,20 +56,20 @@ def protected_resource(issuer: str, resource: str) -> dict[str, Any]:
 
 
 @get("/.well-known/openid-configuration", sync_to_thread=False, tags=["oauth"])
-def openid_configuration_document(runtime: RuntimeDep) -> dict[str, Any]:
+def openid_configuration_document(runtime: RuntimeDep) -> OpenIDConfiguration:
     """OpenID Connect Discovery 1.0 provider metadata."""
     return openid_configuration(runtime.settings.issuer, jwks.supported_algorithms(runtime.keyring))
 
 
 @get(PROTECTED_RESOURCE_PATH + API_PATH, sync_to_thread=False, tags=["oauth"])
-def api_resource_metadata(runtime: RuntimeDep) -> dict[str, Any]:
+def api_resource_metadata(runtime: RuntimeDep) -> ProtectedResourceMetadata:
     """RFC 9728 metadata of the company API (`resource` is its base URL)."""
     issuer = runtime.settings.issuer
     return protected_resource(issuer, issuer + API_PATH)
 
 
 @get(PROTECTED_RESOURCE_PATH, sync_to_thread=False, tags=["oauth"])
-def vault_resource_metadata(runtime: RuntimeDep) -> dict[str, Any]:
+def vault_resource_metadata(runtime: RuntimeDep) -> ProtectedResourceMetadata:
     """RFC 9728 metadata of the vault as a whole (`resource` is its origin)."""
     issuer = runtime.settings.issuer
     return protected_resource(issuer, issuer)

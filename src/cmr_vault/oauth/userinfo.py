@@ -8,12 +8,11 @@ no way to say a purpose.
 
 from __future__ import annotations
 
-from typing import Any
-
 from litestar import Controller, route
 from litestar.di import Provide
 
 from cmr_vault.oauth.deps import CompanyAccessDep, insufficient_scope, provide_company_access
+from cmr_vault.oauth.schemas import UserInfoDocument
 from cmr_vault.oauth.scopes import OPENID
 from cmr_vault.web.openapi import ACCESS_TOKEN
 
@@ -27,7 +26,7 @@ class UserInfoApi(Controller):
     dependencies = {"access": Provide(provide_company_access, sync_to_thread=True)}
 
     @route("/", http_method=["GET", "POST"], status_code=200, sync_to_thread=False)
-    def userinfo(self, access: CompanyAccessDep) -> dict[str, Any]:
+    def userinfo(self, access: CompanyAccessDep) -> UserInfoDocument:
         """The customer's `sub` for this company, while the grant includes `openid`."""
         if OPENID not in access.scopes:
             raise insufficient_scope("This token's grant does not include openid.", OPENID)
