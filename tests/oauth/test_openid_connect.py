@@ -201,3 +201,22 @@ def test_after_rotation_the_old_key_is_published_until_its_tokens_expire(
     published = {k["kid"] for k in keys}
     assert extract_compact(token["id_token"].encode()).headers()["kid"] not in published
     assert any(kid.endswith("-es256") for kid in published)
+
+
+def test_an_overlong_nonce_is_refused_back_to_the_company(
+    browser: Browser,
+    client: TestClient[Litestar],
+    native_app: Company,
+    discovered: dict[str, Any],
+) -> None:
+    with oauth_client(client, native_app) as oauth:
+        url, _ = oauth.create_authorization_url(
+            discovered["authorization_endpoint"],
+            code_verifier=secrets.token_urlsafe(48),
+            nonce="n" * 256,
+        )
+    refused = browser.client.get(
+        urlsplit(url).path + "?" + urlsplit(url).query, follow_redirects=False
+    )
+    assert refused.status_code == 302
+    assert "error=invalid_request" in refused.headers["location"]

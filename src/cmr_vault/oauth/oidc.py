@@ -12,13 +12,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from authlib.oauth2.rfc6749 import OAuth2Request
+from authlib.oauth2.rfc6749 import InvalidRequestError, OAuth2Request
 from authlib.oidc.core import OpenIDCode, UserInfo
 
 from cmr_vault.consent import service as consent_service
 from cmr_vault.oauth import jwks
 from cmr_vault.oauth import service as oauth_service
 from cmr_vault.oauth.jwks import Key
+
+MAX_NONCE = 255
 
 if TYPE_CHECKING:
     from cmr_vault.oauth.server import GrantHolder, VaultAuthorizationServer, VaultClient
@@ -35,6 +37,14 @@ class VaultOpenIDCode(OpenIDCode):
     def __init__(self, server: VaultAuthorizationServer) -> None:
         super().__init__(require_nonce=False)
         self.server = server
+
+    def validate_openid_authorization_request(self, grant: Any, redirect_uri: str) -> None:
+        # The nonce is stored with the code; one longer than its column is refused up front.
+        if len(grant.request.payload.data.get("nonce", "")) > MAX_NONCE:
+            raise InvalidRequestError(
+                f"nonce may be at most {MAX_NONCE} characters.", redirect_uri=redirect_uri
+            )
+        super().validate_openid_authorization_request(grant, redirect_uri)
 
     def exists_nonce(self, nonce: str, request: OAuth2Request) -> bool:
         return oauth_service.nonce_was_used(

@@ -442,7 +442,7 @@ class VaultAuthorizationServer(AuthorizationServer):
     """One per request: it carries that request's database session and clock."""
 
     def __init__(self, *, session: Session, consent: ConsentContext, issuer: str,
-                 keyring: Keyring | None = None) -> None:
+                 keyring: Keyring) -> None:
         super().__init__(scopes_supported=all_scopes())
         self.session = session
         self.consent = consent
