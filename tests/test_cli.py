@@ -22,6 +22,7 @@ from sqlmodel import Session
 from cmr_vault import cli
 from cmr_vault.accounts import service as accounts_service
 from cmr_vault.consent import service as consent_service
+from cmr_vault.crypto.keyring import read_keyring, write_keyring
 from cmr_vault.demo import DEMO_AUDITOR, DEMO_EMAIL, DEMO_PASSWORD, seed_demo_data
 from cmr_vault.marketing import service as marketing_service
 from cmr_vault.runtime import Runtime
@@ -233,3 +234,13 @@ def test_keys_rotate_id_token_publishes_old_and_new_keys(
     assert result.exit_code == 0, result.output
     assert before < after
     assert any(kid.endswith("-rs256") for kid in after - before)
+
+
+def test_db_upgrade_gives_a_keyring_from_before_openid_connect_its_id_token_keys(
+    cli_env: None, settings: Settings,
+) -> None:
+    key_file = settings.resolved_key_file
+    write_keyring(key_file, read_keyring(key_file).with_id_token_keys(()))
+    result = CliRunner().invoke(cli.main, ["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    assert [g.rsa_pem is not None for g in read_keyring(key_file).id_token_keys] == [True]

@@ -89,6 +89,7 @@ def upgrade_database(settings: Settings, revision: str = "head") -> None:
     """Apply migrations with the customers' keys at hand (when the keyring exists): some
     migrations convert sealed data, such as 0009 sealing profile field names."""
     engine = make_engine(settings.resolved_database_url, immediate=False)
+    _add_id_token_keys(settings)
     runtime = Runtime.build(settings) if settings.resolved_key_file.exists() else None
     try:
         if runtime is not None:
@@ -100,6 +101,15 @@ def upgrade_database(settings: Settings, revision: str = "head") -> None:
         if runtime is not None:
             runtime.dispose()
         engine.dispose()
+
+
+def _add_id_token_keys(settings: Settings) -> None:
+    """A keyring made before OpenID Connect gets its first id_token keys (before any worker
+    starts, so every worker signs with the same ones)."""
+    key_file = settings.resolved_key_file
+    if key_file.exists() and not (keyring := read_keyring(key_file)).id_token_keys:
+        write_keyring(key_file, keyring.with_id_token_keys(
+            (new_signing_generation(jwks.new_rsa_key()),)))
 
 
 @click.group()

@@ -115,6 +115,8 @@ def client_document(client: OAuthClient) -> ClientDocument:
         "status": str(client.status),
         "public": client.secret_hash is None,
         "created_at": client.created_at.isoformat(),
+        "sector_identifier": client.sector_identifier,
+        "id_token_signed_response_alg": client.id_token_alg,
     }
 
 

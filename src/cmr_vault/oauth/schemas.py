@@ -69,6 +69,8 @@ class ClientDocument(TypedDict):
     status: str
     public: bool
     created_at: str
+    sector_identifier: str | None
+    id_token_signed_response_alg: str | None
 
 
 class RegisteredClient(ClientDocument):
