@@ -19,6 +19,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
@@ -48,11 +49,7 @@ def _derived(seed: bytes, purpose: str, length: int) -> bytes:
 @lru_cache(maxsize=64)
 def _private_key(seed: bytes, rsa_pem: bytes | None, alg: str) -> Key:
     if alg == "EdDSA":
-        return OKPKey.import_key(
-            serialization.load_der_private_key(
-                bytes.fromhex("302e020100300506032b657004220420") + _derived(seed, alg, 32), None
-            )
-        )
+        return OKPKey.import_key(Ed25519PrivateKey.from_private_bytes(_derived(seed, alg, 32)))
     if alg == "ES256":
         # 48 bytes reduced modulo the group order: a uniform scalar (FIPS 186-5 A.2.1).
         scalar = int.from_bytes(_derived(seed, alg, 48), "big") % (_P256_ORDER - 1) + 1
