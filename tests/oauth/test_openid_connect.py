@@ -17,8 +17,10 @@ from joserfc.jwk import KeySet
 from joserfc.jws import extract_compact
 from litestar import Litestar
 from litestar.testing import TestClient
-from sqlmodel import Session
+from sqlmodel import Session, select
 
+from cmr_vault.consent.models import ConsentReceipt
+from cmr_vault.consent.receipts import claims_in
 from cmr_vault.crypto.keyring import read_keyring, write_keyring
 from cmr_vault.oauth import jwks
 from cmr_vault.runtime import Runtime
@@ -220,3 +222,20 @@ def test_an_overlong_nonce_is_refused_back_to_the_company(
     )
     assert refused.status_code == 302
     assert "error=invalid_request" in refused.headers["location"]
+
+
+def test_the_receipt_records_openid_with_its_purpose_like_any_scope(
+    browser: Browser,
+    client: TestClient[Litestar],
+    native_app: Company,
+    discovered: dict[str, Any],
+    db_session: Session,
+) -> None:
+    with oauth_client(client, native_app) as oauth:
+        sign_in(oauth, browser, discovered)
+    db_session.rollback()
+    receipt = db_session.exec(select(ConsentReceipt)).one()
+    purposes = claims_in(receipt)["services"][0]["purposes"]
+    assert {"purpose": "Sign you in", "categories": ["openid"]} in [
+        {"purpose": p["purpose"], "categories": p["piiCategory"]} for p in purposes
+    ]
