@@ -15,11 +15,14 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
+from litestar import Litestar
+from litestar.testing import TestClient
 from sqlmodel import Session
 
 from cmr_vault import cli
 from cmr_vault.accounts import service as accounts_service
 from cmr_vault.consent import service as consent_service
+from cmr_vault.crypto.keyring import read_keyring, write_keyring
 from cmr_vault.demo import DEMO_AUDITOR, DEMO_EMAIL, DEMO_PASSWORD, seed_demo_data
 from cmr_vault.marketing import service as marketing_service
 from cmr_vault.runtime import Runtime
@@ -220,3 +223,24 @@ def test_demo_on_a_taken_port_says_which_flag_to_use_and_prints_no_url(
     assert f"Port {port} on 127.0.0.1 is already in use" in result.stderr
     assert f"--port {port + 1}" in result.stderr
     assert "Open http" not in result.stdout
+
+
+def test_keys_rotate_id_token_publishes_old_and_new_keys(
+    cli_env: None, client: TestClient[Litestar],
+) -> None:
+    before = {k["kid"] for k in client.get("/.well-known/jwks.json").json()["keys"]}
+    result = CliRunner().invoke(cli.main, ["keys", "rotate-id-token"])
+    after = {k["kid"] for k in client.get("/.well-known/jwks.json").json()["keys"]}
+    assert result.exit_code == 0, result.output
+    assert before < after
+    assert any(kid.endswith("-rs256") for kid in after - before)
+
+
+def test_db_upgrade_gives_a_keyring_from_before_openid_connect_its_id_token_keys(
+    cli_env: None, settings: Settings,
+) -> None:
+    key_file = settings.resolved_key_file
+    write_keyring(key_file, read_keyring(key_file).with_id_token_keys(()))
+    result = CliRunner().invoke(cli.main, ["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    assert [g.rsa_pem is not None for g in read_keyring(key_file).id_token_keys] == [True]

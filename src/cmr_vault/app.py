@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, TypedDict
 
 import anyio.to_thread
 from litestar import Litestar, Request, get
@@ -44,6 +44,12 @@ from cmr_vault.marketing.worker import run_delivery_worker
 from cmr_vault.measurement.controllers import MeasurementApi
 from cmr_vault.oauth.admin import AdminClientsApi
 from cmr_vault.oauth.controllers import AuthorizationPages, TokenEndpoints, server_metadata
+from cmr_vault.oauth.discovery import (
+    api_resource_metadata,
+    openid_configuration_document,
+    vault_resource_metadata,
+)
+from cmr_vault.oauth.userinfo import UserInfoApi
 from cmr_vault.portal.controllers import (
     AccountPages,
     ActivityPage,
@@ -65,7 +71,14 @@ from cmr_vault.web.metrics import metrics
 # API clients authenticate with bearer tokens or client credentials, not cookies, so CSRF does
 # not apply to them; unsubscribe links carry their own unguessable token (RFC 8058 one-click
 # POSTs come from mail clients, which cannot hold a CSRF cookie). Every cookie form is covered.
-CSRF_EXEMPT = [r"^/api/", r"^/oauth/(token|revoke|introspect)$", r"^/unsubscribe/", r"^/oauth/par$"]
+CSRF_EXEMPT = [r"^/api/", r"^/oauth/(token|revoke|introspect|userinfo|par)$", r"^/unsubscribe/"]
+
+
+class HealthDocument(TypedDict):
+    """The vault is up and its database answers."""
+
+    status: str
+    version: str
 
 
 HEALTH_DATABASE_WAIT_SECONDS = 3.0
@@ -80,7 +93,7 @@ def _select_one(runtime: Runtime) -> None:
 
 
 @get("/health", tags=["operations"])
-async def health(request: Request[Any, Any, Any], runtime: RuntimeDep) -> dict[str, Any]:
+async def health(request: Request[Any, Any, Any], runtime: RuntimeDep) -> HealthDocument:
     """Liveness and database reachability, for load balancers.
 
     It never queues behind requests: a busy vault whose requests come and go is healthy, but
@@ -162,6 +175,10 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
             AuthorizationPages,
             TokenEndpoints,
             server_metadata,
+            openid_configuration_document,
+            api_resource_metadata,
+            vault_resource_metadata,
+            UserInfoApi,
             CompanyGrantsApi,
             CompanyEventsApi,
             ReceiptsApi,
@@ -178,6 +195,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
             AuditorApi,
             TransparencyApi,
             TiledLog,
+            openapi.docs_assets_router(),
             create_static_files_router(
                 path="/static",
                 directories=[settings.templates_dir / "static"],
@@ -197,9 +215,11 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
             title="CMR Vault API",
             version=__version__,
             path="/schema",
-            # JSON and YAML only: the HTML viewers load scripts from CDNs, which the CSP forbids.
-            render_plugins=[openapi.FaithfulJsonRender(path=["/", "/openapi.json"]),
+            # The reference page first (the one at /schema); its assets are served by the vault.
+            render_plugins=[openapi.reference_page(),
+                            openapi.FaithfulJsonRender(path=["/openapi.json"]),
                             openapi.FaithfulYamlRender()],
+            openapi_router=openapi.docs_router(),
             components=openapi.components(settings),
         ),
         exception_handlers={Exception: exception_to_http_response},

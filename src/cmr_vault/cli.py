@@ -43,7 +43,13 @@ from cmr_vault.consent import receipts as consent_receipts
 from cmr_vault.consent.events import EventDelivery
 from cmr_vault.crypto.blind_index import subject_pseudonym
 from cmr_vault.crypto.kek import KeyUnavailableError
-from cmr_vault.crypto.keyring import Keyring, KeyringError, read_keyring, write_keyring
+from cmr_vault.crypto.keyring import (
+    Keyring,
+    KeyringError,
+    new_signing_generation,
+    read_keyring,
+    write_keyring,
+)
 from cmr_vault.db import migrate
 from cmr_vault.db.engine import make_engine
 from cmr_vault.db.session import unit_of_work
@@ -52,6 +58,7 @@ from cmr_vault.errors import DomainError
 from cmr_vault.marketing import jobs
 from cmr_vault.marketing.service import DeliveryReport
 from cmr_vault.marketing.worker import campaign_pass, deliver_pass, event_pass, lifecycle_pass
+from cmr_vault.oauth import jwks, sectors
 from cmr_vault.oauth import service as oauth_service
 from cmr_vault.oauth.models import ClientStatus
 from cmr_vault.policy.commands import policy
@@ -75,7 +82,9 @@ def initialise(settings: Settings) -> bool:
     created = False
     key_file = settings.resolved_key_file
     if not key_file.exists():
-        write_keyring(key_file, Keyring.generate())
+        # With an RSA key, so id_tokens can be RS256 (OpenID Connect's default) from the start.
+        write_keyring(key_file, Keyring.generate().with_id_token_keys(
+            (new_signing_generation(jwks.new_rsa_key()),)))
         created = True
     upgrade_database(settings)
     return created
@@ -85,6 +94,7 @@ def upgrade_database(settings: Settings, revision: str = "head") -> None:
     """Apply migrations with the customers' keys at hand (when the keyring exists): some
     migrations convert sealed data, such as 0009 sealing profile field names."""
     engine = make_engine(settings.resolved_database_url, immediate=False)
+    _add_id_token_keys(settings)
     runtime = Runtime.build(settings) if settings.resolved_key_file.exists() else None
     try:
         if runtime is not None:
@@ -96,6 +106,15 @@ def upgrade_database(settings: Settings, revision: str = "head") -> None:
         if runtime is not None:
             runtime.dispose()
         engine.dispose()
+
+
+def _add_id_token_keys(settings: Settings) -> None:
+    """A keyring made before OpenID Connect gets its first id_token keys (before any worker
+    starts, so every worker signs with the same ones)."""
+    key_file = settings.resolved_key_file
+    if key_file.exists() and not (keyring := read_keyring(key_file)).id_token_keys:
+        write_keyring(key_file, keyring.with_id_token_keys(
+            (new_signing_generation(jwks.new_rsa_key()),)))
 
 
 @click.group()
@@ -285,6 +304,29 @@ def keys_rotate() -> None:
         f"[green]Done.[/] Active KEK {report.active_kek_id}; re-wrapped {report.rewrapped}, "
         f"{report.already_current} were current. Keys per KEK: {usage or 'none'}"
     )
+
+
+@keys.command("rotate-id-token")
+def keys_rotate_id_token() -> None:
+    """Sign id_tokens with a new key generation; the old keys stay published in the JWK set
+    until every id_token they signed has expired, then the next rotation drops them."""
+    settings = _settings()
+    runtime = Runtime.build(settings)
+    try:
+        rotated = jwks.rotated(read_keyring(settings.resolved_key_file), runtime.clock.now())
+        write_keyring(settings.resolved_key_file, rotated)
+        active = jwks.active(rotated)
+        with unit_of_work(runtime.engine) as session:
+            audit_service.record(session, clock=runtime.clock, event=audit_service.AuditEvent(
+                actor="operator:cli", action="keys.id_token_rotated", resource="id_token_keys",
+                details={"active": active.kid, "published": len(rotated.id_token_keys)}))
+    except KeyringError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        runtime.dispose()
+    console.print(f"[green]Done.[/] id_tokens are signed by generation {active.kid} "
+                  f"({', '.join(jwks.algorithms_of(active))}); older keys stay published for "
+                  f"{int(jwks.ID_TOKEN_LIFETIME.total_seconds() // 60)} minutes.")
 
 
 @keys.command("shred-now")
@@ -544,21 +586,47 @@ def _scope_purposes(values: tuple[str, ...]) -> dict[str, list[str]]:
               help="SCOPE=PURPOSE, e.g. 'profile.email:read=Send your order receipts'; repeat.")
 @click.option("--public", is_flag=True, help="A native app without a secret (PKCE only).")
 @click.option("--pending", is_flag=True, help="Register without approving yet.")
+@click.option("--sector-identifier-uri", "sector_uri",
+              help="https URL of a JSON array of redirect URIs: registrations it lists share "
+              "one pairwise sub per customer (OpenID Connect). Fetched now unless --sector-"
+              "identifier-file gives its content.")
+@click.option("--sector-identifier-file", "sector_file",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The sector document's content, obtained out of band.")
+@click.option("--id-token-alg", type=click.Choice(oauth_service.ID_TOKEN_ALGORITHMS),
+              help="id_token signing algorithm (default: RS256 where the keyring has an RSA "
+              "key, else ES256).")
 @click.option("--require-par", is_flag=True,
               help="Accept only pushed authorization requests (RFC 9126).")
 @click.option("--require-dpop", is_flag=True,
               help="Issue only DPoP-bound tokens (RFC 9449).")
 def clients_add(name: str, description: str, homepage: str, privacy_policy: str,
                 redirect_uris: tuple[str, ...], scopes: tuple[str, ...], public: bool,
-                pending: bool, require_par: bool, require_dpop: bool) -> None:
+                pending: bool, sector_uri: str | None, sector_file: Path | None,
+                id_token_alg: str | None, require_par: bool, require_dpop: bool) -> None:
     """Register a company; its secret is printed once and never stored in clear."""
+    settings = _settings()
+    sector = None
+    try:
+        if sector_uri:
+            allow_loopback = settings.sector_identifier_allow_loopback
+            document = (sector_file.read_bytes() if sector_file else
+                        sectors.fetch_document(sector_uri, allow_loopback=allow_loopback))
+            sector = sectors.sector_identifier(sector_uri, document, list(redirect_uris),
+                                               allow_loopback=allow_loopback)
+        elif sector_file:
+            raise click.BadParameter("needs --sector-identifier-uri: its host is the sector",
+                                     param_hint="--sector-identifier-file")
+    except DomainError as exc:
+        details = "; ".join(f"{k}: {v}" for k, v in exc.problems.items())
+        raise click.ClickException(f"{exc.detail} {details}".strip()) from exc
     registration = oauth_service.ClientRegistration(
         name=name, description=description, homepage=homepage,
         privacy_policy_url=privacy_policy, redirect_uris=list(redirect_uris),
         notice=_scope_purposes(scopes), public=public, require_par=require_par,
-        require_dpop=require_dpop,
+        require_dpop=require_dpop, sector_identifier=sector, id_token_alg=id_token_alg,
     )
-    runtime = Runtime.build(_settings())
+    runtime = Runtime.build(settings)
     try:
         with unit_of_work(runtime.engine) as session:
             client, secret = oauth_service.register_client(
@@ -570,6 +638,8 @@ def clients_add(name: str, description: str, homepage: str, privacy_policy: str,
     finally:
         runtime.dispose()
     click.echo(f"client_id: {client_id}")
+    if sector:
+        click.echo(f"sector: {sector}")
     if secret:
         click.echo(f"client_secret: {secret}")
         console.print("[yellow]Store the secret now: it is shown only this once.[/]")

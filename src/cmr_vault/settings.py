@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     webhook_allow_loopback: bool = Field(
         default=False, description="Let customers' push endpoints and companies' event "
         "webhooks be on 127.0.0.1 (tests only).")
+    sector_identifier_allow_loopback: bool = Field(
+        default=False, description="Let a company's sector_identifier_uri be plain http on "
+        "127.0.0.1 (tests only).")
     token_requests_per_minute: int = Field(
         default=120, ge=1, description="Token endpoint requests per client (or address) and "
         "minute, counted across every worker.")

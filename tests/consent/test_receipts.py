@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -203,3 +204,20 @@ def test_two_companies_receipts_name_the_customer_differently_yet_each_ties_to_t
         assert claim["audit"]["entrySeq"] in audited
     assert len({claim["piiPrincipalId"] for claim in claims.values()}) == 2
     assert all(verify_file(json.dumps(r), _verifier_key(client)).valid for r in receipts)
+
+
+def test_a_receipt_verifies_with_pyjwt_against_the_published_key(
+    browser: Browser, connected_grant: Grant, client: TestClient[Litestar]
+) -> None:
+    """PyJWT knows Ed25519 signatures only as RFC 8037's `EdDSA`: receipts must say that."""
+    token = json.loads(_download(browser, _receipt_ids(browser)[0]))["receipt"]
+    published = client.get("/.well-known/jwks.json").json()["keys"]
+    key = next(k for k in published if k["kid"] == jwt.get_unverified_header(token)["kid"])
+
+    claims = jwt.decode(token, key=jwt.PyJWK(key), algorithms=["EdDSA"])
+
+    assert claims["controllerClientId"] == connected_grant.client_id
+    assert claims["piiPrincipalId"] == connected_grant.pairwise_subject
+    tampered = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(tampered, key=jwt.PyJWK(key), algorithms=["EdDSA"])

@@ -122,7 +122,10 @@ def test_no_token_or_a_bad_token_gets_a_bearer_challenge(
     missing = client.get(f"/api/v1/subjects/{access['subject']}/profile",
                          params={"fields": "email", "purpose": RECEIPTS})
     assert missing.status_code == 401
-    assert missing.headers["www-authenticate"] == 'Bearer realm="cmr-vault"'
+    # RFC 6750 §3: no error code when no credentials came; RFC 9728 §5.1: where to get some.
+    assert missing.headers["www-authenticate"] == (
+        'Bearer realm="cmr-vault", resource_metadata='
+        '"http://127.0.0.1:8000/.well-known/oauth-protected-resource/api/v1"')
     bad = _read(client, "not-a-token", access["subject"])
     assert bad.status_code == 401
     assert 'error="invalid_token"' in bad.headers["www-authenticate"]

@@ -302,6 +302,12 @@ def resolve_session(session: Session, *, clock: Clock, token: str) -> Account | 
     return session.get(Account, row.account_id)
 
 
+def signed_in_at(session: Session, *, clock: Clock, token: str) -> datetime | None:
+    """When the session behind a live token began: the customer's `auth_time` (OpenID Connect)."""
+    row = session.get(WebSession, _token_hash(token))
+    return row.created_at if row is not None and row.expires_at > clock.now() else None
+
+
 def end_session(session: Session, *, token: str) -> None:
     """Sign out: the token stops working at once."""
     session.exec(delete(WebSession).where(col(WebSession.token_hash) == _token_hash(token)))

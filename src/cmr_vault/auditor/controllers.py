@@ -18,6 +18,14 @@ from cmr_vault.audit import transparency
 from cmr_vault.audit.controllers import MAX_SEQ, LogPosition
 from cmr_vault.audit.models import AuditEntry
 from cmr_vault.auditor import service as auditor_service
+from cmr_vault.auditor.schemas import (
+    BacklogList,
+    CompanyReportDocument,
+    EntryDocument,
+    EntryPage,
+    IntegrityDocument,
+    ReplayDocument,
+)
 from cmr_vault.clock import utc_iso
 from cmr_vault.deps import DbSession, RuntimeDep
 from cmr_vault.errors import NotFound, ValidationFailed
@@ -52,7 +60,7 @@ def _entry_or_404(db_session: Any, seq: int) -> AuditEntry:
     return found
 
 
-def entry_document(entry: AuditEntry) -> dict[str, Any]:
+def entry_document(entry: AuditEntry) -> EntryDocument:
     """An entry as the API shows it (details as an object)."""
     return {"seq": entry.seq, "recorded_at": utc_iso(entry.recorded_at), "actor": entry.actor,
             "action": entry.action, "subject": entry.subject, "resource": entry.resource,
@@ -60,7 +68,7 @@ def entry_document(entry: AuditEntry) -> dict[str, Any]:
             "details": json.loads(entry.details), "entry_hash": entry.entry_hash}
 
 
-def _report_document(report: auditor_service.CompanyReport) -> dict[str, Any]:
+def _report_document(report: auditor_service.CompanyReport) -> CompanyReportDocument:
     return {"company": report.company, "totals": dict(report.totals),
             "refusals_by_reason": dict(report.refusals_by_reason.most_common()),
             "days": {day.isoformat(): dict(counts) for day, counts in sorted(report.days.items())}}
@@ -155,7 +163,7 @@ class AuditorApi(Controller):
                 outcome: FromQuery[str] = "", reason: FromQuery[str] = "",
                 since: FromQuery[date | None] = None, until: FromQuery[date | None] = None,
                 before: Annotated[int | None, QueryParameter(ge=1, le=MAX_SEQ)] = None
-                ) -> dict[str, Any]:
+                ) -> EntryPage:
         """Entries matching every filter given, newest first, 100 a page (`before` pages on)."""
         flt = _filter(company, subject, action, outcome, reason, _iso(since), _iso(until))
         found = auditor_service.search(db_session, flt, before=before)
@@ -165,7 +173,7 @@ class AuditorApi(Controller):
 
     @get("/entries/{seq:int}/replay", sync_to_thread=True)
     def replay(self, auditor: Auditor,  # noqa: ARG002
-               db_session: DbSession, runtime: RuntimeDep, seq: LogPosition) -> dict[str, Any]:
+               db_session: DbSession, runtime: RuntimeDep, seq: LogPosition) -> ReplayDocument:
         """Decide the entry's recorded requests again from their recorded facts."""
         replays = auditor_service.replay_entry(_entry_or_404(db_session, seq),
                                                runtime.policy.current)
@@ -175,7 +183,7 @@ class AuditorApi(Controller):
     def report(self, auditor: Auditor,  # noqa: ARG002
                db_session: DbSession, company: FromPath[str],
                since: FromQuery[date | None] = None, until: FromQuery[date | None] = None
-               ) -> dict[str, Any]:
+               ) -> CompanyReportDocument:
         """Counts per day and refusals by reason for one company."""
         return _report_document(auditor_service.company_report(
             db_session, company=company, since=_day(_iso(since), "since"),
@@ -183,7 +191,7 @@ class AuditorApi(Controller):
 
     @get("/unacknowledged", sync_to_thread=True)
     def unacknowledged(self, auditor: Auditor,  # noqa: ARG002
-                       db_session: DbSession, runtime: RuntimeDep) -> dict[str, Any]:
+                       db_session: DbSession, runtime: RuntimeDep) -> BacklogList:
         """Per company: consent changes not yet acknowledged, and the oldest one's age."""
         return {"companies": [
             {"client_id": b.client_id, "company": b.company, "unacknowledged": b.count,
@@ -193,7 +201,7 @@ class AuditorApi(Controller):
 
     @get("/integrity", sync_to_thread=True)
     def integrity(self, auditor: Auditor,  # noqa: ARG002
-                  db_session: DbSession) -> dict[str, Any]:
+                  db_session: DbSession) -> IntegrityDocument:
         """Log size, latest signed head, last verification."""
         status = auditor_service.integrity(db_session)
         head = status.latest_checkpoint

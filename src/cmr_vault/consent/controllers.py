@@ -15,8 +15,20 @@ from pydantic import BaseModel, Field
 from cmr_vault.consent import events, receipts
 from cmr_vault.consent import service as consent_service
 from cmr_vault.consent.models import Grant
+from cmr_vault.consent.schemas import (
+    EventDocument,
+    EventList,
+    GrantDocument,
+    GrantList,
+    KeySetDocument,
+    NoticeDocument,
+    ReceiptCheckDocument,
+    WebhookDocument,
+    WebhookRegistered,
+)
 from cmr_vault.deps import DbSession, RuntimeDep
 from cmr_vault.errors import NotFound
+from cmr_vault.oauth import jwks
 from cmr_vault.oauth import service as oauth_service
 from cmr_vault.oauth.deps import CompanyClient, provide_company_client
 from cmr_vault.oauth.scopes import Notice
@@ -24,7 +36,7 @@ from cmr_vault.patterns import WEB_URL
 from cmr_vault.web.openapi import COMPANY_CLIENT
 
 
-def grant_document(grant: Grant, now: datetime) -> dict[str, Any]:
+def grant_document(grant: Grant, now: datetime) -> GrantDocument:
     """A grant as the company may see it: its pseudonym for the customer, never the account."""
     return {
         "grant_id": grant.id,
@@ -50,7 +62,7 @@ class CompanyGrantsApi(Controller):
 
     @get("/", sync_to_thread=True)
     def list_grants(self, company: CompanyClient, db_session: DbSession,
-                    runtime: RuntimeDep) -> dict[str, Any]:
+                    runtime: RuntimeDep) -> GrantList:
         """Every grant customers gave this company, with its state now (not those it gave up)."""
         now = runtime.clock.now()
         grants = consent_service.grants_of_client(db_session, client_id=company.client_id)
@@ -58,7 +70,7 @@ class CompanyGrantsApi(Controller):
 
     @get("/{grant_id:str}", sync_to_thread=True)
     def get_grant(self, grant_id: FromPath[str], company: CompanyClient, db_session: DbSession,
-                  runtime: RuntimeDep) -> dict[str, Any]:
+                  runtime: RuntimeDep) -> GrantDocument:
         """One grant with its state now (404 once the company has given it up)."""
         grant = consent_service.grant_held_by(db_session, client_id=company.client_id,
                                               grant_id=grant_id)
@@ -66,7 +78,7 @@ class CompanyGrantsApi(Controller):
 
     @delete("/{grant_id:str}", status_code=200, sync_to_thread=True)
     def relinquish(self, grant_id: FromPath[str], company: CompanyClient, db_session: DbSession,
-                   runtime: RuntimeDep) -> dict[str, Any]:
+                   runtime: RuntimeDep) -> GrantDocument:
         """Give a grant up: its tokens stop at once and the customer sees it relinquished."""
         grant = consent_service.relinquish(db_session, runtime.consent_context(),
                                            client_id=company.client_id, grant_id=grant_id)
@@ -96,7 +108,7 @@ class CompanyEventsApi(Controller):
 
     @put("/webhook", sync_to_thread=True)
     def set_webhook(self, data: JSONBody[WebhookBody], company: CompanyClient,
-                    db_session: DbSession, runtime: RuntimeDep) -> dict[str, Any]:
+                    db_session: DbSession, runtime: RuntimeDep) -> WebhookRegistered:
         """Register (or replace) the webhook; the signing secret is shown this once."""
         secret = events.register_webhook(
             db_session, clock=runtime.clock, cipher=runtime.cipher, data_keys=runtime.data_keys,
@@ -105,7 +117,7 @@ class CompanyEventsApi(Controller):
         return {"url": data.url, "secret": secret, "scheme": "Standard Webhooks v1"}
 
     @get("/webhook", sync_to_thread=True)
-    def get_webhook(self, company: CompanyClient, db_session: DbSession) -> dict[str, Any]:
+    def get_webhook(self, company: CompanyClient, db_session: DbSession) -> WebhookDocument:
         """The registered webhook (never its secret)."""
         row = events.webhook_of(db_session, company.client_id)
         if row is None:
@@ -122,7 +134,7 @@ class CompanyEventsApi(Controller):
     def list_events(self, company: CompanyClient, db_session: DbSession,
                     pending: FromQuery[bool] = True,
                     limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100
-                    ) -> dict[str, Any]:
+                    ) -> EventList:
         """The company's events, oldest first; by default only those not yet acknowledged."""
         found = events.events_for(db_session, client_id=company.client_id,
                                   unacknowledged=pending, limit=limit)
@@ -130,7 +142,7 @@ class CompanyEventsApi(Controller):
 
     @post("/events/{event_id:str}/ack", status_code=200, sync_to_thread=True)
     def acknowledge(self, event_id: FromPath[str], company: CompanyClient,
-                    db_session: DbSession, runtime: RuntimeDep) -> dict[str, Any]:
+                    db_session: DbSession, runtime: RuntimeDep) -> EventDocument:
         """Confirm the change was followed; recorded in the audit log."""
         event = events.acknowledge(db_session, clock=runtime.clock,
                                    client_id=company.client_id, event_id=event_id)
@@ -138,7 +150,7 @@ class CompanyEventsApi(Controller):
 
     @put("/notice", sync_to_thread=True)
     def publish_notice(self, data: JSONBody[NoticeBody], company: CompanyClient,
-                       db_session: DbSession, runtime: RuntimeDep) -> dict[str, Any]:
+                       db_session: DbSession, runtime: RuntimeDep) -> NoticeDocument:
         """Publish a new notice version; existing grants keep what their customers saw."""
         client = oauth_service.publish_notice(db_session, clock=runtime.clock, client=company,
                                               notice=data.notice)
@@ -151,7 +163,7 @@ class ReceiptsApi(Controller):
     tags = ["receipts"]
 
     @post("/api/v1/receipts/verify", status_code=200, sync_to_thread=True)
-    def verify(self, data: JSONBody[dict[str, Any]], runtime: RuntimeDep) -> dict[str, Any]:
+    def verify(self, data: JSONBody[dict[str, Any]], runtime: RuntimeDep) -> ReceiptCheckDocument:
         """Check a receipt file against this vault's public key and its witnesses' keys."""
         signer = runtime.receipt_signer()
         check = receipts.verify_file(json.dumps(data), signer.verifier_key, signer.witnesses)
@@ -160,6 +172,9 @@ class ReceiptsApi(Controller):
                 "cosigned_by": check.cosigned_by}
 
     @get("/.well-known/jwks.json", sync_to_thread=True)
-    def jwks(self, runtime: RuntimeDep) -> dict[str, Any]:
-        """The receipt signing key as a JWK set (the same key signs the log's tree heads)."""
-        return {"keys": [receipts.public_jwk(runtime.keyring.signing_key, runtime.log_origin)]}
+    def jwks(self, runtime: RuntimeDep) -> KeySetDocument:
+        """The receipt signing key (which also signs the log's tree heads), then every id_token
+        key still published (OpenID Connect `jwks_uri`); each names its `kid` and `alg`."""
+        keyring = runtime.keyring
+        return {"keys": [receipts.public_jwk(keyring.signing_key, runtime.log_origin),
+                         *jwks.public_keys(keyring, runtime.clock.now())]}

@@ -26,6 +26,7 @@ from standardwebhooks import Webhook
 from cmr_vault.audit import service as audit_service
 from cmr_vault.clock import Clock
 from cmr_vault.consent.models import CompanyEvent, CompanyWebhook
+from cmr_vault.consent.schemas import EventDocument
 from cmr_vault.crypto.data_keys import DataKeyMissingError, DataKeyStore
 from cmr_vault.crypto.field_cipher import FieldCipher
 from cmr_vault.errors import Forbidden, NotFound
@@ -219,10 +220,12 @@ def acknowledge(session: Session, *, clock: Clock, client_id: str,
     return event
 
 
-def document(event: CompanyEvent) -> dict[str, Any]:
+def document(event: CompanyEvent) -> EventDocument:
     """An event as the company's API shows it: the signed payload plus its delivery state."""
+    payload = json.loads(event.payload)
     return {
-        "id": event.id, **json.loads(event.payload),
+        "id": event.id, "type": payload["type"], "timestamp": payload["timestamp"],
+        "data": payload["data"],
         "attempts": event.attempts,
         "delivered_at": event.delivered_at.isoformat() if event.delivered_at else None,
         "acknowledged_at": event.acknowledged_at.isoformat() if event.acknowledged_at else None,

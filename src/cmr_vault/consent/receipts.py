@@ -4,7 +4,9 @@ A receipt's claims follow the Kantara Consent Receipt 1.1 field names (receipt i
 jurisdiction, collection method, controller, policy URL, per purpose: category, consent type,
 data categories, termination, third-party disclosure), with the ISO/IEC TS 27560 additions a
 record needs (the event, its DPV consent status, the notice version). The vault signs them as a
-compact JWS with its Ed25519 log key; the claims name the audit entry recording the same
+compact JWS with its Ed25519 log key (`alg: EdDSA`, RFC 8037, which PyJWT, jwcrypto, joserfc
+and jose libraries in other languages verify; receipts issued before used the newer RFC 9864
+name `Ed25519` and still verify here); the claims name the audit entry recording the same
 change by its leaf hash. A downloaded receipt adds a C2SP tlog-proof of that entry: the
 inclusion path to a checkpoint the log signed and the configured witnesses cosigned. The log's
 verifier key and the witnesses' keys check everything offline: the signature, that the log
@@ -57,7 +59,9 @@ FORMAT = "cmr-vault-consent-receipt/2"
 # Files downloaded before receipts carried a tlog-proof: a JSON proof, 1-based `index`.
 FORMAT_V1 = "cmr-vault-consent-receipt/1"
 KANTARA_VERSION = "KI-CR-v1.1.0"
-ALGORITHM = "Ed25519"
+ALGORITHM = "EdDSA"
+# What a receipt may be signed with: older receipts name the same key with RFC 9864's "Ed25519".
+ACCEPTED_ALGORITHMS = [ALGORITHM, "Ed25519"]
 JWS_TYPE = "consent-receipt+jws"
 
 # W3C Data Privacy Vocabulary consent statuses, by the change that led to them.
@@ -279,7 +283,7 @@ def verify_file(document: bytes | str, verifier: str,
         return ReceiptCheck([f"the verifier key is not usable: {exc}"])
     try:
         signed = jws.deserialize_compact(str(data.get("receipt", "")), _okp_public(public),
-                                         algorithms=[ALGORITHM])
+                                         algorithms=ACCEPTED_ALGORITHMS)
         claims = json.loads(signed.payload)
     except (JoseError, ValueError) as exc:
         return ReceiptCheck([f"the receipt's signature does not verify: {exc}"])

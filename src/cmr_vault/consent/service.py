@@ -202,9 +202,7 @@ def give_consent(session: Session, ctx: ConsentContext, *, account_id: str,
             id=secrets.token_hex(16),
             account_id=account_id,
             client_id=client.client_id,
-            pairwise_subject=oauth_service.pairwise_subject(
-                ctx.pseudonym_key, client.client_id, account_id
-            ),
+            pairwise_subject=oauth_service.subject_for(ctx.pseudonym_key, client, account_id),
             scopes="[]",
             purposes="{}",
             notice_version=client.notice_version,
@@ -568,7 +566,7 @@ def opt_in_changed(session: Session, ctx: ConsentContext, *, account_id: str, cl
     purposes = purposes_of(grant).get(scope, []) if grant else []
     receipts.issue(session, ctx.signer, receipts.ConsentEvent(
         account_id=account_id,
-        principal=oauth_service.pairwise_subject(ctx.pseudonym_key, client_id, account_id),
+        principal=oauth_service.subject_for(ctx.pseudonym_key, company, account_id),
         company=company, change=change, actor="system" if change == "expired" else "customer",
         collection_method=_COLLECTION["system" if change == "expired" else "customer"],
         purposes={f"opt-in.{channel}": purposes}, expires_at=expires_at,

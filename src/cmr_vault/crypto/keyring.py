@@ -2,8 +2,9 @@
 
 Created by `cmr-vault init` with mode 0600. It holds the ring of key-encryption keys (KEKs; one
 active, older ones kept for unwrapping until rotation has re-wrapped every data key), the
-blind-index key, the pseudonym key, the CSRF secret and the audit signing key. Keeping them out of
-the database means a stolen database copy alone reveals nothing.
+blind-index key, the pseudonym key, the CSRF secret, the audit signing key and the generations of
+OpenID Connect signing keys (`oauth.jwks` derives and publishes them). Keeping them out of the
+database means a stolen database copy alone reveals nothing, not even a way to forge id_tokens.
 """
 
 from __future__ import annotations
@@ -36,6 +37,43 @@ def _unb64(text: str, what: str) -> bytes:
         raise KeyringError(f"keyring: {what} is not valid base64") from exc
 
 
+@dataclass(frozen=True, repr=False)
+class SigningGeneration:
+    """One generation of id_token signing keys: the newest signs, older ones are only published.
+
+    The Ed25519 and P-256 keys are derived from `seed`; RSA keys cannot be derived cheaply, so
+    an RSA key is stored whole (`rsa_pem`, PKCS #8) when the generation has one.
+    """
+
+    kid: str
+    created_at: datetime
+    seed: bytes
+    rsa_pem: bytes | None = None
+    retired_at: datetime | None = None
+
+    def to_json(self) -> dict[str, str | None]:
+        """Serialise for the keyring file."""
+        return {"kid": self.kid, "created_at": self.created_at.isoformat(),
+                "seed": _b64(self.seed), "rsa_pem": _b64(self.rsa_pem) if self.rsa_pem else None,
+                "retired_at": self.retired_at.isoformat() if self.retired_at else None}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, str | None]) -> SigningGeneration:
+        """Parse one generation of the keyring file."""
+        rsa_pem, retired = raw.get("rsa_pem"), raw.get("retired_at")
+        return cls(kid=str(raw["kid"]), created_at=datetime.fromisoformat(str(raw["created_at"])),
+                   seed=_unb64(str(raw["seed"]), "id_token key seed"),
+                   rsa_pem=_unb64(rsa_pem, "id_token RSA key") if rsa_pem else None,
+                   retired_at=datetime.fromisoformat(retired) if retired else None)
+
+
+def new_signing_generation(rsa_pem: bytes | None = None) -> SigningGeneration:
+    """A fresh generation of id_token keys from the OS CSPRNG."""
+    return SigningGeneration(kid=f"oidc-{datetime.now(UTC):%Y%m%d%H%M%S}-{secrets.token_hex(3)}",
+                             created_at=datetime.now(UTC), seed=secrets.token_bytes(KEY_BYTES),
+                             rsa_pem=rsa_pem)
+
+
 def new_kek_id() -> str:
     """A sortable, unique KEK identifier."""
     return f"kek-{datetime.now(UTC):%Y%m%d%H%M%S}-{secrets.token_hex(3)}"
@@ -52,6 +90,7 @@ class Keyring:
     csrf_secret: bytes
     signing_key: bytes
     retired_kek_ids: tuple[str, ...] = field(default=())
+    id_token_keys: tuple[SigningGeneration, ...] = field(default=())
 
     def __repr__(self) -> str:
         return f"Keyring(active_kek_id={self.active_kek_id!r}, keks=[{len(self.keks)} redacted])"
@@ -67,7 +106,12 @@ class Keyring:
             pseudonym_key=secrets.token_bytes(KEY_BYTES),
             csrf_secret=secrets.token_bytes(KEY_BYTES),
             signing_key=secrets.token_bytes(KEY_BYTES),
+            id_token_keys=(new_signing_generation(),),
         )
+
+    def with_id_token_keys(self, generations: tuple[SigningGeneration, ...]) -> Keyring:
+        """The same keyring with these id_token key generations (the last one signs)."""
+        return replace(self, id_token_keys=generations)
 
     def with_new_kek(self) -> Keyring:
         """Add a new active KEK; the old ones stay for unwrapping until re-wrap is done."""
@@ -99,6 +143,7 @@ class Keyring:
                 "pseudonym_key": _b64(self.pseudonym_key),
                 "csrf_secret": _b64(self.csrf_secret),
                 "signing_key": _b64(self.signing_key),
+                "id_token_keys": [g.to_json() for g in self.id_token_keys],
             },
             indent=2,
         )
@@ -118,8 +163,10 @@ class Keyring:
                 csrf_secret=_unb64(raw["csrf_secret"], "csrf_secret"),
                 signing_key=_unb64(raw["signing_key"], "signing_key"),
                 retired_kek_ids=tuple(kek.get("retired", ())),
+                id_token_keys=tuple(SigningGeneration.from_json(g)
+                                    for g in raw.get("id_token_keys", ())),
             )
-        except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise KeyringError(f"keyring: malformed file ({exc})") from exc
         if ring.active_kek_id not in ring.keks:
             raise KeyringError(f"keyring: active KEK {ring.active_kek_id!r} has no key")

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from litestar import Controller, Request, Response, get, post
 from litestar.di import Provide
 from litestar.enums import RequestEncodingType
+from litestar.openapi import ResponseSpec
 from litestar.params import Body, FromPath, JSONBody
 from litestar.response import Redirect, Template
 from pydantic import BaseModel, Field
@@ -17,6 +18,13 @@ from cmr_vault.deps import DbSession, RuntimeDep
 from cmr_vault.errors import Forbidden, ValidationFailed
 from cmr_vault.intents import service as intents_service
 from cmr_vault.intents.models import Offer
+from cmr_vault.intents.schemas import (
+    FulfilledDocument,
+    IntentList,
+    OfferAnswer,
+    ProgrammeDocument,
+    ValueOfferDocument,
+)
 from cmr_vault.marketing.models import ALL
 from cmr_vault.oauth import service as oauth_service
 from cmr_vault.oauth.deps import CompanyClient, provide_company_client
@@ -68,7 +76,7 @@ def _draft(data: OfferBody) -> intents_service.OfferDraft:
 
 
 def _answer(request: Request[Any, Any, Any], offer: Offer,
-            decision: Decision) -> Response[Any] | dict[str, Any]:
+            decision: Decision) -> Response[Any] | OfferAnswer:
     if decision.outcome is Outcome.DENY:
         # Returned, not raised: the refusal's audit entry commits with the request.
         return exception_to_http_response(request, Forbidden(
@@ -88,7 +96,7 @@ class CompanyIntentsApi(Controller):
 
     @get("/intents", sync_to_thread=True)
     def list_intents(self, company: CompanyClient, db_session: DbSession,
-                     runtime: RuntimeDep) -> dict[str, Any]:
+                     runtime: RuntimeDep) -> IntentList:
         """Open intents this company may see; each sighting is audited."""
         found = intents_service.visible_to(
             db_session, runtime.consent_context(), cipher=runtime.cipher,
@@ -98,10 +106,12 @@ class CompanyIntentsApi(Controller):
             "text": v.content["text"], "budget": v.content["budget"] or None,
             "valid_until": v.intent.valid_until.isoformat()} for v in found]}
 
-    @post("/intents/{intent_id:str}/offers", status_code=202, sync_to_thread=True)
+    @post("/intents/{intent_id:str}/offers", status_code=202, sync_to_thread=True,
+          responses={202: ResponseSpec(data_container=OfferAnswer,
+                                       description="Delivered, or deferred")})
     def answer(self, request: Request[Any, Any, Any], intent_id: FromPath[str],
                data: JSONBody[OfferBody], company: CompanyClient, db_session: DbSession,
-               runtime: RuntimeDep) -> Response[Any] | dict[str, Any]:
+               runtime: RuntimeDep) -> Response[Any] | OfferAnswer:
         """Answer an intent: delivered (202), deferred to a time (202) or refused (403)."""
         runtime.rate_limits.pushes.hit(db_session, company.client_id, "offers")
         offer, decision = intents_service.answer_intent(
@@ -112,17 +122,19 @@ class CompanyIntentsApi(Controller):
 
     @post("/programmes", status_code=201, sync_to_thread=True)
     def create_programme(self, data: JSONBody[ProgrammeBody], company: CompanyClient,
-                         db_session: DbSession, runtime: RuntimeDep) -> dict[str, Any]:
+                         db_session: DbSession, runtime: RuntimeDep) -> ProgrammeDocument:
         """A programme to invite customers to; joining one is a grant of programmes.<kind>."""
         programme = intents_service.create_programme(
             db_session, runtime.consent_context(), client=company, kind=data.kind,
             name=data.name, description=data.description)
         return {"programme_id": programme.id, "kind": programme.kind, "name": programme.name}
 
-    @post("/programmes/{programme_id:str}/invitations", status_code=202, sync_to_thread=True)
+    @post("/programmes/{programme_id:str}/invitations", status_code=202, sync_to_thread=True,
+          responses={202: ResponseSpec(data_container=OfferAnswer,
+                                       description="Delivered, or deferred")})
     def invite(self, request: Request[Any, Any, Any], programme_id: FromPath[str],
                data: JSONBody[InvitationBody], company: CompanyClient, db_session: DbSession,
-               runtime: RuntimeDep) -> Response[Any] | dict[str, Any]:
+               runtime: RuntimeDep) -> Response[Any] | OfferAnswer:
         """Invite one customer who holds a grant with the company."""
         runtime.rate_limits.pushes.hit(db_session, company.client_id, "invitations")
         offer, decision = intents_service.invite(
@@ -133,7 +145,7 @@ class CompanyIntentsApi(Controller):
 
     @post("/value-offers", status_code=201, sync_to_thread=True)
     def create_value_offer(self, data: JSONBody[ValueOfferBody], company: CompanyClient,
-                           db_session: DbSession, runtime: RuntimeDep) -> dict[str, Any]:
+                           db_session: DbSession, runtime: RuntimeDep) -> ValueOfferDocument:
         """Name it in an authorization request as `value_offer=<id>`."""
         offer = intents_service.create_value_offer(db_session, clock=runtime.clock,
                                                    client=company, kind=data.kind,
@@ -143,7 +155,7 @@ class CompanyIntentsApi(Controller):
 
     @post("/grants/{grant_id:str}/value-fulfilled", status_code=200, sync_to_thread=True)
     def fulfil(self, grant_id: FromPath[str], company: CompanyClient, db_session: DbSession,
-               runtime: RuntimeDep) -> dict[str, Any]:
+               runtime: RuntimeDep) -> FulfilledDocument:
         """Record that the company gave what it promised for the grant."""
         intents_service.fulfil(db_session, runtime.consent_context(),
                                client_id=company.client_id, grant_id=grant_id)

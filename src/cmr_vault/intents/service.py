@@ -247,8 +247,7 @@ def visible_to(session: Session, ctx: ConsentContext, *, cipher: FieldCipher, in
                          key=lambda i: i.created_at):
         content = _open(cipher, intent.account_id,
                         {f"intent:{intent.id}": intent.sealed})[f"intent:{intent.id}"]
-        subject = oauth_service.pairwise_subject(ctx.pseudonym_key, client.client_id,
-                                                 intent.account_id)
+        subject = oauth_service.subject_for(ctx.pseudonym_key, client, intent.account_id)
         result.append(VisibleIntent(intent, subject, content))
         _audit(session, ctx, actor=f"company:{client.client_id}", action="intent.seen",
                account_id=intent.account_id, resource=f"intent:{intent.id}",
@@ -327,7 +326,7 @@ def _submit(session: Session, ctx: ConsentContext, *, policy: PolicySet, cipher:
     if blocked(session, account_id, client.client_id):
         raise Forbidden("The customer does not accept anything from this company.")
     now = ctx.clock.now()
-    subject = oauth_service.pairwise_subject(ctx.pseudonym_key, client.client_id, account_id)
+    subject = oauth_service.subject_for(ctx.pseudonym_key, client, account_id)
     request = DecisionRequest(company=client.client_id, subject=subject, action=Action.OFFER,
                               resource=kind, purpose=kind, time=now, channel="inbox")
     decision = policy.decide(request, _offer_facts(session, cipher, account_id=account_id,

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from litestar import Controller, Request, Response, get, post
 from litestar.di import Provide
 from litestar.enums import RequestEncodingType
+from litestar.openapi import ResponseSpec
 from litestar.params import Body, FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import Redirect, Template
 from pydantic import BaseModel, Field, field_validator
@@ -28,6 +29,14 @@ from cmr_vault.marketing import campaigns, jobs
 from cmr_vault.marketing import service as marketing_service
 from cmr_vault.marketing.delivery import Envelope
 from cmr_vault.marketing.models import ALL, Campaign, Message
+from cmr_vault.marketing.schemas import (
+    CampaignDocument,
+    CampaignResults,
+    ConsentCheckAnswer,
+    DryRunAnswer,
+    MessageDocument,
+    PushAnswer,
+)
 from cmr_vault.oauth import service as oauth_service
 from cmr_vault.oauth.deps import (
     CompanyAccess,
@@ -75,7 +84,7 @@ def _own_subject(access: CompanyAccess, subject: str) -> None:
         raise NotFound("This token gives no access to that subject.")
 
 
-def _message_document(message: Message) -> dict[str, Any]:
+def _message_document(message: Message) -> MessageDocument:
     return {"message_id": message.id, "status": str(message.status),
             "not_before": message.not_before.isoformat(), "channel": message.channel,
             "topic": message.topic, "purpose": message.purpose,
@@ -90,7 +99,8 @@ class PushesApi(Controller):
     security = ACCESS_TOKEN
     dependencies = {"access": Provide(provide_company_access, sync_to_thread=True)}
 
-    @post("/pushes", status_code=202, sync_to_thread=True)
+    @post("/pushes", status_code=202, sync_to_thread=True, responses={
+        202: ResponseSpec(data_container=PushAnswer, description="Queued, or deferred")})
     def push(self, request: Request[Any, Any, Any], data: JSONBody[PushBody],
              access: CompanyAccessDep, db_session: DbSession, runtime: RuntimeDep
              ) -> Response[Any] | dict[str, Any]:
@@ -121,7 +131,7 @@ class PushesApi(Controller):
 
     @get("/pushes/{message_id:str}", sync_to_thread=True)
     def status(self, message_id: FromPath[str], access: CompanyAccessDep,
-               db_session: DbSession) -> dict[str, Any]:
+               db_session: DbSession) -> MessageDocument:
         """Where one of your messages is now (never where it went)."""
         message = db_session.get(Message, message_id)
         if message is None or message.client_id != access.client.client_id \
@@ -131,7 +141,7 @@ class PushesApi(Controller):
 
     @post("/consent-check", status_code=200, sync_to_thread=True)
     def consent_check(self, data: JSONBody[ConsentCheckBody], access: CompanyAccessDep,
-                      db_session: DbSession, runtime: RuntimeDep) -> dict[str, Any]:
+                      db_session: DbSession, runtime: RuntimeDep) -> ConsentCheckAnswer:
         """The decision a push would get now, with its reasons, without sending anything."""
         runtime.rate_limits.pushes.hit(db_session, access.client.client_id,
                                        "pushes and consent checks")
@@ -372,7 +382,7 @@ class CampaignBody(BaseModel):
         return value
 
 
-def _campaign_document(campaign: Campaign) -> dict[str, Any]:
+def _campaign_document(campaign: Campaign) -> CampaignDocument:
     return {"campaign_id": campaign.id, "status": campaign.status, "total": campaign.total,
             "processed": campaign.processed, "counts": json.loads(campaign.counts),
             "created_at": campaign.created_at.isoformat(),
@@ -391,7 +401,7 @@ class CampaignsApi(Controller):
     @post("/", status_code=202, sync_to_thread=True, request_max_body_size=64 * 1024 * 1024,
           before_request=company_before_body)
     def create(self, data: JSONBody[CampaignBody], company: CompanyClient,
-               db_session: DbSession, runtime: RuntimeDep) -> dict[str, Any]:
+               db_session: DbSession, runtime: RuntimeDep) -> DryRunAnswer | CampaignDocument:
         """Dry run: counts by outcome and rule, and a result per subject. Real run: 202 with
         the campaign to poll; it is worked off in the background."""
         request = campaigns.CampaignRequest(data.subjects, data.channel, data.topic,
@@ -412,7 +422,7 @@ class CampaignsApi(Controller):
 
     @get("/{campaign_id:str}", sync_to_thread=True)
     def progress(self, campaign_id: FromPath[str], company: CompanyClient,
-                 db_session: DbSession) -> dict[str, Any]:
+                 db_session: DbSession) -> CampaignDocument:
         """How far a campaign has got, with counts by outcome."""
         return _campaign_document(campaigns.get(db_session, client_id=company.client_id,
                                                 campaign_id=campaign_id))
@@ -421,7 +431,7 @@ class CampaignsApi(Controller):
     def results(self, campaign_id: FromPath[str], company: CompanyClient, db_session: DbSession,
                 after: Annotated[int, QueryParameter(ge=0, le=campaigns.MAX_SUBJECTS)] = 0,
                 limit: Annotated[int, QueryParameter(ge=1, le=10_000)] = 1000
-                ) -> dict[str, Any]:
+                ) -> CampaignResults:
         """A result per subject, in order, `limit` (at most 10,000) at a time."""
         campaign = campaigns.get(db_session, client_id=company.client_id,
                                  campaign_id=campaign_id)

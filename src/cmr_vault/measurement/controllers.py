@@ -5,7 +5,7 @@ Both authenticate with the company's client credentials (HTTP Basic; a browser a
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypedDict
 
 from litestar import Controller, get
 from litestar.di import Provide
@@ -24,6 +24,19 @@ def _figures(company: CompanyClient, db_session: DbSession,
         threshold=runtime.settings.k_anonymity_threshold)
 
 
+class MeasurementDocument(TypedDict):
+    """The company's figures; a count from 1 to `suppressed_below` - 1 is None."""
+
+    company: str
+    suppressed_below: int
+    grants: dict[str, int | None]
+    opt_in_rates: dict[str, float | None]
+    pushes: dict[str, int | None]
+    refusals_by_rule: dict[str, int | None]
+    intents: dict[str, int | None]
+    offers: dict[str, int | None]
+
+
 class MeasurementApi(Controller):
     """Aggregate figures about the company's relationships; small counts are suppressed."""
 
@@ -33,7 +46,7 @@ class MeasurementApi(Controller):
 
     @get("/api/v1/measurement", sync_to_thread=True)
     def figures(self, company: CompanyClient, db_session: DbSession,
-                runtime: RuntimeDep) -> dict[str, Any]:
+                runtime: RuntimeDep) -> MeasurementDocument:
         """Grants, opt-in rates, pushes, refusals by rule, intents and offers."""
         return {"company": company.client_id,
                 **_figures(company, db_session, runtime).document()}

@@ -30,6 +30,7 @@ from cmr_vault.deps import DbSession, RuntimeDep
 from cmr_vault.errors import Forbidden, Unauthenticated
 from cmr_vault.oauth import service as oauth_service
 from cmr_vault.oauth.models import ClientStatus, OAuthClient
+from cmr_vault.oauth.schemas import ClientDocument, ClientList, RegisteredClient
 from cmr_vault.oauth.scopes import Notice
 from cmr_vault.patterns import HTTPS_REDIRECT, HTTPS_URL, NATIVE_REDIRECT, NOT_BLANK
 from cmr_vault.web.openapi import OPERATOR_TOKEN
@@ -100,7 +101,7 @@ def provide_operator(request: Request[Any, Any, Any], runtime: RuntimeDep) -> st
     return "operator:api"
 
 
-def client_document(client: OAuthClient) -> dict[str, Any]:
+def client_document(client: OAuthClient) -> ClientDocument:
     """A company as the admin API shows it (never its secret hash)."""
     return {
         "client_id": client.client_id,
@@ -114,6 +115,8 @@ def client_document(client: OAuthClient) -> dict[str, Any]:
         "status": str(client.status),
         "public": client.secret_hash is None,
         "created_at": client.created_at.isoformat(),
+        "sector_identifier": client.sector_identifier,
+        "id_token_signed_response_alg": client.id_token_alg,
     }
 
 
@@ -130,7 +133,7 @@ class AdminClientsApi(Controller):
         self,
         operator: Operator,  # noqa: ARG002 (the dependency is the guard)
         db_session: DbSession,
-    ) -> dict[str, Any]:
+    ) -> ClientList:
         """Every registered company."""
         return {"clients": [client_document(c) for c in oauth_service.list_clients(db_session)]}
 
@@ -141,7 +144,7 @@ class AdminClientsApi(Controller):
         data: JSONBody[ClientRegistrationBody],
         db_session: DbSession,
         runtime: RuntimeDep,
-    ) -> dict[str, Any]:
+    ) -> RegisteredClient:
         """Register a company; the answer holds its secret, shown this once only."""
         client, secret = oauth_service.register_client(
             db_session,
@@ -177,7 +180,7 @@ class AdminClientsApi(Controller):
         data: JSONBody[StatusBody],
         db_session: DbSession,
         runtime: RuntimeDep,
-    ) -> dict[str, Any]:
+    ) -> ClientDocument:
         """Approve or suspend a company (suspension stops its tokens at once)."""
         client = oauth_service.set_client_status(
             db_session, client_id=client_id, status=data.status

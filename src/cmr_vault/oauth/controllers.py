@@ -20,8 +20,9 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body
 from litestar.response import Redirect, Template
 
-from cmr_vault.accounts.deps import provide_optional_account
+from cmr_vault.accounts.deps import provide_optional_account, session_token
 from cmr_vault.accounts.models import Account, Role
+from cmr_vault.accounts.service import signed_in_at
 from cmr_vault.audit import service as audit_service
 from cmr_vault.consent import service as consent_service
 from cmr_vault.crypto.blind_index import subject_pseudonym
@@ -31,6 +32,7 @@ from cmr_vault.intents import service as intents_service
 from cmr_vault.oauth import authorization_details as rar
 from cmr_vault.oauth import par
 from cmr_vault.oauth.deps import basic_credentials
+from cmr_vault.oauth.schemas import ServerMetadata
 from cmr_vault.oauth.scopes import parse_scopes
 from cmr_vault.oauth.server import (
     GrantHolder,
@@ -70,6 +72,7 @@ def _server(db_session: Any, runtime: Runtime) -> VaultAuthorizationServer:
         session=db_session,
         consent=runtime.consent_context(),
         issuer=runtime.settings.issuer,
+        keyring=runtime.keyring,
     )
 
 
@@ -290,7 +293,8 @@ class AuthorizationPages(Controller):
         except ValidationFailed as exc:
             return self._consent_page(request, oauth_request, account, db_session, runtime,
                                       exc.detail, 400, data)
-        holder = GrantHolder(account.id, grant_row.id, " ".join(chosen))
+        holder = GrantHolder(account.id, grant_row.id, " ".join(chosen), signed_in_at(
+            db_session, clock=runtime.clock, token=session_token(request, runtime) or ""))
         answer = server.create_authorization_response(oauth_request, grant_user=holder, grant=grant)
         return _to_litestar(answer, after_post=True)
 
@@ -401,6 +405,6 @@ def _answer(request: Request[Any, Any, Any], db_session: Any, runtime: Runtime,
 
 
 @get("/.well-known/oauth-authorization-server", sync_to_thread=False, tags=["oauth"])
-def server_metadata(runtime: RuntimeDep) -> dict[str, Any]:
+def server_metadata(runtime: RuntimeDep) -> ServerMetadata:
     """RFC 8414 authorization server metadata."""
     return metadata(runtime.settings.issuer)

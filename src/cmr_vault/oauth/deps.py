@@ -27,6 +27,7 @@ from cmr_vault.deps import DbSession, RuntimeDep
 from cmr_vault.errors import Forbidden, Unauthenticated, ValidationFailed
 from cmr_vault.oauth import dpop
 from cmr_vault.oauth import service as oauth_service
+from cmr_vault.oauth.discovery import resource_metadata_url
 from cmr_vault.oauth.models import ClientStatus, OAuthClient, OAuthToken
 from cmr_vault.runtime import Runtime
 from cmr_vault.web.bodies import prepare_request
@@ -46,8 +47,12 @@ CompanyAccessDep: TypeAlias = NamedDependency[CompanyAccess]
 CompanyClient: TypeAlias = NamedDependency[OAuthClient]
 
 
-def _bearer_challenge(error: str | None = None, description: str | None = None) -> dict[str, str]:
+def _bearer_challenge(error: str | None = None, description: str | None = None,
+                      resource_metadata: str | None = None) -> dict[str, str]:
     value = 'Bearer realm="cmr-vault"'
+    if resource_metadata:
+        # RFC 9728 §5.1: where a client learns which authorization server to ask.
+        value += f', resource_metadata="{resource_metadata}"'
     if error:
         value += f', error="{error}"'
     if description:
@@ -64,8 +69,9 @@ def insufficient_scope(detail: str, needed: str) -> Forbidden:
     )
 
 
-def _invalid_token(detail: str) -> Unauthenticated:
-    return Unauthenticated(detail, headers=_bearer_challenge("invalid_token", detail))
+def _invalid_token(detail: str, resource_metadata: str) -> Unauthenticated:
+    return Unauthenticated(detail, headers=_bearer_challenge("invalid_token", detail,
+                                                             resource_metadata))
 
 
 def provide_company_access(
@@ -79,12 +85,14 @@ def provide_company_access(
             headers=_bearer_challenge("invalid_request", "token in query string"),
         )
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    described_at = resource_metadata_url(runtime.settings.issuer)
     if scheme.lower() not in ("bearer", "dpop") or not value.strip():
-        raise Unauthenticated("A bearer access token is required.", headers=_bearer_challenge())
+        raise Unauthenticated("A bearer access token is required.",
+                              headers=_bearer_challenge(resource_metadata=described_at))
     token = oauth_service.find_access_token(db_session, value.strip())
     now = runtime.clock.now()
     if token is None or not oauth_service.access_token_is_live(token, now):
-        raise _invalid_token("The access token is unknown, expired or revoked.")
+        raise _invalid_token("The access token is unknown, expired or revoked.", described_at)
     dpop.check_presentation(
         db_session, token=token, scheme=scheme, proofs=dpop.header_values(request.headers, "dpop"),
         method=request.method, uri=runtime.settings.issuer + request.url.path,
@@ -92,9 +100,10 @@ def provide_company_access(
     grant = consent_service.get_grant(db_session, token.grant_id)
     client = db_session.get(OAuthClient, token.client_id)
     if grant is None or not consent_service.is_usable(grant, now):
-        raise _invalid_token("The customer's consent behind this token is no longer in force.")
+        raise _invalid_token("The customer's consent behind this token is no longer in force.",
+                             described_at)
     if client is None or client.status != ClientStatus.APPROVED:
-        raise _invalid_token("This company is suspended.")
+        raise _invalid_token("This company is suspended.", described_at)
     in_force = frozenset(token.scope.split()) & frozenset(json.loads(grant.scopes))
     return CompanyAccess(token=token, grant=grant, client=client, scopes=in_force)
 

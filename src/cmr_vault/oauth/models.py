@@ -49,6 +49,10 @@ class OAuthClient(SQLModel, table=True):
         default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
     status: ClientStatus = Field(sa_column=Column(String(16), nullable=False, index=True))
     created_at: datetime = Field(sa_column=utc_column())
+    # OpenID Connect: the host of a verified sector_identifier_uri (its pairwise subjects are
+    # shared with the sector's other registrations), and the id_token algorithm it registered.
+    sector_identifier: str | None = Field(default=None, max_length=255)
+    id_token_alg: str | None = Field(default=None, max_length=16)
 
 
 class AuthorizationCode(SQLModel, table=True):
@@ -71,6 +75,10 @@ class AuthorizationCode(SQLModel, table=True):
     dpop_jkt: str | None = Field(default=None, max_length=43)
     expires_at: datetime = Field(sa_column=utc_column())
     used_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    # OpenID Connect: echoed in the id_token (and never accepted twice), and when the customer
+    # signed in (`auth_time`).
+    nonce: str | None = Field(default=None, max_length=255)
+    auth_time: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
 
 
 class PushedAuthorizationRequest(SQLModel, table=True):

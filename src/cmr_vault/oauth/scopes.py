@@ -3,8 +3,10 @@
 `profile.<field>:read` lets a company read one profile field; `marketing.<channel>` lets it
 send on one channel (through the vault, which keeps the address to itself); `intents.<topic>`
 lets it see the intents the customer publishes for everyone on that topic and answer them with
-offers; `programmes.<kind>` is taking part in one kind of the company's engagement programmes.
-Nothing else exists, so a scope list is validated against these shapes.
+offers; `programmes.<kind>` is taking part in one kind of the company's engagement programmes;
+`openid` (OpenID Connect) lets it sign the customer in: an id_token naming them by the company's
+pairwise subject, and nothing else about them. Nothing else exists, so a scope list is
+validated against these shapes.
 """
 
 from __future__ import annotations
@@ -32,10 +34,11 @@ PROGRAMME_KINDS = {
     "community": "its community",
 }
 TOPIC = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
+OPENID = "openid"
 SCOPE_NAME = explain(
-    rf"^(profile\.({'|'.join(FIELD_NAMES)}):read|marketing\.({'|'.join(CHANNELS)})"
+    rf"^(openid|profile\.({'|'.join(FIELD_NAMES)}):read|marketing\.({'|'.join(CHANNELS)})"
     rf"|intents\.{TOPIC.pattern}|programmes\.({'|'.join(PROGRAMME_KINDS)}))$",
-    "must be a scope: profile.<field>:read, marketing.<channel>, intents.<topic> or "
+    "must be a scope: openid, profile.<field>:read, marketing.<channel>, intents.<topic> or "
     "programmes.<kind>")
 
 Purpose = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NOT_BLANK)]
@@ -54,12 +57,14 @@ class Scope:
     """One parsed scope: a field read, or a marketing channel."""
 
     name: str
-    kind: str  # "read" | "marketing" | "intent" | "programme"
+    kind: str  # "identity" | "read" | "marketing" | "intent" | "programme"
     target: str  # the field name or the channel
 
     @property
     def label(self) -> str:
         """The scope in plain words, for the consent screen and the connections page."""
+        if self.kind == "identity":
+            return "Recognise you when you sign in (a name for you only this company knows)"
         if self.kind == "read":
             spec = STANDARD_BY_NAME.get(self.target)
             field = spec.label if spec else _LIST_LABELS.get(self.target, self.target)
@@ -73,6 +78,8 @@ class Scope:
 
 def parse_scope(name: str) -> Scope:
     """Parse one scope name, or raise ValueError saying why it is not one."""
+    if name == OPENID:
+        return Scope(name, "identity", "")
     if name.startswith("profile.") and name.endswith(":read"):
         field = name[len("profile.") : -len(":read")]
         if field in FIELD_NAMES:
@@ -93,7 +100,7 @@ def parse_scope(name: str) -> Scope:
         if kind in PROGRAMME_KINDS:
             return Scope(name, "programme", kind)
         raise ValueError(f"{name}: programme kinds are {', '.join(PROGRAMME_KINDS)}")
-    raise ValueError(f"{name}: scopes are profile.<field>:read, marketing.<channel>, "
+    raise ValueError(f"{name}: scopes are openid, profile.<field>:read, marketing.<channel>, "
                      "intents.<topic> or programmes.<kind>")
 
 
@@ -124,5 +131,6 @@ def marketing_scope(channel: str) -> str:
 
 def all_scopes() -> list[str]:
     """Every scope the vault knows, for server metadata."""
-    return ([read_scope(f) for f in FIELD_NAMES] + [marketing_scope(c) for c in CHANNELS]
+    return ([OPENID] + [read_scope(f) for f in FIELD_NAMES]
+            + [marketing_scope(c) for c in CHANNELS]
             + [f"programmes.{kind}" for kind in PROGRAMME_KINDS])

@@ -18,6 +18,7 @@ import secrets
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from authlib.oauth2 import AuthorizationServer
@@ -43,11 +44,13 @@ from cmr_vault.audit import service as audit_service
 from cmr_vault.consent import service as consent_service
 from cmr_vault.consent.service import ConsentContext
 from cmr_vault.crypto.blind_index import subject_pseudonym
+from cmr_vault.crypto.keyring import Keyring
 from cmr_vault.errors import ValidationFailed
 from cmr_vault.oauth import authorization_details as rar
 from cmr_vault.oauth import dpop, par
 from cmr_vault.oauth import service as oauth_service
 from cmr_vault.oauth.models import AuthorizationCode, ClientStatus, OAuthClient, OAuthToken
+from cmr_vault.oauth.oidc import VaultOpenIDCode
 from cmr_vault.oauth.scopes import all_scopes, parse_scopes
 
 Pairs = list[tuple[str, str]]
@@ -134,6 +137,7 @@ class GrantHolder:
     account_id: str
     grant_id: str
     scope: str
+    auth_time: datetime | None = None  # when the customer signed in (OpenID Connect)
 
 
 class VaultClient(ClientMixin):
@@ -194,6 +198,18 @@ class IssuedCode:
 
     def get_scope(self) -> str:
         return self.row.scope
+
+    def get_nonce(self) -> str | None:
+        return self.row.nonce
+
+    def get_auth_time(self) -> int | None:
+        return int(self.row.auth_time.timestamp()) if self.row.auth_time else None
+
+    def get_acr(self) -> None:
+        return None
+
+    def get_amr(self) -> None:
+        return None
 
 
 class IssuedToken:
@@ -269,6 +285,8 @@ class VaultCodeGrant(AuthorizationCodeGrant):
             code_challenge=data["code_challenge"],
             code_challenge_method=data["code_challenge_method"],
             dpop_jkt=data.get("dpop_jkt"),
+            nonce=data.get("nonce"),
+            auth_time=holder.auth_time,
         )
 
     def query_authorization_code(self, code: str, client: VaultClient) -> IssuedCode | None:
@@ -446,13 +464,15 @@ def _token_value(*_: Any, **__: Any) -> str:
 class VaultAuthorizationServer(AuthorizationServer):
     """One per request: it carries that request's database session and clock."""
 
-    def __init__(self, *, session: Session, consent: ConsentContext, issuer: str) -> None:
+    def __init__(self, *, session: Session, consent: ConsentContext, issuer: str,
+                 keyring: Keyring) -> None:
         super().__init__(scopes_supported=all_scopes())
         self.session = session
         self.consent = consent
         self.clock = consent.clock
         self.pseudonym_key = consent.pseudonym_key
         self.issuer = issuer
+        self.keyring = keyring
         self.register_token_generator(
             "default",
             BearerTokenGenerator(
@@ -462,7 +482,7 @@ class VaultAuthorizationServer(AuthorizationServer):
             ),
         )
         self.register_grant(VaultCodeGrant, [
-            S256Challenge(required=True), par.PushedRequestPolicy(),
+            S256Challenge(required=True), VaultOpenIDCode(self), par.PushedRequestPolicy(),
             rar.RichAuthorizationRequest(), rar.DetailsInTokens(), dpop.DPoPTokenBinding()])
         self.register_grant(RotatingRefreshGrant, [rar.DetailsInTokens(),
                                                    dpop.DPoPTokenBinding()])

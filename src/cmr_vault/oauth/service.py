@@ -30,6 +30,7 @@ CODE_LIFETIME = timedelta(seconds=60)
 ACCESS_LIFETIME = timedelta(minutes=5)
 REFRESH_LIFETIME = timedelta(days=30)
 LOOPBACK_HOSTS = {"127.0.0.1", "[::1]", "::1"}
+ID_TOKEN_ALGORITHMS = ("RS256", "ES256", "EdDSA")
 
 
 def secret_hash(value: str) -> str:
@@ -37,9 +38,22 @@ def secret_hash(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
-def pairwise_subject(pseudonym_key: bytes, client_id: str, account_id: str) -> str:
-    """The company's own stable name for a customer; two companies' names cannot be joined."""
-    return blind_index(pseudonym_key, "pairwise-subject", f"{client_id}\x00{account_id}")[:40]
+def pairwise_subject(pseudonym_key: bytes, sector: str, account_id: str) -> str:
+    """The company's own stable name for a customer; two sectors' names cannot be joined."""
+    return blind_index(pseudonym_key, "pairwise-subject", f"{sector}\x00{account_id}")[:40]
+
+
+def sector_of(client: OAuthClient) -> str:
+    """Whose names a company shares (OpenID Connect Core §8.1): by default its registration
+    alone, so companies behind one redirect host (a platform's callback, or 127.0.0.1 for every
+    native app) never see one name for a customer; with a verified sector_identifier_uri, every
+    registration that host's document lists (a company's web and native apps)."""
+    return f"sector:{client.sector_identifier}" if client.sector_identifier else client.client_id
+
+
+def subject_for(pseudonym_key: bytes, client: OAuthClient, account_id: str) -> str:
+    """The pairwise subject (`sub`) a company knows a customer by."""
+    return pairwise_subject(pseudonym_key, sector_of(client), account_id)
 
 
 @dataclass(frozen=True)
@@ -55,6 +69,10 @@ class ClientRegistration:
     public: bool = False
     require_par: bool = False  # only pushed authorization requests (RFC 9126)
     require_dpop: bool = False  # only DPoP-bound tokens (RFC 9449)
+    # OpenID Connect Registration §2: the sector's host, once `oauth.sectors` checked that the
+    # sector_identifier_uri's document lists every redirect URI; the id_token algorithm.
+    sector_identifier: str | None = None
+    id_token_alg: str | None = None
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -127,6 +145,8 @@ def _validate_registration(reg: ClientRegistration) -> None:
     for scope, purposes in reg.notice.items():
         if not purposes or any(not p.strip() or len(p) > 200 for p in purposes):
             problems[f"purposes[{scope}]"] = "declare 1 or more purposes of up to 200 characters"
+    if reg.id_token_alg is not None and reg.id_token_alg not in ID_TOKEN_ALGORITHMS:
+        problems["id_token_signed_response_alg"] = f"one of {', '.join(ID_TOKEN_ALGORITHMS)}"
     if problems:
         raise ValidationFailed("The registration is not valid.", problems=problems)
 
@@ -152,6 +172,8 @@ def register_client(
         require_dpop=registration.require_dpop,
         status=ClientStatus.APPROVED if approved else ClientStatus.PENDING,
         created_at=clock.now(),
+        sector_identifier=registration.sector_identifier,
+        id_token_alg=registration.id_token_alg,
     )
     session.add(client)
     session.flush()
@@ -236,8 +258,11 @@ def save_code(
     code_challenge: str,
     code_challenge_method: str,
     dpop_jkt: str | None = None,
+    nonce: str | None = None,
+    auth_time: datetime | None = None,
 ) -> None:
-    """Store a freshly issued code (hashed), valid for CODE_LIFETIME."""
+    """Store a freshly issued code (hashed), valid for CODE_LIFETIME, with what an id_token
+    issued for it must say (OpenID Connect's nonce, the customer's sign-in time)."""
     session.add(
         AuthorizationCode(
             code_hash=secret_hash(code),
@@ -249,6 +274,8 @@ def save_code(
             code_challenge_method=code_challenge_method,
             dpop_jkt=dpop_jkt,
             expires_at=clock.now() + CODE_LIFETIME,
+            nonce=nonce,
+            auth_time=auth_time,
         )
     )
     session.flush()
@@ -262,6 +289,13 @@ def find_code(
     if row is None or row.client_id != client_id or row.expires_at <= clock.now():
         return None
     return row
+
+
+def nonce_was_used(session: Session, *, client_id: str, nonce: str) -> bool:
+    """Whether a code was already issued to this company for this nonce (a replayed request)."""
+    return session.exec(select(AuthorizationCode.code_hash).where(
+        AuthorizationCode.client_id == client_id, AuthorizationCode.nonce == nonce)).first() \
+        is not None
 
 
 def spend_code(session: Session, *, clock: Clock, code: AuthorizationCode) -> bool:

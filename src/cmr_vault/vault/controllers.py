@@ -8,10 +8,11 @@ refused) leaves the vault without its durable audit entry.
 from __future__ import annotations
 
 import hmac
-from typing import Annotated, Any
+from typing import Annotated, Any, TypedDict
 
 from litestar import Controller, Request, Response, get
 from litestar.di import Provide
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, QueryParameter
 
 from cmr_vault.audit import service as audit_service
@@ -26,6 +27,17 @@ from cmr_vault.vault import service as vault_service
 from cmr_vault.vault.fields import FIELD_NAMES
 from cmr_vault.web.errors import exception_to_http_response
 from cmr_vault.web.openapi import ACCESS_TOKEN
+
+
+class ProfileRead(TypedDict):
+    """The fields read for the stated purpose (lists for interests and identities; None for a
+    field the customer left empty), and the policy version that allowed it."""
+
+    subject: str
+    purpose: str
+    fields: dict[str, Any]
+    policy_version: str
+
 
 MAX_FIELDS = len(FIELD_NAMES)
 _FIELD = f"({'|'.join(FIELD_NAMES)})"
@@ -53,7 +65,8 @@ class CompanyProfileApi(Controller):
     security = ACCESS_TOKEN
     dependencies = {"access": Provide(provide_company_access, sync_to_thread=True)}
 
-    @get("/{subject:str}/profile", sync_to_thread=True)
+    @get("/{subject:str}/profile", sync_to_thread=True, responses={
+        200: ResponseSpec(data_container=ProfileRead, description="The granted fields")})
     def read_profile(
         self, request: Request[Any, Any, Any], subject: FromPath[str],
         fields: Annotated[str, QueryParameter(
@@ -64,7 +77,7 @@ class CompanyProfileApi(Controller):
             description="Why the company reads: one of the purposes the customer agreed to.")],
         access: CompanyAccessDep, db_session: DbSession,
         runtime: RuntimeDep,
-    ) -> Response[Any] | dict[str, Any]:
+    ) -> Response[Any] | ProfileRead:
         """The granted fields of one customer (named by your pairwise subject), or a refusal."""
         if not hmac.compare_digest(subject.encode(), access.grant.pairwise_subject.encode()):
             raise NotFound("This token gives no access to that subject.")

@@ -41,6 +41,7 @@ MACHINE_PREFIXES = (
     "/oauth/token",
     "/oauth/revoke",
     "/oauth/introspect",
+    "/oauth/userinfo",
     "/.well-known/",
     "/health",
     "/metrics",

@@ -10,6 +10,11 @@ Two things Litestar's generator cannot say on its own:
   array). A client that trusts the document would then send bodies the vault refuses. Request
   bodies are therefore described by pydantic's own JSON Schema, the one validation uses.
 
+The reference pages at `/schema` are Litestar's own Swagger UI renderer, its scripts and styles
+served by the vault from the installed `swagger-ui-py` package (no CDN: the vault may have no
+outside network, and its CSP allows only its own origin). The page starts Swagger UI with one
+inline script, which the page's CSP allows by its hash alone.
+
 It also carries OpenAPI links: which answer names the resource the next call takes (a push's
 `message_id`, a grant's `grant_id`). Clients and generators follow them; schemathesis' stateful
 phase uses them to walk create -> read -> delete -> read sequences.
@@ -17,13 +22,19 @@ phase uses them to walk create -> read -> delete -> read sequences.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import importlib.util
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from litestar import Litestar
-from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
+from litestar import Litestar, Response, Router
+from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin, YamlRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.routes import HTTPRoute
+from litestar.static_files import create_static_files_router
 from pydantic import BaseModel
 
 from cmr_vault.settings import Settings
@@ -153,3 +164,53 @@ def _render_faithfully(base: type[Any]) -> type[Any]:
 
 FaithfulJsonRender = _render_faithfully(JsonRenderPlugin)
 FaithfulYamlRender = _render_faithfully(YamlRenderPlugin)
+
+
+FaithfulSwaggerRender = _render_faithfully(SwaggerRenderPlugin)
+DOCS_PATH = "/schema"
+ASSETS = "/static/api-docs"
+INLINE_SCRIPT = re.compile(rb"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.DOTALL)
+
+
+def swagger_ui_files() -> Path:
+    """Where the installed swagger-ui-py package keeps Swagger UI's built files."""
+    spec = importlib.util.find_spec("swagger_ui")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("swagger-ui-py is not installed: the API reference has no assets")
+    return Path(next(iter(spec.submodule_search_locations))) / "static"
+
+
+def reference_page() -> SwaggerRenderPlugin:
+    """Swagger UI at /schema, every asset from the vault itself."""
+    return FaithfulSwaggerRender(
+        js_url=f"{ASSETS}/swagger-ui-bundle.js", css_url=f"{ASSETS}/swagger-ui.css",
+        standalone_preset_js_url=f"{ASSETS}/swagger-ui-standalone-preset.js",
+        favicon="", path=["/", "/swagger"])
+
+
+def _page_policy(response: Response[Any]) -> Response[Any]:
+    """The docs pages' CSP: scripts from the vault and the page's own inline start-up script
+    (by its hash); Swagger UI sets inline styles, and its "try it out" calls the vault."""
+    body = response.content if isinstance(response.content, bytes) else b""
+    scripts = [m.group(1) for m in INLINE_SCRIPT.finditer(body)]
+    if not scripts:
+        return response
+    hashes = " ".join("'sha256-" + base64.b64encode(hashlib.sha256(s).digest()).decode() + "'"
+                      for s in scripts)
+    response.headers["Content-Security-Policy"] = (
+        f"default-src 'none'; script-src 'self' {hashes}; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+        "object-src 'none'; form-action 'none'")
+    return response
+
+
+def docs_router() -> Router:
+    """The router Litestar fills with the schema documents and the reference page."""
+    return Router(DOCS_PATH, route_handlers=[], include_in_schema=False,
+                  after_request=_page_policy)
+
+
+def docs_assets_router() -> Router:
+    """Swagger UI's scripts and styles, cacheable like the vault's other static files."""
+    return create_static_files_router(path=ASSETS, directories=[swagger_ui_files()],
+                                      include_in_schema=False)
