@@ -17,7 +17,7 @@ from alembic import op
 from cmr_vault.db.types import UTCDateTime
 
 revision = "0011_openid_connect"
-down_revision = "0009_sealed_field_names"
+down_revision = "0010_audit_tiles"
 branch_labels = None
 depends_on = None
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012_par_dpop_rar"
-down_revision = "0009_sealed_field_names"
+down_revision = "0011_openid_connect"
 branch_labels = None
 depends_on = None
 
