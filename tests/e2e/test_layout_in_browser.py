@@ -5,8 +5,12 @@ first tab stop, and a German page shows none of the English texts it has a trans
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
+import secrets
 from collections.abc import Iterator
+from urllib.parse import quote, urlencode
 
 import pytest
 
@@ -16,6 +20,7 @@ from tests.e2e.conftest import (
     PHONE_WIDTH,
     assert_accessible,
     assert_fits_a_phone,
+    register_company,
     sign_up,
 )
 
@@ -49,7 +54,8 @@ def phone(browser: object) -> Iterator[object]:
 
 
 def _in_language(page: object, live_vault: str, language: str, path: str) -> None:
-    page.goto(f"{live_vault}/language/{language}?next={path}")  # type: ignore[attr-defined]
+    back = quote(path, safe="/")
+    page.goto(f"{live_vault}/language/{language}?next={back}")  # type: ignore[attr-defined]
     assert page.get_attribute("html", "lang") == language  # type: ignore[attr-defined]
 
 
@@ -101,6 +107,28 @@ def test_customer_pages_are_accessible_and_fit_a_phone(
     for path in CUSTOMER_PAGES:
         _check(page, phone, live_vault, language, path, english)
     assert "Sign out" in page.inner_text("header") or "Abmelden" in page.inner_text("header")
+
+
+def test_the_consent_screen_is_accessible_and_fits_a_phone_in_both_languages(
+    live_vault: str, live_data_dir: str, page, phone,
+) -> None:
+    client_id, _secret = register_company(
+        live_vault, live_data_dir, name="Nordlicht Energie", site="https://nordlicht.example",
+        scopes=["profile.given_name:read=Address you by name", "marketing.email=Tariff news"])
+    challenge = base64.urlsafe_b64encode(
+        hashlib.sha256(secrets.token_urlsafe(48).encode()).digest()).decode().rstrip("=")
+    consent = "/oauth/authorize?" + urlencode({
+        "response_type": "code", "client_id": client_id,
+        "redirect_uri": "https://nordlicht.example/cb",
+        "scope": "profile.given_name:read marketing.email", "state": "s1",
+        "code_challenge": challenge, "code_challenge_method": "S256"})
+    email = sign_up(page, live_vault, "consent")
+    _sign_in(phone, live_vault, email)
+    english = english_with_german_translation()
+    for language in LANGUAGES:
+        _check(page, phone, live_vault, language, consent, english)
+    assert "Nordlicht Energie bittet um Zugriff" in page.inner_text("h1")
+    assert "Ihre Angabe „Vorname“ lesen" in page.inner_text("main")
 
 
 def test_the_phone_menu_opens_without_javascript_and_marks_the_page(
