@@ -33,6 +33,8 @@ from cmr_vault.db.engine import IMMEDIATE_OPTION, POOL_SIZE, check_durability
 from cmr_vault.db.session import database_gate, end_abandoned_transaction, provide_db_session
 from cmr_vault.deps import RuntimeDep, provide_runtime
 from cmr_vault.errors import Unavailable
+from cmr_vault.i18n.controllers import LanguageSwitch
+from cmr_vault.i18n.web import LanguageMiddleware, install_in_templates
 from cmr_vault.intents.controllers import CompanyIntentsApi, IntentPages
 from cmr_vault.marketing.controllers import (
     CampaignsApi,
@@ -63,7 +65,7 @@ from cmr_vault.vault.controllers import CompanyProfileApi
 from cmr_vault.vault.shredding import run_periodic_shredder
 from cmr_vault.web import openapi
 from cmr_vault.web.bodies import prepare_request
-from cmr_vault.web.csrf import SessionBoundCSRF
+from cmr_vault.web.csrf import SessionBoundCSRF, csrf_cookie_name
 from cmr_vault.web.errors import document_problems, exception_to_http_response
 from cmr_vault.web.headers import CompleteAllowHeader, security_headers_middleware
 from cmr_vault.web.metrics import metrics
@@ -120,7 +122,7 @@ def _csrf_protection(settings: Settings, runtime: Runtime) -> DefineMiddleware:
     """Litestar's double-submit cookie, its token bound to the session (see web.csrf)."""
     config = CSRFConfig(
         secret=runtime.keyring.csrf_secret.hex(),
-        cookie_name="__Host-cmr_csrf" if settings.secure_cookies else "cmr_csrf",
+        cookie_name=csrf_cookie_name(secure=settings.secure_cookies),
         cookie_secure=settings.secure_cookies,
         cookie_httponly=True,
         cookie_samesite="lax",
@@ -196,6 +198,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
             TransparencyApi,
             TiledLog,
             openapi.docs_assets_router(),
+            LanguageSwitch,
             create_static_files_router(
                 path="/static",
                 directories=[settings.templates_dir / "static"],
@@ -209,7 +212,8 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
         template_config=TemplateConfig(
-            directory=settings.templates_dir, engine=JinjaTemplateEngine
+            directory=settings.templates_dir, engine=JinjaTemplateEngine,
+            engine_callback=install_in_templates,
         ),
         openapi_config=OpenAPIConfig(
             title="CMR Vault API",
@@ -225,7 +229,8 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
         exception_handlers={Exception: exception_to_http_response},
         before_request=prepare_request,
         after_exception=[end_abandoned_transaction],
-        middleware=[security_headers_middleware(hsts=not settings.is_loopback_http),
+        middleware=[LanguageMiddleware,
+                    security_headers_middleware(hsts=not settings.is_loopback_http),
                     CompleteAllowHeader, _csrf_protection(settings, runtime)],
         logging_config=LoggingConfig(
             root={"level": settings.log_level, "handlers": ["queue_listener"]},

@@ -35,6 +35,9 @@ from cmr_vault.crypto.blind_index import subject_pseudonym
 from cmr_vault.db.session import read_aside
 from cmr_vault.deps import DbSession, RuntimeDep
 from cmr_vault.errors import DomainError, TooManyRequests
+from cmr_vault.i18n import gettext as _
+from cmr_vault.i18n import ngettext
+from cmr_vault.i18n.web import language_from_profile, remember_language
 from cmr_vault.intents import service as intents_service
 from cmr_vault.marketing import service as marketing_service
 from cmr_vault.oauth import service as oauth_service
@@ -43,9 +46,18 @@ from cmr_vault.runtime import Runtime
 from cmr_vault.vault import service as vault_service
 from cmr_vault.vault.fields import IDENTITY_KINDS, STANDARD_FIELDS, common_time_zones
 from cmr_vault.web.bodies import prepare_request
+from cmr_vault.web.error_pages import KEEP_TYPED, KeptForm
 
 Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
 ERASE_CONFIRMATION = "erase my data"
+#: The profile form's fields: all may come back in the form after its token expired.
+PROFILE_FORM_FIELDS = (*(spec.name for spec in STANDARD_FIELDS), "interests", "identities",
+                       "custom")
+
+
+def _erase_phrase() -> str:
+    """The words that confirm erasure, in the reader's language (English always works too)."""
+    return _("erase my data")
 
 
 def _page(name: str, status: int = 200, **context: Any) -> Template:
@@ -84,6 +96,18 @@ def _signed_in_response(
         max_age=runtime.settings.session_max_age_seconds,
     )
     return response
+
+
+def _speak_profile_language(
+    response: Response[Any], db_session: DbSession, runtime: Runtime, account: Account
+) -> None:
+    """The pages follow the profile's language, when it has one the vault speaks: kept in
+    the language cookie (set at sign-in and on saving), so no page decrypts the profile for it.
+    """
+    profile = vault_service.read_profile(db_session, cipher=runtime.cipher, account_id=account.id)
+    language = language_from_profile(profile.standard.get("locale"))
+    if language:
+        remember_language(response, language, secure=runtime.settings.secure_cookies)
 
 
 _PASSWORD_HASH = "cmr_vault.sign_up_password_hash"  # noqa: S105 (a state key, not a secret)
@@ -142,7 +166,10 @@ class AccountPages(Controller):
                      company=oauth_service.client_asking(db_session, target))
 
     @post("/signup", status_code=200, sync_to_thread=True,
-          before_request=hash_before_the_database)
+          before_request=hash_before_the_database,
+          opt={KEEP_TYPED: KeptForm("portal/signup.html", ("email", "next"), lambda typed: {
+              "values": typed, "problems": {}, "company": None,
+              "next": _safe_next(typed.get("next") or "/profile")})})
     def signup(
         self,
         request: Request[Any, Any, Any],
@@ -167,7 +194,7 @@ class AccountPages(Controller):
                 "signup.html",
                 400,
                 values={"email": email},
-                problems={"password_confirm": "the two passwords differ"},
+                problems={"password_confirm": _("The two passwords differ.")},
                 next=target,
                 company=company,
             )
@@ -205,7 +232,10 @@ class AccountPages(Controller):
         return _page("signin.html", next=target, error=None,
                      company=oauth_service.client_asking(db_session, target))
 
-    @post("/signin", status_code=200, sync_to_thread=True)
+    @post("/signin", status_code=200, sync_to_thread=True,
+          opt={KEEP_TYPED: KeptForm("portal/signin.html", ("email", "next"), lambda typed: {
+              "values": typed, "error": None, "company": None,
+              "next": _safe_next(typed.get("next") or "/profile")})})
     def signin(
         self,
         request: Request[Any, Any, Any],
@@ -237,7 +267,10 @@ class AccountPages(Controller):
                 "signin.html",
                 429,
                 next=target,
-                error=f"Too many attempts. Try again in about {minutes} minutes.",
+                error=ngettext(
+                    "Too many attempts. Try again in about %(num)d minute.",
+                    "Too many attempts. Try again in about %(num)d minutes.", minutes,
+                ) % {"num": minutes},
             )
             response.headers["Retry-After"] = str(result.retry_after)
             return response
@@ -246,14 +279,17 @@ class AccountPages(Controller):
                 "signin.html",
                 401,
                 next=target,
-                error="That e-mail and password do not match an account.",
+                error=_("That e-mail and password do not match an account."),
             )
         if result.account.role == Role.AUDITOR and target == "/profile":
             target = "/auditor"
         elif target == "/profile" and consent_service.pending_notices(
                 db_session, account_id=result.account.id, now=runtime.clock.now()):
             target = "/connections/notices"
-        return _signed_in_response(request, db_session, runtime, result.account, target)
+        response = _signed_in_response(request, db_session, runtime, result.account, target)
+        if result.account.role == Role.CUSTOMER:
+            _speak_profile_language(response, db_session, runtime, result.account)
+        return response
 
     @post("/signout", status_code=200, sync_to_thread=True)
     def signout(
@@ -307,7 +343,7 @@ class AccountPages(Controller):
                 400,
                 account=customer,
                 done=False,
-                problems={"new_password_confirm": "the two passwords differ"},
+                problems={"new_password_confirm": _("The two passwords differ.")},
             )
         try:
             accounts_service.change_password(
@@ -371,7 +407,10 @@ class ProfilePages(Controller):
         )
         return self._profile_page(customer, profile_form_values(profile), {}, saved=saved)
 
-    @post("/profile", status_code=200, sync_to_thread=True)
+    @post("/profile", status_code=200, sync_to_thread=True,
+          opt={KEEP_TYPED: KeptForm("portal/profile.html", PROFILE_FORM_FIELDS, lambda typed: {
+              "values": typed, "problems": {}, "fields": STANDARD_FIELDS, "saved": False,
+              "time_zones": common_time_zones(), "identity_kinds": IDENTITY_KINDS})})
     def save_profile(
         self, data: Form, customer: Customer, db_session: DbSession, runtime: RuntimeDep
     ) -> Response[Any]:
@@ -393,7 +432,9 @@ class ProfilePages(Controller):
         except DomainError as exc:
             submitted = {key: form_text(data, key) for key in data}
             return self._profile_page(customer, submitted, exc.problems or {"": exc.detail}, 400)
-        return Redirect(path="/profile?saved=1", status_code=303)
+        response = Redirect(path="/profile?saved=1", status_code=303)
+        _speak_profile_language(response, db_session, runtime, customer)
+        return response
 
     @get("/export", sync_to_thread=False)
     def export_form(self, customer: Customer) -> Template:
@@ -439,7 +480,7 @@ class ProfilePages(Controller):
     @get("/erase", sync_to_thread=False)
     def erase_form(self, customer: Customer) -> Template:
         """Explain what erasure means and ask for confirmation."""
-        return _page("erase.html", account=customer, problems={}, phrase=ERASE_CONFIRMATION)
+        return _page("erase.html", account=customer, problems={}, phrase=_erase_phrase())
 
     @post("/erase", status_code=200, sync_to_thread=True)
     def erase(
@@ -447,14 +488,13 @@ class ProfilePages(Controller):
     ) -> Response[Any]:
         """Crypto-shred the customer's data and remove the account."""
         problems: dict[str, str] = {}
-        if form_text(data, "confirm").strip().lower() != ERASE_CONFIRMATION:
-            problems["confirm"] = f"type “{ERASE_CONFIRMATION}” to confirm"
+        phrase = _erase_phrase()
+        if form_text(data, "confirm").strip().lower() not in {phrase, ERASE_CONFIRMATION}:
+            problems["confirm"] = _("Type “%(phrase)s” to confirm.") % {"phrase": phrase}
         if not accounts_service.password_matches(customer, form_text(data, "password")):
-            problems["password"] = "the password is not correct"  # noqa: S105
+            problems["password"] = _("The password is not correct.")
         if problems:
-            return _page(
-                "erase.html", 400, account=customer, problems=problems, phrase=ERASE_CONFIRMATION
-            )
+            return _page("erase.html", 400, account=customer, problems=problems, phrase=phrase)
         vault_service.erase(db_session, runtime.consent_context(), data_keys=runtime.data_keys,
                             account=customer)
         response = _page("erased.html", account=None)
