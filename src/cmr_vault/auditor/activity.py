@@ -26,6 +26,7 @@ from cmr_vault.oauth.scopes import PROGRAMME_KINDS, Scope, parse_scope
 from cmr_vault.vault.fields import CUSTOM_PREFIX, STANDARD_BY_NAME
 
 BATCH = 5000
+UTC_ZONE = ZoneInfo("UTC")
 
 
 class PushCount(StrEnum):
@@ -102,7 +103,7 @@ class Reading:
 
     company_names: Mapping[str, str]
     custom_names: Mapping[str, str]
-    zone: ZoneInfo = ZoneInfo("UTC")
+    zone: ZoneInfo = UTC_ZONE
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ def field_words(logged: str, reading: Reading) -> str:
         return name if name else gettext("a custom field you have since removed")
     spec = STANDARD_BY_NAME.get(logged)
     if spec is not None:
-        return mid_sentence(gettext(str(spec.label)))
+        return mid_sentence(str(spec.label))
     return str(_FIELDS.get(logged, logged.replace("_", " ")))
 
 
@@ -184,7 +185,7 @@ def scope_words(scope: Scope) -> str:
     """What a permission lets the company do, in the customer's language ("read your city")."""
     if scope.kind == "read":
         spec = STANDARD_BY_NAME.get(scope.target)
-        field = (mid_sentence(gettext(str(spec.label))) if spec
+        field = (mid_sentence(str(spec.label)) if spec
                  else str(_FIELDS.get(scope.target, scope.target)))
         return gettext("read your %(field)s") % {"field": field}
     if scope.kind == "marketing":

@@ -202,9 +202,9 @@ class IntentPages(Controller):
             audience=[ALL] if form_text(data, "to") != "chosen"
             else [chosen] if isinstance(chosen, str) else list(chosen))
         try:
-            intent = intents_service.publish(db_session, runtime.consent_context(), cipher=runtime.cipher,
-                                    index_key=runtime.keyring.index_key, account_id=customer.id,
-                                    draft=draft)
+            intent = intents_service.publish(
+                db_session, runtime.consent_context(), cipher=runtime.cipher,
+                index_key=runtime.keyring.index_key, account_id=customer.id, draft=draft)
         except ValidationFailed as exc:
             db_session.rollback()
             return self._page(customer, db_session, runtime, exc.problems, 400,

@@ -33,7 +33,6 @@ from cmr_vault.marketing import service as marketing_service
 from cmr_vault.marketing.delivery import Envelope
 from cmr_vault.marketing.models import ALL, Campaign, ChannelPreference, Message
 from cmr_vault.oauth import service as oauth_service
-from cmr_vault.oauth.models import OAuthClient
 from cmr_vault.oauth.deps import (
     CompanyAccess,
     CompanyAccessDep,
@@ -42,11 +41,12 @@ from cmr_vault.oauth.deps import (
     provide_company_access,
     provide_company_client,
 )
+from cmr_vault.oauth.models import OAuthClient
 from cmr_vault.oauth.scopes import CHANNELS
 from cmr_vault.patterns import NOT_BLANK
 from cmr_vault.policy.cases import decision_record
-from cmr_vault.portal.dates import FORMATTERS
 from cmr_vault.policy.facts import Action, DecisionRequest, Outcome
+from cmr_vault.portal.dates import FORMATTERS
 from cmr_vault.runtime import Runtime
 from cmr_vault.vault import service as vault_service
 from cmr_vault.web.errors import exception_to_http_response

@@ -529,14 +529,15 @@ class ConnectionsPage(Controller):
     @get("/{grant_id:str}/confirm", sync_to_thread=True)
     def confirm_revoke(self, grant_id: FromPath[str], customer: Customer,
                        db_session: DbSession, runtime: RuntimeDep,
-                       scope: FromQuery[str] = "") -> Template:
+                       permission_: Annotated[str, QueryParameter(name="scope")] = ""
+                       ) -> Template:
         """The step before withdrawing: what exactly stops, for whom, and that nothing has
         happened yet. The button on it sends the withdrawal."""
         card = portal_service.connection_card(
             db_session, cipher=runtime.cipher, pseudonym_key=runtime.keyring.pseudonym_key,
             account_id=customer.id, grant_id=grant_id, now=runtime.clock.now())
-        permission = next((p for p in card.permissions if p.scope == scope), None)
-        if scope and permission is None:
+        permission = next((p for p in card.permissions if p.scope == permission_), None)
+        if permission_ and permission is None:
             raise NotFound("That connection has no such permission.")
         return _page("confirm_revoke.html", account=customer, card=card, permission=permission)
 

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from cmr_vault.accounts.service import validate_email
 from cmr_vault.errors import ValidationFailed
+from cmr_vault.i18n import lazy_gettext
 
 MAX_VALUE = 500
 MAX_LIST_ITEMS = 50
@@ -93,22 +94,22 @@ class FieldSpec:
     """A standard field: its label for people and how its value is checked and normalised."""
 
     name: str
-    label: str
+    label: str  # translated when shown (a lazy string)
     check: Callable[[str], str]
 
 
 STANDARD_FIELDS: tuple[FieldSpec, ...] = (
-    FieldSpec("given_name", "Given name", _text),
-    FieldSpec("family_name", "Family name", _text),
-    FieldSpec("email", "E-mail", _email),
-    FieldSpec("phone", "Phone", _phone),
-    FieldSpec("street_address", "Street address", _text),
-    FieldSpec("postal_code", "Postal code", _text),
-    FieldSpec("locality", "City", _text),
-    FieldSpec("country", "Country", _country),
-    FieldSpec("birth_date", "Birth date", _birth_date),
-    FieldSpec("locale", "Language", _locale),
-    FieldSpec("time_zone", "Time zone", _time_zone),
+    FieldSpec("given_name", lazy_gettext("Given name"), _text),
+    FieldSpec("family_name", lazy_gettext("Family name"), _text),
+    FieldSpec("email", lazy_gettext("E-mail"), _email),
+    FieldSpec("phone", lazy_gettext("Phone"), _phone),
+    FieldSpec("street_address", lazy_gettext("Street address"), _text),
+    FieldSpec("postal_code", lazy_gettext("Postal code"), _text),
+    FieldSpec("locality", lazy_gettext("City"), _text),
+    FieldSpec("country", lazy_gettext("Country"), _country),
+    FieldSpec("birth_date", lazy_gettext("Birth date"), _birth_date),
+    FieldSpec("locale", lazy_gettext("Language"), _locale),
+    FieldSpec("time_zone", lazy_gettext("Time zone"), _time_zone),
 )
 STANDARD_BY_NAME = {spec.name: spec for spec in STANDARD_FIELDS}
 LIST_FIELDS = ("interests", "identities")
