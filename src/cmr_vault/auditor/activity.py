@@ -194,7 +194,7 @@ def scope_words(scope: Scope) -> str:
     if scope.kind == "intent":
         return gettext("see what you look for about “%(topic)s” and answer with offers") % {
             "topic": scope.target}
-    return gettext("invite you to %(programme)s") % {
+    return gettext("invite you to take part in %(programme)s") % {
         "programme": _PROGRAMMES.get(scope.target, PROGRAMME_KINDS.get(scope.target, ""))}
 
 

@@ -46,6 +46,7 @@ from cmr_vault.oauth.scopes import CHANNELS
 from cmr_vault.patterns import NOT_BLANK
 from cmr_vault.policy.cases import decision_record
 from cmr_vault.policy.facts import Action, DecisionRequest, Outcome
+from cmr_vault.portal import service as portal_service
 from cmr_vault.portal.dates import FORMATTERS
 from cmr_vault.runtime import Runtime
 from cmr_vault.vault import service as vault_service
@@ -397,7 +398,9 @@ class PreferencePages(Controller):
         names = {c: oauth_service.get_client(db_session, c).name
                  for c in {r.client_id for r in reminders}}
         return Template("marketing/inbox.html", context={
-            "account": customer, "now": runtime.clock.now(),
+            **FORMATTERS, "account": customer, "now": runtime.clock.now(),
+            "zone": portal_service.customer_zone(db_session, cipher=runtime.cipher,
+                                                 account_id=customer.id),
             "reminders": [(r, names[r.client_id]) for r in reminders],
             "offers": intents_service.offers_for(db_session, cipher=runtime.cipher,
                                                  account_id=customer.id,
