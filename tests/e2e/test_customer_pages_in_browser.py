@@ -30,7 +30,7 @@ WORDS = {
            "withdraw?": "Withdraw this intent?"},
     "de": {"saved": "Gespeichert.", "not saved": "es wurde nichts gespeichert",
            "activity": "Wer auf meine Daten", "gave": "Zugriff gegeben: E-Mail lesen",
-           "changed": "Sie haben geändert: shoe_size", "receipt": "Einwilligungsquittung",
+           "changed": "Sie haben geändert: shoe_size", "receipt": "Einwilligungsbeleg",
            "will no longer": "darf dann nicht mehr", "nothing yet": "Noch hat sich nichts",
            "done": "Erledigt.", "ended": "beendete Verbindung",
            "revoked": "Sie haben den Zugriff entzogen.", "published": "veröffentlicht",

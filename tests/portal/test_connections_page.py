@@ -82,7 +82,7 @@ def test_a_revoked_connection_moves_to_a_history_that_can_be_hidden(
 
     history = page.index('<details class="ended"')
     assert page.index(f'id="grant-{grant.id}"') > history
-    assert "1 ended connection" in page
+    assert "One ended connection" in page
     assert "No company has access to your vault." in page
 
 

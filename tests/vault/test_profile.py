@@ -22,7 +22,7 @@ FULL_FORM = {
     "locality": "Hamburg",
     "country": "de",
     "birth_date": "1990-04-01",
-    "locale": "de-DE",
+    "locale": "en-GB",  # the pages then speak English, as these assertions read
     "time_zone": "Europe/Berlin",
     "interests": "Cycling, coffee",
     "identities": "mastodon: @nina@example.social\nloyalty: BIKE-1",
