@@ -2,8 +2,8 @@
 and receipts read, a permission withdrawn and a connection revoked (each after a confirmation
 step), the ended connection in its history, and an intent published with who can see it.
 
-Every page state visited is checked with axe-core (0 critical, 0 serious) and for sideways
-scrolling on a 390 px phone (`check_state`).
+Every page state visited is checked with axe-core (0 critical, 0 serious) at 1280 and 390 px,
+and for sideways scrolling on the phone (`check_state`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,13 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.accessibility import check_state
-from tests.e2e.conftest import register_company, sign_up
+from tests.e2e.conftest import (
+    PHONE_WIDTH,
+    assert_accessible,
+    assert_fits_a_phone,
+    register_company,
+    sign_up,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 LANGUAGES = ["en", "de"]
@@ -36,6 +41,21 @@ WORDS = {
            "revoked": "Sie haben den Zugriff entzogen.", "published": "veröffentlicht",
            "can see": "kann sie jetzt sehen", "withdraw?": "Diese Suchanfrage zurückziehen?"},
 }
+
+
+DESKTOP = {"width": 1280, "height": 800}
+
+
+def check_state(page: Any, state: str) -> None:
+    """axe-core at desktop and phone width (0 critical, 0 serious), and no sideways scrolling
+    on the phone."""
+    assert_accessible(page, f"{state} at 1280 px")
+    page.set_viewport_size({"width": PHONE_WIDTH, "height": 844})
+    try:
+        assert_accessible(page, f"{state} at {PHONE_WIDTH} px")
+        assert_fits_a_phone(page)
+    finally:
+        page.set_viewport_size(DESKTOP)
 
 
 def _connect(page: Any, live_vault: str, client_id: str, site: str, scopes: list[str]) -> None:

@@ -149,7 +149,7 @@ def field_words(logged: str, reading: Reading) -> str:
         return name if name else gettext("a custom field you have since removed")
     spec = STANDARD_BY_NAME.get(logged)
     if spec is not None:
-        return mid_sentence(str(spec.label))
+        return mid_sentence(gettext(spec.label))
     return str(_FIELDS.get(logged, logged.replace("_", " ")))
 
 
@@ -185,7 +185,7 @@ def scope_words(scope: Scope) -> str:
     """What a permission lets the company do, in the customer's language ("read your city")."""
     if scope.kind == "read":
         spec = STANDARD_BY_NAME.get(scope.target)
-        field = (mid_sentence(str(spec.label)) if spec
+        field = (mid_sentence(gettext(spec.label)) if spec
                  else str(_FIELDS.get(scope.target, scope.target)))
         return gettext("read your %(field)s") % {"field": field}
     if scope.kind == "marketing":
