@@ -46,7 +46,6 @@ from cmr_vault.oauth.scopes import CHANNELS
 from cmr_vault.patterns import NOT_BLANK
 from cmr_vault.policy.cases import decision_record
 from cmr_vault.policy.facts import Action, DecisionRequest, Outcome
-from cmr_vault.portal import service as portal_service
 from cmr_vault.portal.dates import FORMATTERS
 from cmr_vault.runtime import Runtime
 from cmr_vault.vault import service as vault_service
@@ -398,9 +397,7 @@ class PreferencePages(Controller):
         names = {c: oauth_service.get_client(db_session, c).name
                  for c in {r.client_id for r in reminders}}
         return Template("marketing/inbox.html", context={
-            **FORMATTERS, "account": customer, "now": runtime.clock.now(),
-            "zone": portal_service.customer_zone(db_session, cipher=runtime.cipher,
-                                                 account_id=customer.id),
+            "account": customer, "now": runtime.clock.now(),
             "reminders": [(r, names[r.client_id]) for r in reminders],
             "offers": intents_service.offers_for(db_session, cipher=runtime.cipher,
                                                  account_id=customer.id,
