@@ -23,7 +23,7 @@ from tests.e2e.conftest import (
     sign_up,
 )
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 LANGUAGES = ["en", "de"]
 WORDS = {
     "en": {"saved": "Saved.", "not saved": "nothing was saved", "activity": "Who accessed",
