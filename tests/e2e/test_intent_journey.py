@@ -36,8 +36,9 @@ def test_intent_offer_accept_consent_read(
     page.check("input[name='to'][value='chosen']")
     page.check(f"input[name='audience'][value='{client_id}']")
     page.click("button:has-text('Publish')")
-    page.wait_for_url(f"{live_vault}/intents")
+    page.wait_for_url(f"{live_vault}/intents?published=**")
     assert "A cargo bike for two children" in page.content()
+    assert "Harbour Bikes" in page.locator("#published").inner_text()
 
     [intent] = httpx.get(f"{live_vault}/api/v1/intents", auth=(client_id, secret)).json()["intents"]
     assert intent["text"] == "A cargo bike for two children"

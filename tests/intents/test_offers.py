@@ -134,7 +134,7 @@ def test_a_value_offer_shows_on_the_consent_screen_and_is_recorded_and_fulfilled
     grant = db_session.exec(select(Grant)).one()
     assert grant.value_offer_id == value["value_offer_id"]
     receipt_page = browser.client.get("/receipts").text
-    receipt_id = receipt_page.split('href="/receipts/')[1].split(".json")[0]
+    receipt_id = receipt_page.split('.json"')[0].rsplit('href="/receipts/', 1)[1]
     claims = browser.client.get(f"/receipts/{receipt_id}.json").json()["claims"]
     assert claims["valueExchange"]["description"] == "500 loyalty points"
     assert "not yet given" in browser.client.get("/connections").text

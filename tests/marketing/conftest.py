@@ -106,7 +106,11 @@ def preferences_form(shop: Company, **fields: str) -> dict[str, str]:
     for name, value in fields.items():
         channel, _, field = name.partition("__")
         key = "*:*" if channel == "all" else f"{shop.client_id}:{channel}"
-        form[f"{field}:{key}"] = value
+        if field == "topics":  # typed as "other topics", as a person adds a new one
+            form[f"topics_mode:{key}"] = "chosen" if value else "any"
+            form[f"topics_more:{key}"] = value
+        else:
+            form[f"{field}:{key}"] = value
     return form
 
 

@@ -9,13 +9,13 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import Provide
 from litestar.enums import RequestEncodingType
 from litestar.openapi import ResponseSpec
-from litestar.params import Body, FromPath, JSONBody
+from litestar.params import Body, FromPath, FromQuery, JSONBody
 from litestar.response import Redirect, Template
 from pydantic import BaseModel, Field
 
 from cmr_vault.accounts.deps import Customer, provide_customer
 from cmr_vault.deps import DbSession, RuntimeDep
-from cmr_vault.errors import Forbidden, ValidationFailed
+from cmr_vault.errors import Forbidden, NotFound, ValidationFailed
 from cmr_vault.intents import service as intents_service
 from cmr_vault.intents.models import Offer
 from cmr_vault.intents.schemas import (
@@ -30,6 +30,8 @@ from cmr_vault.oauth import service as oauth_service
 from cmr_vault.oauth.deps import CompanyClient, provide_company_client
 from cmr_vault.patterns import NOT_BLANK
 from cmr_vault.policy.facts import Decision, Outcome
+from cmr_vault.portal import service as portal_service
+from cmr_vault.portal.dates import FORMATTERS
 from cmr_vault.portal.forms import form_text
 from cmr_vault.web.errors import exception_to_http_response
 from cmr_vault.web.openapi import COMPANY_CLIENT
@@ -177,19 +179,28 @@ class IntentPages(Controller):
     dependencies = {"customer": Provide(provide_customer, sync_to_thread=True)}
 
     def _page(self, customer: Customer, db_session: DbSession, runtime: RuntimeDep,
-              problems: dict[str, str] | None = None, status: int = 200) -> Template:
+              problems: dict[str, str] | None = None, status: int = 200,
+              published: str = "", values: dict[str, Any] | None = None) -> Template:
+        now = runtime.clock.now()
+        intents = intents_service.intents_of(db_session, cipher=runtime.cipher,
+                                             account_id=customer.id, now=now)
+        just_published = next((i for i in intents if i.intent.id == published), None)
+        audience = intents_service.audience_of(
+            db_session, account_id=customer.id, intent_id=just_published.intent.id,
+            topic=just_published.content["topic"], now=now) if just_published else []
         return Template("intents/intents.html", status_code=status, context={
-            "account": customer, "problems": problems or {},
-            "intents": intents_service.intents_of(db_session, cipher=runtime.cipher,
-                                                  account_id=customer.id,
-                                                  now=runtime.clock.now()),
+            **FORMATTERS, "account": customer, "problems": problems or {}, "values": values or {},
+            "intents": intents, "published": just_published, "audience": audience,
+            "zone": portal_service.customer_zone(db_session, cipher=runtime.cipher,
+                                                 account_id=customer.id),
             "companies": oauth_service.approved_clients(db_session)})
 
     @get("/intents", sync_to_thread=True)
-    def intents(self, customer: Customer, db_session: DbSession,
-                runtime: RuntimeDep) -> Template:
-        """Publish what you are looking for; see and withdraw what you published."""
-        return self._page(customer, db_session, runtime)
+    def intents(self, customer: Customer, db_session: DbSession, runtime: RuntimeDep,
+                published: FromQuery[str] = "") -> Template:
+        """Publish what you are looking for; see and withdraw what you published. Just after
+        publishing (`published=<id>`) it says so, and names who can see it."""
+        return self._page(customer, db_session, runtime, published=published)
 
     @post("/intents", status_code=200, sync_to_thread=True)
     def publish(self, data: Form, customer: Customer, db_session: DbSession,
@@ -203,13 +214,27 @@ class IntentPages(Controller):
             audience=[ALL] if form_text(data, "to") != "chosen"
             else [chosen] if isinstance(chosen, str) else list(chosen))
         try:
-            intents_service.publish(db_session, runtime.consent_context(), cipher=runtime.cipher,
-                                    index_key=runtime.keyring.index_key, account_id=customer.id,
-                                    draft=draft)
+            intent = intents_service.publish(
+                db_session, runtime.consent_context(), cipher=runtime.cipher,
+                index_key=runtime.keyring.index_key, account_id=customer.id, draft=draft)
         except ValidationFailed as exc:
             db_session.rollback()
-            return self._page(customer, db_session, runtime, exc.problems, 400)
-        return Redirect(path="/intents", status_code=303)
+            return self._page(customer, db_session, runtime, exc.problems, 400,
+                              values={**{k: form_text(data, k) for k in data},
+                                      "audience": draft.audience})
+        return Redirect(path=f"/intents?published={intent.id}#published", status_code=303)
+
+    @get("/intents/{intent_id:str}/withdraw", sync_to_thread=True)
+    def confirm_withdraw(self, intent_id: FromPath[str], customer: Customer,
+                         db_session: DbSession, runtime: RuntimeDep) -> Template:
+        """The step before withdrawing an intent: which one, and that offers stop."""
+        item = next((i for i in intents_service.intents_of(
+            db_session, cipher=runtime.cipher, account_id=customer.id,
+            now=runtime.clock.now()) if i.intent.id == intent_id and i.state == "open"), None)
+        if item is None:
+            raise NotFound("You have no such open intent.")
+        return Template("intents/confirm_withdraw.html",
+                        context={**FORMATTERS, "account": customer, "item": item})
 
     @post("/intents/{intent_id:str}/withdraw", status_code=303, sync_to_thread=True)
     def withdraw(self, intent_id: FromPath[str], customer: Customer, db_session: DbSession,

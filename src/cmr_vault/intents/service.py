@@ -546,3 +546,24 @@ def fulfil(session: Session, ctx: ConsentContext, *, client_id: str, grant_id: s
         _audit(session, ctx, actor=f"company:{client_id}", action="value.fulfilled",
                account_id=grant.account_id, resource=f"grant:{grant.id}",
                details={"company": client_id, "value_offer": grant.value_offer_id})
+
+
+def audience_of(session: Session, *, account_id: str, intent_id: str, topic: str,
+                now: datetime) -> list[OAuthClient]:
+    """The companies that can see one of the customer's intents now: those they chose, or
+    every company whose active grant covers the topic; never one they blocked. Said on the
+    page after publishing, so nobody publishes without knowing who reads it."""
+    intent = session.get(Intent, intent_id)
+    if intent is None or intent.account_id != account_id:
+        raise NotFound("You have no such intent.")
+    if intent.audience == "chosen":
+        client_ids = set(session.exec(select(IntentAudience.client_id).where(
+            IntentAudience.intent_id == intent.id)).all())
+    else:
+        client_ids = {c.company.client_id
+                      for c in consent_service.connections(session, account_id=account_id,
+                                                           now=now)
+                      if consent_service.is_usable(c.grant, now)
+                      and f"intents.{topic}" in consent_service.scopes_of(c.grant)}
+    return sorted((oauth_service.get_client(session, c) for c in client_ids
+                   if not blocked(session, account_id, c)), key=lambda c: c.name.lower())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hmac
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -20,15 +21,18 @@ from sqlmodel import Session
 from cmr_vault.accounts.deps import Customer, provide_customer
 from cmr_vault.audit import service as audit_service
 from cmr_vault.audit.actions import PushAction
+from cmr_vault.auditor.activity import channel_words
 from cmr_vault.consent import service as consent_service
 from cmr_vault.crypto.blind_index import subject_pseudonym
 from cmr_vault.deps import DbSession, RuntimeDep
 from cmr_vault.errors import Forbidden, NotFound, ValidationFailed
+from cmr_vault.i18n import gettext as _
+from cmr_vault.i18n import ngettext
 from cmr_vault.intents import service as intents_service
 from cmr_vault.marketing import campaigns, jobs
 from cmr_vault.marketing import service as marketing_service
 from cmr_vault.marketing.delivery import Envelope
-from cmr_vault.marketing.models import ALL, Campaign, Message
+from cmr_vault.marketing.models import ALL, Campaign, ChannelPreference, Message
 from cmr_vault.marketing.schemas import (
     CampaignDocument,
     CampaignResults,
@@ -46,10 +50,12 @@ from cmr_vault.oauth.deps import (
     provide_company_access,
     provide_company_client,
 )
+from cmr_vault.oauth.models import OAuthClient
 from cmr_vault.oauth.scopes import CHANNELS
 from cmr_vault.patterns import NOT_BLANK
 from cmr_vault.policy.cases import decision_record
 from cmr_vault.policy.facts import Action, DecisionRequest, Outcome
+from cmr_vault.portal.dates import FORMATTERS
 from cmr_vault.runtime import Runtime
 from cmr_vault.vault import service as vault_service
 from cmr_vault.web.errors import exception_to_http_response
@@ -189,25 +195,64 @@ def _text(data: dict[str, Any], key: str) -> str:
     return str(value[-1] if isinstance(value, list) else value)
 
 
+def _values(data: dict[str, Any], key: str) -> list[str]:
+    """Every value of a repeated field (ticked checkboxes share one name)."""
+    value = data.get(key, [])
+    return [str(v) for v in (value if isinstance(value, list) else [value])]
+
+
+STOP_ALL = "stop_all"
+
+
+def _topics(data: dict[str, Any], key: str) -> list[str]:
+    """`any` topic, or the ticked ones plus any typed under "other topics"."""
+    if _text(data, f"topics_mode:{key}") != "chosen":
+        return []
+    typed = _text(data, f"topics_more:{key}").split(",")
+    topics = sorted({t.strip().lower() for t in [*_values(data, f"topic:{key}"), *typed]
+                     if t.strip()})
+    if not topics:
+        raise ValidationFailed(_("Tick at least one topic, or choose any topic."),
+                               problems={f"topics:{key}": _("tick at least one topic")})
+    return topics
+
+
 def _change(data: dict[str, Any], client_id: str, channel: str
             ) -> marketing_service.PreferenceChange:
+    """One card of the preference form as a change; a bad value names its own field."""
     key = f"{client_id}:{channel}"
+    problems: dict[str, str] = {}
+    caps: dict[str, int | None] = {}
+    for name in ("cap_day", "cap_week", "cap_month"):
+        try:
+            caps[name] = _int(_text(data, f"{name}:{key}"))
+        except ValueError:
+            problems[f"{name}:{key}"] = _("a whole number, or leave it empty for no limit")
+    if channel == ALL and _text(data, STOP_ALL) == "on":
+        caps = {"cap_day": 0, "cap_week": 0, "cap_month": 0}  # nothing gets through
+        problems = {}
     try:
-        return marketing_service.PreferenceChange(
-            client_id=client_id, channel=channel,
-            opted_in=channel == ALL or _text(data, f"optin:{key}") == "on",
-            topics=[t.strip().lower() for t in _text(data, f"topics:{key}").split(",")
-                    if t.strip()],
-            cap_day=_int(_text(data, f"cap_day:{key}")),
-            cap_week=_int(_text(data, f"cap_week:{key}")),
-            cap_month=_int(_text(data, f"cap_month:{key}")),
-            quiet_start=_text(data, f"quiet_start:{key}").strip() or None,
-            quiet_end=_text(data, f"quiet_end:{key}").strip() or None,
-            paused_until=_pause(_text(data, f"pause:{key}")),
-        )
-    except ValueError as exc:
-        raise ValidationFailed("Caps are whole numbers and pauses are dates.",
-                               problems={key: "caps are whole numbers, pauses dates"}) from exc
+        paused_until = _pause(_text(data, f"pause:{key}"))
+    except ValueError:
+        problems[f"pause:{key}"] = _("a date")
+        paused_until = None
+    if problems:
+        raise ValidationFailed(_("Some preferences are not valid; nothing was saved."),
+                               problems=problems)
+    change = marketing_service.PreferenceChange(
+        client_id=client_id, channel=channel,
+        opted_in=channel == ALL or _text(data, f"optin:{key}") == "on",
+        topics=_topics(data, key), cap_day=caps["cap_day"], cap_week=caps["cap_week"],
+        cap_month=caps["cap_month"],
+        quiet_start=_text(data, f"quiet_start:{key}").strip() or None,
+        quiet_end=_text(data, f"quiet_end:{key}").strip() or None,
+        paused_until=paused_until)
+    try:
+        marketing_service.check_preference(change)
+    except ValidationFailed as exc:
+        raise ValidationFailed(exc.detail, problems={
+            f"{name}:{key}": message for name, message in exc.problems.items()}) from exc
+    return change
 
 
 def _send_confirmation(runtime: Runtime, session: Session, account_id: str, company: str,
@@ -228,6 +273,19 @@ def _send_confirmation(runtime: Runtime, session: Session, account_id: str, comp
     return True
 
 
+@dataclass(frozen=True)
+class PreferenceCard:
+    """One company and channel on the preference page, with the topics to choose from."""
+
+    key: str
+    company: OAuthClient
+    channel: str
+    channel_words: str
+    pref: ChannelPreference | None
+    topics: list[str]
+    topic_choices: list[str]
+
+
 class PreferencePages(Controller):
     """The preference center and the inbox, for the signed-in customer."""
 
@@ -241,13 +299,23 @@ class PreferencePages(Controller):
         companies = marketing_service.marketing_connections(
             db_session, account_id=customer.id, now=runtime.clock.now())
         overall = marketing_service.get_preference(db_session, customer.id, ALL, ALL)
-        rows = {f"{ALL}:{ALL}": overall} | {f"{c.client_id}:{ch}": row
-                                            for c, _, prefs in companies
-                                            for ch, row in prefs.items()}
-        topics = {key: ", ".join(marketing_service.open_topics(runtime.cipher, row))
-                  for key, row in rows.items() if row}
+        interests = vault_service.read_profile(db_session, cipher=runtime.cipher,
+                                               account_id=customer.id).interests
+        cards = []
+        for company, channels, prefs in companies:
+            sent = marketing_service.topics_sent(db_session, account_id=customer.id,
+                                                 client_id=company.client_id)
+            for channel in channels:
+                row = prefs.get(channel)
+                chosen = marketing_service.open_topics(runtime.cipher, row) if row else []
+                cards.append(PreferenceCard(
+                    key=f"{company.client_id}:{channel}", company=company, channel=channel,
+                    channel_words=channel_words(channel), pref=row, topics=chosen,
+                    topic_choices=sorted({*chosen, *interests, *sent})))
         return Template("marketing/preferences.html", status_code=status, context={
-            "account": customer, "companies": companies, "overall": overall, "topics": topics,
+            **FORMATTERS, "account": customer, "cards": cards, "overall": overall,
+            "stopped": bool(overall and overall.cap_day == 0 and overall.cap_week == 0
+                            and overall.cap_month == 0),
             "problems": problems or {}, "notice": notice, "new_secret": new_secret,
             "webhook_url": marketing_service.endpoint_url(
                 db_session, cipher=runtime.cipher, account_id=customer.id),
@@ -257,20 +325,36 @@ class PreferencePages(Controller):
     def preferences(self, customer: Customer, db_session: DbSession, runtime: RuntimeDep,
                     saved: FromQuery[bool] = False,
                     confirm: Annotated[int, QueryParameter(ge=0, le=100)] = 0) -> Template:
-        """Per company and channel: opt-in, topics, caps, quiet hours, pause; and overall."""
-        notice = "Saved." if saved else ""
+        """One card per company and channel (opt-in, topics, caps, quiet hours, pause), one
+        for all companies together with a switch that stops all marketing, and one for the
+        customer's own app."""
+        notice = _("Saved.") if saved else ""
         if confirm:
-            notice += f" We sent {confirm} confirmation link(s) to your e-mail address."
+            notice += " " + ngettext(
+                "We sent a confirmation link to your e-mail address.",
+                "We sent %(num)d confirmation links to your e-mail address.", confirm) % {
+                    "num": confirm}
         return self._page(customer, db_session, runtime, notice=notice.strip())
 
     @post("/preferences", status_code=200, sync_to_thread=True)
     def save(self, data: Form, customer: Customer, db_session: DbSession,
              runtime: RuntimeDep) -> Response[Any] | Template:
-        """Validate everything, then save it all; on any error nothing is saved."""
-        targets = [(c.client_id, ch) for c, channels, _ in marketing_service.marketing_connections(
-            db_session, account_id=customer.id, now=runtime.clock.now()) for ch in channels]
+        """Validate every card, then save them all; on any error nothing is saved and each
+        problem is shown beside its field."""
+        targets = [(ALL, ALL)] + [
+            (c.client_id, ch) for c, channels, _ in marketing_service.marketing_connections(
+                db_session, account_id=customer.id, now=runtime.clock.now())
+            for ch in channels]
+        changes, problems = [], {}
+        for client_id, channel in targets:
+            try:
+                changes.append(_change(data, client_id, channel))
+            except ValidationFailed as exc:
+                problems.update(exc.problems)
         try:
-            changes = [_change(data, ALL, ALL)] + [_change(data, c, ch) for c, ch in targets]
+            if problems:
+                raise ValidationFailed(_("Some preferences are not valid; nothing was saved."),
+                                       problems=problems)
             tokens = []
             consent = runtime.consent_context()
             for change in changes:
@@ -282,12 +366,13 @@ class PreferencePages(Controller):
             new_secret = self._endpoint(data, customer, db_session, runtime)
         except ValidationFailed as exc:
             db_session.rollback()
-            return self._page(customer, db_session, runtime, exc.problems, exc.detail, 400)
+            return self._page(customer, db_session, runtime, exc.problems,
+                              _("Some preferences are not valid; nothing was saved."), 400)
         sent = sum(_send_confirmation(runtime, db_session, customer.id, company, token)
                    for company, token in tokens)
         if new_secret:
             # Shown once, on this page, never in a URL.
-            return self._page(customer, db_session, runtime, notice="Saved.",
+            return self._page(customer, db_session, runtime, notice=_("Saved."),
                               new_secret=new_secret)
         return Redirect(path=f"/preferences?saved=1&confirm={sent}", status_code=303)
 

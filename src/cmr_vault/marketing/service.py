@@ -91,7 +91,8 @@ class PreferenceChange:
     paused_until: datetime | None
 
 
-def _check(change: PreferenceChange) -> None:
+def check_preference(change: PreferenceChange) -> None:
+    """Every value of a change within bounds, or every problem at once (nothing is saved)."""
     problems = {}
     if change.channel != ALL and change.channel not in CHANNELS:
         problems["channel"] = f"one of {', '.join(CHANNELS)}"
@@ -150,7 +151,7 @@ def set_preference(
     until the policy's reaffirmation date, if it sets one; giving or withdrawing one earns the
     customer a receipt.
     """
-    _check(change)
+    check_preference(change)
     clock, pseudonym_key = ctx.clock, ctx.pseudonym_key
     now = clock.now()
     row = get_preference(session, account_id, change.client_id, change.channel) or \
@@ -726,3 +727,14 @@ def endpoint_url(session: Session, *, cipher: FieldCipher, account_id: str) -> s
     if not has_endpoint(session, account_id):
         return ""
     return open_endpoint(session, cipher=cipher, account_id=account_id)[0]
+
+
+def topics_sent(session: Session, *, account_id: str, client_id: str, limit: int = 20
+                ) -> list[str]:
+    """The topics a company has written to the customer about, for the preference center's
+    choices: people pick from what a company actually sends rather than guess its words."""
+    rows = session.exec(
+        select(Message.topic).where(Message.account_id == account_id,
+                                    Message.client_id == client_id, Message.topic != "")
+        .distinct().limit(limit)).all()
+    return sorted(rows)

@@ -28,19 +28,19 @@ from cmr_vault.accounts.deps import (
 )
 from cmr_vault.accounts.exceptions import WrongPassword
 from cmr_vault.accounts.models import Account, Role
-from cmr_vault.audit import transparency
 from cmr_vault.consent import receipts
 from cmr_vault.consent import service as consent_service
-from cmr_vault.crypto.blind_index import subject_pseudonym
 from cmr_vault.db.session import read_aside
 from cmr_vault.deps import DbSession, RuntimeDep
-from cmr_vault.errors import DomainError, TooManyRequests
+from cmr_vault.errors import DomainError, NotFound, TooManyRequests
 from cmr_vault.i18n import gettext as _
 from cmr_vault.i18n import ngettext
 from cmr_vault.i18n.web import language_from_profile, remember_language
 from cmr_vault.intents import service as intents_service
 from cmr_vault.marketing import service as marketing_service
 from cmr_vault.oauth import service as oauth_service
+from cmr_vault.portal import service as portal_service
+from cmr_vault.portal.dates import FORMATTERS
 from cmr_vault.portal.forms import form_text, profile_changes, profile_form_values
 from cmr_vault.runtime import Runtime
 from cmr_vault.vault import service as vault_service
@@ -61,7 +61,8 @@ def _erase_phrase() -> str:
 
 
 def _page(name: str, status: int = 200, **context: Any) -> Template:
-    return Template(template_name=f"portal/{name}", context=context, status_code=status)
+    return Template(template_name=f"portal/{name}", context={**FORMATTERS, **context},
+                    status_code=status)
 
 
 def _safe_next(target: str) -> str:
@@ -512,20 +513,16 @@ class ActivityPage(Controller):
 
     @get("/activity", sync_to_thread=True)
     def activity(self, customer: Customer, db_session: DbSession, runtime: RuntimeDep) -> Template:
-        """Every entry about the customer, each checked against the latest signed head."""
-        keyring = runtime.keyring
-        history = transparency.proven_history(
-            db_session, tree=runtime.audit_tree, seed=keyring.signing_key,
-            origin=runtime.log_origin, clock=runtime.clock,
-            subject=subject_pseudonym(keyring.pseudonym_key, customer.id),
-        )
-        rows = [(e, json.loads(e.details), history.checks.get(e.seq)) for e in history.entries]
-        return _page("activity.html", account=customer, rows=rows,
-                     checkpoint=history.checkpoint, all_included=history.all_included)
+        """Every entry about the customer in a sentence, each checked against the latest
+        signed head."""
+        return _page("activity.html", account=customer,
+                     activity=portal_service.activity_of(db_session, runtime,
+                                                         account_id=customer.id))
 
 
 class ConnectionsPage(Controller):
-    """Every company with access: what, why, since when, until when; revoke a scope or all."""
+    """Every company with access: what, why, since when, until when; withdraw one permission
+    or all of them, each after a confirmation step."""
 
     include_in_schema = False  # pages for people, not the machine API
 
@@ -536,13 +533,30 @@ class ConnectionsPage(Controller):
     def connections(self, customer: Customer, db_session: DbSession, runtime: RuntimeDep,
                     revoked: FromQuery[bool] = False,
                     renewed: FromQuery[bool] = False) -> Template:
-        """The list of connections with their history of consent records."""
+        """The connections in force, then the ended ones as a history to open."""
         now = runtime.clock.now()
+        current, ended, zone = portal_service.connection_cards(
+            db_session, cipher=runtime.cipher, pseudonym_key=runtime.keyring.pseudonym_key,
+            account_id=customer.id, now=now)
         return _page("connections.html", account=customer, revoked=revoked, renewed=renewed,
-                     connections=consent_service.connections(
-                         db_session, account_id=customer.id, now=now),
+                     cards=current, ended=ended, zone=zone,
                      notices=consent_service.pending_notices(
                          db_session, account_id=customer.id, now=now))
+
+    @get("/{grant_id:str}/confirm", sync_to_thread=True)
+    def confirm_revoke(self, grant_id: FromPath[str], customer: Customer,
+                       db_session: DbSession, runtime: RuntimeDep,
+                       permission_: Annotated[str, QueryParameter(name="scope")] = ""
+                       ) -> Template:
+        """The step before withdrawing: what exactly stops, for whom, and that nothing has
+        happened yet. The button on it sends the withdrawal."""
+        card = portal_service.connection_card(
+            db_session, cipher=runtime.cipher, pseudonym_key=runtime.keyring.pseudonym_key,
+            account_id=customer.id, grant_id=grant_id, now=runtime.clock.now())
+        permission = next((p for p in card.permissions if p.scope == permission_), None)
+        if permission_ and permission is None:
+            raise NotFound("That connection has no such permission.")
+        return _page("confirm_revoke.html", account=customer, card=card, permission=permission)
 
     @post("/{grant_id:str}/revoke", status_code=303, sync_to_thread=True)
     def revoke(self, grant_id: FromPath[str], data: Form, customer: Customer,
@@ -564,8 +578,10 @@ class ConnectionsPage(Controller):
     @get("/notices", sync_to_thread=True)
     def notices(self, customer: Customer, db_session: DbSession, runtime: RuntimeDep) -> Template:
         """Companies whose newer notice asks for more: agree, or keep the grant as it is."""
-        return _page("notices.html", account=customer, changes=consent_service.pending_notices(
-            db_session, account_id=customer.id, now=runtime.clock.now()))
+        changes = consent_service.pending_notices(db_session, account_id=customer.id,
+                                                  now=runtime.clock.now())
+        return _page("notices.html", account=customer, changes=[
+            (change, portal_service.added_permissions(change.added)) for change in changes])
 
     @post("/{grant_id:str}/notice", status_code=303, sync_to_thread=True)
     def answer_notice(self, grant_id: FromPath[str], data: Form, customer: Customer,
@@ -578,7 +594,7 @@ class ConnectionsPage(Controller):
 
 
 class ReceiptsPage(Controller):
-    """The customer's consent receipts: listed, and each downloadable as a JSON file."""
+    """The customer's consent receipts: each a record to read, and a signed file to keep."""
 
     include_in_schema = False  # pages for people, not the machine API
 
@@ -586,15 +602,22 @@ class ReceiptsPage(Controller):
     dependencies = {"customer": Provide(provide_customer, sync_to_thread=True)}
 
     @get("/", sync_to_thread=True)
-    def receipts(self, customer: Customer, db_session: DbSession) -> Template:
-        """Every receipt, newest first, with the company and what happened."""
-        rows = [(r, receipts.claims_in(r)) for r in receipts.receipts_of(db_session, customer.id)]
-        return _page("receipts.html", account=customer, rows=rows)
+    def receipts(self, customer: Customer, db_session: DbSession,
+                 runtime: RuntimeDep) -> Template:
+        """Every receipt, newest first, each as one sentence."""
+        records, zone = portal_service.receipts_of(db_session, cipher=runtime.cipher,
+                                                   account_id=customer.id)
+        return _page("receipts.html", account=customer, records=records, zone=zone)
 
     @get("/{receipt_id:str}", sync_to_thread=True)
-    def download(self, receipt_id: FromPath[str], customer: Customer, db_session: DbSession,
-                 runtime: RuntimeDep) -> Response[Any]:
-        """The receipt with its log proof, verifiable offline with the vault's public key."""
+    def receipt(self, receipt_id: FromPath[str], customer: Customer, db_session: DbSession,
+                runtime: RuntimeDep) -> Response[Any]:
+        """`<id>`: the receipt as a person's record. `<id>.json`: the signed file with its log
+        proof, verifiable offline with the vault's public key."""
+        if not receipt_id.endswith(".json"):
+            return _page("receipt.html", account=customer, record=portal_service.receipt_of(
+                db_session, cipher=runtime.cipher, account_id=customer.id,
+                receipt_id=receipt_id))
         document = receipts.receipt_file(
             db_session, runtime.receipt_signer(), tree=runtime.audit_tree,
             account_id=customer.id, receipt_id=receipt_id.removesuffix(".json"))

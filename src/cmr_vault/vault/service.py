@@ -96,6 +96,17 @@ def _audit_field_name(pseudonym_key: bytes, account_id: str, name: str) -> str:
     return name
 
 
+def logged_custom_names(session: Session, *, cipher: FieldCipher, pseudonym_key: bytes,
+                        account_id: str) -> dict[str, str]:
+    """The log's keyed hash of each custom field the customer has now, with its name: opened
+    for the customer's own activity page, so they read "shoe_size" where the log says
+    `custom:895bbbe7686f`."""
+    names = _by_name(cipher, account_id, session.exec(
+        select(ProfileField).where(ProfileField.account_id == account_id)).all())
+    return {_audit_field_name(pseudonym_key, account_id, name): name.removeprefix(CUSTOM_PREFIX)
+            for name in names if name.startswith(CUSTOM_PREFIX)}
+
+
 def update_profile(
     session: Session,
     *,
@@ -115,6 +126,11 @@ def update_profile(
         accounts_service.change_email(
             session, index_key=index_key, account=account, email=str(cleaned["email"])
         )
+    # A form sends every field: only those whose value differs are written and logged, so the
+    # customer's activity says "you changed your city", not every field on each save.
+    stored = cipher.open_fields(account.id, {
+        name: row.sealed for name, row in existing.items() if name in cleaned})
+    cleaned = {name: value for name, value in cleaned.items() if stored.get(name) != value}
     to_seal = {name: value for name, value in cleaned.items() if value is not None}
     sealed = cipher.seal_named(account.id, to_seal)
     now = clock.now()
