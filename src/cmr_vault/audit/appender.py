@@ -9,6 +9,7 @@ grow, so the cost of the commit (and of the lock) is shared by everyone in the b
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 from concurrent.futures import Future
@@ -40,6 +41,16 @@ class GroupCommitAppender:
         Raises TimeoutError (the caller must then not report success) or the commit's error.
         """
         return self.submit(event).result(timeout=timeout)
+
+    async def append_async(self, event: AuditEvent, *, timeout: float = 30.0) -> int:
+        """`append` for an event loop: the request waits for its commit without a thread.
+
+        A request must hold no write lock of its own while it waits (on SQLite the batch's
+        BEGIN IMMEDIATE would wait for it for ever): append after its transaction ended, or
+        from a read-only one.
+        """
+        async with asyncio.timeout(timeout):
+            return await asyncio.wrap_future(self.submit(event))
 
     def submit(self, event: AuditEvent) -> Future[int]:
         """Queue an event; the future resolves to its sequence number once durable."""

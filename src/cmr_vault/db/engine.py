@@ -23,6 +23,9 @@ IMMEDIATE_OPTION = "cmr_vault_immediate"
 # appender, the checkpoint signer and the in-process worker, which never wait at the gate.
 POOL_SIZE = 10
 POOL_OVERFLOW = 10
+# SQLite: read-only requests at once (each holds one pooled connection and one thread); the
+# pool keeps 8 and lends 16 more to writers, the audit appender and the health check.
+SQLITE_READ_TURNS = 8
 
 
 def make_engine(url: str, *, immediate: bool = True) -> Engine:
@@ -40,7 +43,7 @@ def make_engine(url: str, *, immediate: bool = True) -> Engine:
     # Pooled: opening a connection and setting its PRAGMAs costs more than a whole read.
     engine = create_engine(
         url, connect_args={"check_same_thread": False, "timeout": 30}, poolclass=QueuePool,
-        pool_size=8, max_overflow=16,
+        pool_size=SQLITE_READ_TURNS, max_overflow=16,
     )
     _configure_sqlite(engine, immediate=immediate)
     return engine

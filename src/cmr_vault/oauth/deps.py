@@ -11,13 +11,14 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeAlias
 from urllib.parse import unquote
 
 import anyio.to_thread
 from litestar import Request
 from litestar.di import NamedDependency
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlmodel import Session
 
 from cmr_vault.consent import service as consent_service
@@ -67,10 +68,8 @@ def _invalid_token(detail: str) -> Unauthenticated:
     return Unauthenticated(detail, headers=_bearer_challenge("invalid_token", detail))
 
 
-def provide_company_access(
-    request: Request[Any, Any, Any], db_session: DbSession, runtime: RuntimeDep
-) -> CompanyAccess:
-    """Resolve `Authorization: Bearer …` to a usable grant, or refuse with 401."""
+def bearer_token(request: Request[Any, Any, Any]) -> str:
+    """The access token of `Authorization: Bearer …`, or a refusal (never one from the URL)."""
     if "access_token" in request.query_params:
         raise ValidationFailed(
             "Send the access token in the Authorization header, never in the URL.",
@@ -80,18 +79,32 @@ def provide_company_access(
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         raise Unauthenticated("A bearer access token is required.", headers=_bearer_challenge())
-    token = oauth_service.find_access_token(db_session, value.strip())
-    now = runtime.clock.now()
-    if token is None or not oauth_service.access_token_is_live(token, now):
+    return value.strip()
+
+
+def company_access(connection: Connection, access_token: str, now: datetime) -> CompanyAccess:
+    """The live token, grant and company behind `access_token` (one query), or 401.
+
+    Read afresh on every request, in whichever worker or host serves it: revocation, expiry,
+    a relinquished grant and a suspended company stop the token on the very next request.
+    """
+    found = oauth_service.find_bearer(connection, access_token)
+    if found is None or not oauth_service.access_token_is_live(found[0], now):
         raise _invalid_token("The access token is unknown, expired or revoked.")
-    grant = consent_service.get_grant(db_session, token.grant_id)
-    client = db_session.get(OAuthClient, token.client_id)
-    if grant is None or not consent_service.is_usable(grant, now):
+    token, grant, client = found
+    if not consent_service.is_usable(grant, now):
         raise _invalid_token("The customer's consent behind this token is no longer in force.")
-    if client is None or client.status != ClientStatus.APPROVED:
+    if client.status != ClientStatus.APPROVED:
         raise _invalid_token("This company is suspended.")
     in_force = frozenset(token.scope.split()) & frozenset(json.loads(grant.scopes))
     return CompanyAccess(token=token, grant=grant, client=client, scopes=in_force)
+
+
+def provide_company_access(
+    request: Request[Any, Any, Any], db_session: DbSession, runtime: RuntimeDep
+) -> CompanyAccess:
+    """Resolve `Authorization: Bearer …` to a usable grant, or refuse with 401."""
+    return company_access(db_session.connection(), bearer_token(request), runtime.clock.now())
 
 
 def basic_credentials(header: str) -> tuple[str, str] | None:

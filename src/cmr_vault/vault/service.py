@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Connection
 from sqlmodel import Session, col, delete, select
 
 from cmr_vault.accounts import service as accounts_service
@@ -61,16 +62,23 @@ class Profile:
 
 
 def read_fields(
-    session: Session, *, cipher: FieldCipher, account_id: str, names: Iterable[str] | None = None
+    session: Session | Connection, *, cipher: FieldCipher, account_id: str,
+    names: Iterable[str] | None = None,
 ) -> dict[str, str]:
-    """Open the stored fields of one owner (all, or just `names`)."""
-    query = select(ProfileField).where(ProfileField.account_id == account_id)
+    """Open the stored fields of one owner (all, or just `names`).
+
+    One Core query (a company read runs this on a read-only connection of its own), and one
+    key-store lookup per key version for the names and values together.
+    """
+    table = ProfileField.__table__  # type: ignore[attr-defined]
+    query = select(table.c.name_index, table.c.sealed_name, table.c.sealed).where(
+        table.c.account_id == account_id)
     if names is not None:
         wanted = [cipher.name_index(account_id, name) for name in names]
-        query = query.where(col(ProfileField.name_index).in_(wanted))
-    rows = session.exec(query).all()
-    return cipher.open_fields(account_id, {
-        name: row.sealed for name, row in _by_name(cipher, account_id, rows).items()})
+        query = query.where(table.c.name_index.in_(wanted))
+    rows = session.execute(query).all()
+    return cipher.open_named(account_id, {
+        row.name_index: (row.sealed_name, row.sealed) for row in rows})
 
 
 def _by_name(
@@ -325,7 +333,7 @@ def decide_company_read(
 
 
 def open_for_company(
-    session: Session, *, cipher: FieldCipher, account_id: str, fields: list[str]
+    session: Session | Connection, *, cipher: FieldCipher, account_id: str, fields: list[str]
 ) -> dict[str, Any]:
     """Open exactly the allowed fields; list fields come back as lists."""
     opened = read_fields(session, cipher=cipher, account_id=account_id, names=fields)
