@@ -15,7 +15,6 @@ import threading
 from concurrent.futures import Future
 
 from sqlalchemy import Engine
-from sqlmodel import Session
 
 from cmr_vault.audit import service as audit_service
 from cmr_vault.audit.service import AuditEvent
@@ -97,11 +96,10 @@ class GroupCommitAppender:
 
     def _commit(self, batch: list[tuple[AuditEvent, Future[int]]]) -> None:
         try:
-            with Session(self._engine) as session:
-                entries = audit_service.record_many(
-                    session, clock=self._clock, events=[event for event, _ in batch]
+            with self._engine.begin() as connection:
+                entries = audit_service.append_entries(
+                    connection, clock=self._clock, events=[event for event, _ in batch]
                 )
-                session.commit()
         except Exception as exc:  # every waiter must hear about the failure
             for _, future in batch:
                 future.set_exception(exc)
