@@ -137,8 +137,8 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
                 1 if runtime.engine.dialect.name == "sqlite" else POOL_SIZE),
             "queue": settings.database_queue, "max_wait": DATABASE_WAIT_SECONDS,
             # SQLite readers never wait for its writer: reads get turns of their own.
-            "read_capacity": SQLITE_READ_TURNS if runtime.engine.dialect.name == "sqlite"
-            else None}
+            "read_capacity": (settings.database_turns or SQLITE_READ_TURNS)
+            if runtime.engine.dialect.name == "sqlite" else None}
         runtime.policy.install_sighup_handler()
         if settings.checkpoint_interval_seconds > 0:
             signer.append(asyncio.create_task(run_periodic_signer(runtime)))

@@ -41,6 +41,7 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    bindparam,
     delete,
     event,
     func,
@@ -87,6 +88,11 @@ key_epoch_table = Table(
     Column("current", String(64), nullable=False),
     Column("shred_due", UTCDateTime(), nullable=True),
 )
+
+
+_VERSION_QUERY = select(data_key_table).where(
+    data_key_table.c.owner_id == bindparam("owner_id"),
+    data_key_table.c.version == bindparam("version"))
 
 
 class DataKeyMissingError(KeyUnavailableError):
@@ -358,10 +364,7 @@ class DataKeyStore:
     def _row(self, owner_id: str, version: int) -> Row[Any]:
         with self._engine.connect() as conn:
             row = conn.execute(
-                select(data_key_table).where(
-                    data_key_table.c.owner_id == owner_id, data_key_table.c.version == version
-                )
-            ).one_or_none()
+                _VERSION_QUERY, {"owner_id": owner_id, "version": version}).one_or_none()
         if row is None:
             raise DataKeyMissingError(f"no data key version {version} for owner {owner_id}")
         return row

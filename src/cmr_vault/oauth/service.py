@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-from sqlalchemy import Connection, Table, update
+from sqlalchemy import Connection, Table, bindparam, update
 from sqlmodel import Session, SQLModel, col, select
 
 from cmr_vault.audit import service as audit_service
@@ -300,6 +300,7 @@ _BEARER_QUERY = (
     select(*_TOKEN.c, *_GRANT.c, *_CLIENT.c)
     .select_from(_TOKEN.join(_GRANT, _GRANT.c.id == _TOKEN.c.grant_id)
                  .join(_CLIENT, _CLIENT.c.client_id == _TOKEN.c.client_id))
+    .where(_TOKEN.c.access_hash == bindparam("access_hash"))
 )
 
 
@@ -317,9 +318,7 @@ def find_bearer(
     session (read them; never add them to one), and nothing about them is cached: the caller
     checks token, grant and company on every request.
     """
-    row = connection.execute(
-        _BEARER_QUERY.where(_TOKEN.c.access_hash == secret_hash(access_token))
-    ).first()
+    row = connection.execute(_BEARER_QUERY, {"access_hash": secret_hash(access_token)}).first()
     if row is None:
         return None
     grant_at = len(_TOKEN.c)

@@ -72,18 +72,19 @@ class CompanyProfileApi(Controller):
     ) -> Response[Any] | dict[str, Any]:
         """The granted fields of one customer (named by your pairwise subject), or a refusal."""
         token = bearer_token(request)
+        # The turn is held until the entry is durable: a read waiting on a stuck audit log
+        # still counts, so a worker sheds new reads instead of piling them up in memory.
         gate = database_gate(request.app.state, read_only=True)
         await gate.enter()
         try:
             read = await anyio.to_thread.run_sync(
                 _decide_and_open, runtime, token, subject, fields, purpose)
-        finally:
-            gate.leave()
-        try:
             await runtime.audit_appender.append_async(read.event)
         except TimeoutError:
             raise Unavailable("The audit log did not take this read in time.",
                               retry_after=5) from None
+        finally:
+            gate.leave()
         if read.refused:
             return exception_to_http_response(request, Forbidden(
                 "The customer's grant does not allow this read.",
