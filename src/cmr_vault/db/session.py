@@ -121,22 +121,27 @@ class RequestTransaction:
         return self.session
 
     async def end(self, *, commit: bool) -> None:
-        """Commit or roll back (in a worker thread: it may fsync), close, free the gate."""
+        """Commit or roll back and close, in one worker thread (it may fsync); free the gate."""
         if self._ended:
             return
         self._ended = True
         try:
             if self.session is not None:
-                await anyio.to_thread.run_sync(
-                    self.session.commit if commit else self.session.rollback)
+                await anyio.to_thread.run_sync(_finish, self.session, commit)
         finally:
-            try:
-                if self.session is not None:
-                    await anyio.to_thread.run_sync(self.session.close)
-            finally:
-                if self._holds_gate:
-                    self._holds_gate = False
-                    self._gate.leave()
+            if self._holds_gate:
+                self._holds_gate = False
+                self._gate.leave()
+
+
+def _finish(session: Session, commit: bool) -> None:
+    try:
+        if commit:
+            session.commit()
+        else:
+            session.rollback()
+    finally:
+        session.close()
 
 
 async def provide_db_session(

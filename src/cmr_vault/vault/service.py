@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, bindparam
 from sqlmodel import Session, col, delete, select
 
 from cmr_vault.accounts import service as accounts_service
@@ -61,6 +61,14 @@ class Profile:
         return profile
 
 
+_FIELD_TABLE = ProfileField.__table__  # type: ignore[attr-defined]
+_ALL_FIELDS = select(
+    _FIELD_TABLE.c.name_index, _FIELD_TABLE.c.sealed_name, _FIELD_TABLE.c.sealed
+).where(_FIELD_TABLE.c.account_id == bindparam("account_id"))
+_NAMED_FIELDS = _ALL_FIELDS.where(
+    _FIELD_TABLE.c.name_index.in_(bindparam("wanted", expanding=True)))
+
+
 def read_fields(
     session: Session | Connection, *, cipher: FieldCipher, account_id: str,
     names: Iterable[str] | None = None,
@@ -70,13 +78,12 @@ def read_fields(
     One Core query (a company read runs this on a read-only connection of its own), and one
     key-store lookup per key version for the names and values together.
     """
-    table = ProfileField.__table__  # type: ignore[attr-defined]
-    query = select(table.c.name_index, table.c.sealed_name, table.c.sealed).where(
-        table.c.account_id == account_id)
-    if names is not None:
-        wanted = [cipher.name_index(account_id, name) for name in names]
-        query = query.where(table.c.name_index.in_(wanted))
-    rows = session.execute(query).all()
+    if names is None:
+        rows = session.execute(_ALL_FIELDS, {"account_id": account_id}).all()
+    else:
+        rows = session.execute(_NAMED_FIELDS, {
+            "account_id": account_id,
+            "wanted": [cipher.name_index(account_id, name) for name in names]}).all()
     return cipher.open_named(account_id, {
         row.name_index: (row.sealed_name, row.sealed) for row in rows})
 
