@@ -350,7 +350,7 @@ class TokenEndpoints(Controller):
         """RFC 7009: revoke a token and every token of its family."""
         return _answer(request, db_session, runtime, form_pairs, "revocation")
 
-    @post("/introspect", sync_to_thread=False, status_code=200)
+    @post("/introspect", status_code=200)
     async def introspect(self, request: Request[Any, Any, Any], runtime: RuntimeDep,
                          form_pairs: FormPairs) -> Response[Any]:
         """RFC 7662: whether one of the caller's own tokens is active, and what it allows.

@@ -59,7 +59,7 @@ class CompanyProfileApi(Controller):
     tags = ["company data"]
     security = ACCESS_TOKEN
 
-    @get("/{subject:str}/profile", sync_to_thread=False)
+    @get("/{subject:str}/profile")
     async def read_profile(
         self, request: Request[Any, Any, Any], subject: FromPath[str],
         fields: Annotated[str, QueryParameter(
