@@ -95,6 +95,13 @@ class GroupCommitAppender:
                 return
 
     def _commit(self, batch: list[tuple[AuditEvent, Future[int]]]) -> None:
+        # A request that stopped waiting (it timed out, or its client left) cancelled its
+        # future and sends no answer: its entry is left out. The rest can no longer be
+        # cancelled, so every one of them hears the outcome.
+        batch = [(event, future) for event, future in batch
+                 if future.set_running_or_notify_cancel()]
+        if not batch:
+            return
         try:
             with self._engine.begin() as connection:
                 entries = audit_service.append_entries(
