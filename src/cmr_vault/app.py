@@ -29,7 +29,7 @@ from cmr_vault.audit.controllers import TiledLog, TransparencyApi
 from cmr_vault.audit.signer import check_not_rolled_back, run_periodic_signer
 from cmr_vault.auditor.controllers import AuditorApi, AuditorPages
 from cmr_vault.consent.controllers import CompanyEventsApi, CompanyGrantsApi, ReceiptsApi
-from cmr_vault.db.engine import IMMEDIATE_OPTION, POOL_SIZE, check_durability
+from cmr_vault.db.engine import IMMEDIATE_OPTION, POOL_SIZE, SQLITE_READ_TURNS, check_durability
 from cmr_vault.db.session import database_gate, end_abandoned_transaction, provide_db_session
 from cmr_vault.deps import RuntimeDep, provide_runtime
 from cmr_vault.errors import Unavailable
@@ -151,7 +151,10 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
         app.state.db_gate_limits = {
             "capacity": settings.database_turns or (
                 1 if runtime.engine.dialect.name == "sqlite" else POOL_SIZE),
-            "queue": settings.database_queue, "max_wait": DATABASE_WAIT_SECONDS}
+            "queue": settings.database_queue, "max_wait": DATABASE_WAIT_SECONDS,
+            # SQLite readers never wait for its writer: reads get turns of their own.
+            "read_capacity": (settings.database_turns or SQLITE_READ_TURNS)
+            if runtime.engine.dialect.name == "sqlite" else None}
         runtime.policy.install_sighup_handler()
         if settings.checkpoint_interval_seconds > 0:
             signer.append(asyncio.create_task(run_periodic_signer(runtime)))

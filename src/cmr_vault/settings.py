@@ -68,7 +68,8 @@ class Settings(BaseSettings):
     data_key_max_encryptions: int = 2**28
     database_turns: int = Field(
         default=0, ge=0, description="Requests one worker lets use the database at once; 0: 1 "
-        "on SQLite (its one write lock), the connection pool's size on PostgreSQL (10).")
+        "on SQLite (its one write lock) and 8 more for read-only requests (company reads, "
+        "introspection), the connection pool's size on PostgreSQL (10).")
     database_queue: int = Field(
         default=100, ge=0, description="Requests one worker lets wait for a database turn; "
         "beyond that, and after 10 s of waiting, it answers 503 with Retry-After at once.")

@@ -9,12 +9,12 @@ grow, so the cost of the commit (and of the lock) is shared by everyone in the b
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 from concurrent.futures import Future
 
 from sqlalchemy import Engine
-from sqlmodel import Session
 
 from cmr_vault.audit import service as audit_service
 from cmr_vault.audit.service import AuditEvent
@@ -40,6 +40,16 @@ class GroupCommitAppender:
         Raises TimeoutError (the caller must then not report success) or the commit's error.
         """
         return self.submit(event).result(timeout=timeout)
+
+    async def append_async(self, event: AuditEvent, *, timeout: float = 30.0) -> int:
+        """`append` for an event loop: the request waits for its commit without a thread.
+
+        A request must hold no write lock of its own while it waits (on SQLite the batch's
+        BEGIN IMMEDIATE would wait for it for ever): append after its transaction ended, or
+        from a read-only one.
+        """
+        async with asyncio.timeout(timeout):
+            return await asyncio.wrap_future(self.submit(event))
 
     def submit(self, event: AuditEvent) -> Future[int]:
         """Queue an event; the future resolves to its sequence number once durable."""
@@ -85,12 +95,18 @@ class GroupCommitAppender:
                 return
 
     def _commit(self, batch: list[tuple[AuditEvent, Future[int]]]) -> None:
+        # A request that stopped waiting (it timed out, or its client left) cancelled its
+        # future and sends no answer: its entry is left out. The rest can no longer be
+        # cancelled, so every one of them hears the outcome.
+        batch = [(event, future) for event, future in batch
+                 if future.set_running_or_notify_cancel()]
+        if not batch:
+            return
         try:
-            with Session(self._engine) as session:
-                entries = audit_service.record_many(
-                    session, clock=self._clock, events=[event for event, _ in batch]
+            with self._engine.begin() as connection:
+                entries = audit_service.append_entries(
+                    connection, clock=self._clock, events=[event for event, _ in batch]
                 )
-                session.commit()
         except Exception as exc:  # every waiter must hear about the failure
             for _, future in batch:
                 future.set_exception(exc)

@@ -18,7 +18,7 @@ from datetime import datetime
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any, Protocol
 
-from sqlalchemy import insert
+from sqlalchemy import Connection, insert, update
 from sqlmodel import Session, col, select
 
 from cmr_vault.audit.merkle import leaf_hash
@@ -161,20 +161,50 @@ def record_many(
 ) -> list[AppendedEntry]:
     """Append a batch under one lock of the head: one chain, one transaction."""
     head = _locked_head(session)
-    now = clock.now()
-    now_iso = utc_iso(now)
-    entries = []
-    prev = head.head_hash
-    for offset, event in enumerate(events, start=1):
-        entry = _entry(head.size + offset, prev, now, now_iso, event)
-        entries.append(entry)
-        prev = entry.entry_hash
+    entries = _chained(head.size, head.head_hash, clock, events)
     # Core executemany: the ORM's per-object bookkeeping is most of an append's cost.
     session.connection().execute(insert(AuditEntry.__table__), [e.row() for e in entries])
     head.size += len(entries)
-    head.head_hash = prev
+    head.head_hash = entries[-1].entry_hash
     session.add(head)
     session.flush()
+    return entries
+
+
+_HEAD = AuditHead.__table__  # type: ignore[attr-defined]
+
+
+def append_entries(
+    connection: Connection, *, clock: Clock, events: Sequence[AuditEvent]
+) -> list[AppendedEntry]:
+    """`record_many` on SQLAlchemy Core, for the group-commit appender's own transactions.
+
+    Three statements whatever the batch's size (lock and read the head, insert the entries,
+    advance the head): the appender's commit is what every concurrent read waits for.
+    """
+    head = connection.execute(
+        select(_HEAD.c.size, _HEAD.c.head_hash).where(_HEAD.c.id == 1).with_for_update()
+    ).first()
+    size, prev = (int(head.size), str(head.head_hash)) if head else (0, GENESIS_HASH)
+    entries = _chained(size, prev, clock, events)
+    connection.execute(insert(AuditEntry.__table__), [e.row() for e in entries])
+    values = {"size": size + len(entries), "head_hash": entries[-1].entry_hash}
+    if head is None:
+        connection.execute(insert(_HEAD).values(id=1, **values))
+    else:
+        connection.execute(update(_HEAD).where(_HEAD.c.id == 1).values(**values))
+    return entries
+
+
+def _chained(size: int, prev: str, clock: Clock, events: Sequence[AuditEvent]
+             ) -> list[AppendedEntry]:
+    now = clock.now()
+    now_iso = utc_iso(now)
+    entries = []
+    for offset, event in enumerate(events, start=1):
+        entry = _entry(size + offset, prev, now, now_iso, event)
+        entries.append(entry)
+        prev = entry.entry_hash
     return entries
 
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,6 +41,7 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    bindparam,
     delete,
     event,
     func,
@@ -85,6 +88,11 @@ key_epoch_table = Table(
     Column("current", String(64), nullable=False),
     Column("shred_due", UTCDateTime(), nullable=True),
 )
+
+
+_VERSION_QUERY = select(data_key_table).where(
+    data_key_table.c.owner_id == bindparam("owner_id"),
+    data_key_table.c.version == bindparam("version"))
 
 
 class DataKeyMissingError(KeyUnavailableError):
@@ -136,6 +144,50 @@ def _secure_delete(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.execute("PRAGMA secure_delete=ON")
 
 
+class OpenedKeys:
+    """A bounded, in-process memory of unwrapped data keys, keyed by the stored row itself.
+
+    The key is owner, version, KEK id, epoch id and the sealed bytes as the key store holds
+    them now, so an entry is only ever found by a caller that has just read that very row from
+    the key store: erasure deletes the row (no lookup can find it), and a re-wrap or an epoch
+    re-seal changes the bytes (the old entry is never matched again and ages out). What this
+    saves is the two AES-GCM openings (epoch seal, then KEK) per read, never the look-up.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._keys: OrderedDict[tuple[object, ...], DataKey] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _identity(row: Row[Any]) -> tuple[object, ...]:
+        return (row.owner_id, row.version, row.kek_id, row.epoch_id, bytes(row.wrapped))
+
+    def get(self, row: Row[Any]) -> DataKey | None:
+        """The key unwrapped earlier from exactly these stored bytes, if still remembered."""
+        identity = self._identity(row)
+        with self._lock:
+            key = self._keys.get(identity)
+            if key is not None:
+                self._keys.move_to_end(identity)
+            return key
+
+    def put(self, row: Row[Any], key: DataKey) -> DataKey:
+        """Remember `key` as unwrapped from `row`, forgetting the least recently used."""
+        if self._capacity:
+            with self._lock:
+                self._keys[self._identity(row)] = key
+                while len(self._keys) > self._capacity:
+                    self._keys.popitem(last=False)
+        return key
+
+    def forget(self, owner_id: str) -> None:
+        """Drop every version of one owner (erasure in this process: no copy stays here)."""
+        with self._lock:
+            for identity in [i for i in self._keys if i[0] == owner_id]:
+                del self._keys[identity]
+
+
 class DataKeyStore:
     """Creates, opens, counts, re-wraps and destroys data keys."""
 
@@ -147,12 +199,14 @@ class DataKeyStore:
         epochs: EpochKeyFile,
         max_encryptions: int,
         shred_delay: timedelta = timedelta(hours=1),
+        opened_keys: int = 4096,
     ) -> None:
         self._engine = engine
         self._provider = provider
         self._epochs = epochs
         self._max_encryptions = max_encryptions
         self._shred_delay = shred_delay
+        self._opened = OpenedKeys(opened_keys)
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _secure_delete)
 
@@ -298,16 +352,19 @@ class DataKeyStore:
         return self.for_encryption(owner_id, uses)
 
     def for_decryption(self, owner_id: str, version: int) -> DataKey:
-        """A specific key version, as named in a ciphertext's header."""
-        return self._unwrap(self._row(owner_id, version))
+        """A specific key version, as named in a ciphertext's header.
+
+        The key store is asked every time: a version erased (or re-wrapped, or re-sealed) by
+        any process on any host is gone for the very next call. Only the unwrapping is saved,
+        for a row whose stored bytes are exactly the ones unwrapped before (`OpenedKeys`).
+        """
+        row = self._row(owner_id, version)
+        return self._opened.get(row) or self._opened.put(row, self._unwrap(row))
 
     def _row(self, owner_id: str, version: int) -> Row[Any]:
         with self._engine.connect() as conn:
             row = conn.execute(
-                select(data_key_table).where(
-                    data_key_table.c.owner_id == owner_id, data_key_table.c.version == version
-                )
-            ).one_or_none()
+                _VERSION_QUERY, {"owner_id": owner_id, "version": version}).one_or_none()
         if row is None:
             raise DataKeyMissingError(f"no data key version {version} for owner {owner_id}")
         return row
@@ -340,6 +397,7 @@ class DataKeyStore:
         this returns, so the key store's files hold no copy. Everywhere, the epoch key that
         sealed the rows is due for destruction `shred_delay` from `now` (see `shred`).
         """
+        self._opened.forget(owner_id)
         with self._writing() as conn:
             destroyed = conn.execute(
                 delete(data_key_table).where(data_key_table.c.owner_id == owner_id)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -131,6 +132,17 @@ class FieldCipher:
                 owner_id, index, key_version(blob)), blob)
             for index, blob in sealed_names.items()
         }
+
+    def open_named(self, owner_id: str, rows: Mapping[str, tuple[bytes, bytes]]) -> dict[str, str]:
+        """Each row's name and value opened, by row handle (name index) -> (sealed name,
+        sealed value): one key-store lookup per key version for names and values together."""
+        keys: dict[int, DataKey] = {}
+        opened = {}
+        for index, (sealed_name, sealed) in rows.items():
+            name = _open(self._key(owner_id, sealed_name, keys),
+                         name_aad(owner_id, index, key_version(sealed_name)), sealed_name)
+            opened[name] = open_sealed(self._key(owner_id, sealed, keys), name, sealed)
+        return opened
 
     def _key(self, owner_id: str, blob: bytes, keys: dict[int, DataKey]) -> DataKey:
         version = key_version(blob)

@@ -23,10 +23,13 @@ IMMEDIATE_OPTION = "cmr_vault_immediate"
 # appender, the checkpoint signer and the in-process worker, which never wait at the gate.
 POOL_SIZE = 10
 POOL_OVERFLOW = 10
-# SQLite: connections are cheap to keep but each holds its own page cache, so both are bounded
+# SQLite: read-only requests at once (each holds one pooled connection and one thread); the
+# pool keeps 8 and lends 16 more to writers, the audit appender and the health check.
+# Connections are cheap to keep but each holds its own page cache, so both are bounded
 # explicitly: at most SQLITE_POOL_SIZE + SQLITE_POOL_OVERFLOW connections of SQLITE_CACHE_KIB
 # each (96 MiB in all at worst), whatever the size of the database.
-SQLITE_POOL_SIZE = 8
+SQLITE_READ_TURNS = 8
+SQLITE_POOL_SIZE = SQLITE_READ_TURNS
 SQLITE_POOL_OVERFLOW = 16
 SQLITE_CACHE_KIB = 4096
 

@@ -16,7 +16,7 @@ import anyio.to_thread
 from litestar import Request
 from litestar.datastructures import State
 from litestar.types import Scope
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlmodel import Session
 
 from cmr_vault.db.engine import IMMEDIATE_OPTION
@@ -79,13 +79,22 @@ class DatabaseGate:
         return True
 
 
-def database_gate(state: State) -> DatabaseGate:
-    """This event loop's gate (a process serves from one loop; test clients bring their own)."""
-    gates: dict[int, DatabaseGate] = state.db_gates
-    loop = id(asyncio.get_running_loop())
-    if loop not in gates:
-        gates[loop] = DatabaseGate(**state.db_gate_limits)
-    return gates[loop]
+def database_gate(state: State, *, read_only: bool = False) -> DatabaseGate:
+    """This event loop's gate (a process serves from one loop; test clients bring their own).
+
+    `read_only` work (a deferred transaction on its own connection, see `read_only_connection`)
+    takes no write lock, so on SQLite it has a gate of its own, as wide as the pool, instead of
+    queueing behind writers for the one turn; elsewhere it shares the one gate with writes.
+    """
+    gates: dict[tuple[int, bool], DatabaseGate] = state.db_gates
+    limits: dict[str, Any] = state.db_gate_limits
+    separate = read_only and bool(limits.get("read_capacity"))
+    key = (id(asyncio.get_running_loop()), separate)
+    if key not in gates:
+        gates[key] = DatabaseGate(
+            capacity=limits["read_capacity"] if separate else limits["capacity"],
+            queue=limits["queue"], max_wait=limits["max_wait"])
+    return gates[key]
 
 
 class RequestTransaction:
@@ -112,22 +121,27 @@ class RequestTransaction:
         return self.session
 
     async def end(self, *, commit: bool) -> None:
-        """Commit or roll back (in a worker thread: it may fsync), close, free the gate."""
+        """Commit or roll back and close, in one worker thread (it may fsync); free the gate."""
         if self._ended:
             return
         self._ended = True
         try:
             if self.session is not None:
-                await anyio.to_thread.run_sync(
-                    self.session.commit if commit else self.session.rollback)
+                await anyio.to_thread.run_sync(_finish, self.session, commit)
         finally:
-            try:
-                if self.session is not None:
-                    await anyio.to_thread.run_sync(self.session.close)
-            finally:
-                if self._holds_gate:
-                    self._holds_gate = False
-                    self._gate.leave()
+            if self._holds_gate:
+                self._holds_gate = False
+                self._gate.leave()
+
+
+def _finish(session: Session, commit: bool) -> None:
+    try:
+        if commit:
+            session.commit()
+        else:
+            session.rollback()
+    finally:
+        session.close()
 
 
 async def provide_db_session(
@@ -162,9 +176,17 @@ def read_aside(engine: Engine) -> Iterator[Session]:
     """A deferred, read-only look on a connection of its own: it takes no write lock and no
     turn at the SQLite gate, so a check made before a request's transaction costs nobody
     anything (on SQLite in WAL mode readers never wait for the writer)."""
-    with engine.connect() as conn, Session(
-            bind=conn.execution_options(**{IMMEDIATE_OPTION: False})) as session:
+    with read_only_connection(engine) as conn, Session(bind=conn) as session:
         yield session
+
+
+@contextmanager
+def read_only_connection(engine: Engine) -> Iterator[Connection]:
+    """A deferred transaction on a pooled connection, for SQLAlchemy Core reads: no write lock
+    on SQLite (so a group-commit append it waits for afterwards can never wait on it), rolled
+    back when done since it changed nothing."""
+    with engine.connect() as conn:
+        yield conn.execution_options(**{IMMEDIATE_OPTION: False})
 
 
 @contextmanager

@@ -12,6 +12,7 @@ import json
 from typing import Annotated, Any, TypeAlias
 from urllib.parse import parse_qsl, quote
 
+import anyio.to_thread
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import OAuth2Error
 from litestar import Controller, Request, Response, get, post
@@ -26,6 +27,7 @@ from cmr_vault.accounts.service import signed_in_at
 from cmr_vault.audit import service as audit_service
 from cmr_vault.consent import service as consent_service
 from cmr_vault.crypto.blind_index import subject_pseudonym
+from cmr_vault.db.session import database_gate, read_aside
 from cmr_vault.deps import DbSession, RuntimeDep
 from cmr_vault.errors import DomainError, ValidationFailed
 from cmr_vault.i18n import gettext
@@ -384,11 +386,26 @@ class TokenEndpoints(Controller):
         """RFC 7009: revoke a token and every token of its family."""
         return _answer(request, db_session, runtime, form_pairs, "revocation")
 
-    @post("/introspect", sync_to_thread=True, status_code=200)
-    def introspect(self, request: Request[Any, Any, Any], db_session: DbSession,
-                   runtime: RuntimeDep, form_pairs: FormPairs) -> Response[Any]:
-        """RFC 7662: whether one of the caller's own tokens is active, and what it allows."""
-        return _answer(request, db_session, runtime, form_pairs, "introspection")
+    @post("/introspect", status_code=200)
+    async def introspect(self, request: Request[Any, Any, Any], runtime: RuntimeDep,
+                         form_pairs: FormPairs) -> Response[Any]:
+        """RFC 7662: whether one of the caller's own tokens is active, and what it allows.
+
+        It changes nothing, so it runs on a read-only connection (no write lock, no turn behind
+        writers) in one worker thread: client, token and grant are read where they are.
+        """
+        gate = database_gate(request.app.state, read_only=True)
+        await gate.enter()
+        try:
+            return await anyio.to_thread.run_sync(_introspect, request, runtime, form_pairs)
+        finally:
+            gate.leave()
+
+
+def _introspect(request: Request[Any, Any, Any], runtime: Runtime, form_pairs: Pairs
+                ) -> Response[Any]:
+    with read_aside(runtime.engine) as session:
+        return _answer(request, session, runtime, form_pairs, "introspection")
 
 
 def _caller(request: Request[Any, Any, Any], form_pairs: Pairs) -> str:

@@ -11,13 +11,14 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeAlias
 from urllib.parse import unquote
 
 import anyio.to_thread
 from litestar import Request
 from litestar.di import NamedDependency
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlmodel import Session
 
 from cmr_vault.consent import service as consent_service
@@ -74,38 +75,85 @@ def _invalid_token(detail: str, resource_metadata: str) -> Unauthenticated:
                                                              resource_metadata))
 
 
-def provide_company_access(
-    request: Request[Any, Any, Any], db_session: DbSession, runtime: RuntimeDep
-) -> CompanyAccess:
-    """Resolve `Authorization: Bearer …` to a usable grant, or refuse with 401."""
+@dataclass(frozen=True)
+class PresentedToken:
+    """An access token as a request presents it: its scheme and, for DPoP, the proof and the
+    request the proof must name (RFC 9449 §4.3)."""
+
+    scheme: str  # "bearer" or "dpop", lower case
+    value: str
+    proofs: list[str]
+    method: str
+    uri: str
+    resource_metadata: str  # RFC 9728: named in every challenge
+
+
+def presented_token(request: Request[Any, Any, Any], issuer: str) -> PresentedToken:
+    """The access token of `Authorization: Bearer|DPoP …`, or a refusal (never one from the
+    URL)."""
+    described_at = resource_metadata_url(issuer)
     if "access_token" in request.query_params:
         raise ValidationFailed(
             "Send the access token in the Authorization header, never in the URL.",
             problems={"access_token": "not accepted in the query string"},
-            headers=_bearer_challenge("invalid_request", "token in query string"),
+            headers=_bearer_challenge("invalid_request", "token in query string", described_at),
         )
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    described_at = resource_metadata_url(runtime.settings.issuer)
     if scheme.lower() not in ("bearer", "dpop") or not value.strip():
         raise Unauthenticated("A bearer access token is required.",
                               headers=_bearer_challenge(resource_metadata=described_at))
-    token = oauth_service.find_access_token(db_session, value.strip())
-    now = runtime.clock.now()
-    if token is None or not oauth_service.access_token_is_live(token, now):
+    return PresentedToken(
+        scheme=scheme.lower(), value=value.strip(),
+        proofs=dpop.header_values(request.headers, "dpop"), method=request.method,
+        uri=issuer + request.url.path, resource_metadata=described_at)
+
+
+def company_access(connection: Connection, presented: PresentedToken,
+                   now: datetime) -> CompanyAccess:
+    """The live token, grant and company behind a presented token (one query), or 401.
+
+    Read afresh on every request, in whichever worker or host serves it: revocation, expiry,
+    a relinquished grant and a suspended company stop the token on the very next request.
+    The DPoP proof is checked apart (`check_sender`), because spending it is a write.
+    """
+    described_at = presented.resource_metadata
+    found = oauth_service.find_bearer(connection, presented.value)
+    if found is None or not oauth_service.access_token_is_live(found[0], now):
         raise _invalid_token("The access token is unknown, expired or revoked.", described_at)
-    dpop.check_presentation(
-        db_session, token=token, scheme=scheme, proofs=dpop.header_values(request.headers, "dpop"),
-        method=request.method, uri=runtime.settings.issuer + request.url.path,
-        access_token=value.strip(), now=now)
-    grant = consent_service.get_grant(db_session, token.grant_id)
-    client = db_session.get(OAuthClient, token.client_id)
-    if grant is None or not consent_service.is_usable(grant, now):
+    token, grant, client = found
+    if not consent_service.is_usable(grant, now):
         raise _invalid_token("The customer's consent behind this token is no longer in force.",
                              described_at)
-    if client is None or client.status != ClientStatus.APPROVED:
+    if client.status != ClientStatus.APPROVED:
         raise _invalid_token("This company is suspended.", described_at)
     in_force = frozenset(token.scope.split()) & frozenset(json.loads(grant.scopes))
     return CompanyAccess(token=token, grant=grant, client=client, scopes=in_force)
+
+
+def needs_sender_check(access: CompanyAccess, presented: PresentedToken) -> bool:
+    """Whether the request must go through `check_sender` (a bound token, or the DPoP scheme);
+    a plain bearer request needs no write and stays on the read-only path."""
+    return access.token.dpop_jkt is not None or presented.scheme == "dpop"
+
+
+def check_sender(session: Session, access: CompanyAccess, presented: PresentedToken,
+                 now: datetime) -> None:
+    """A DPoP-bound token only with a fresh proof by its key (spent in the database, so no
+    worker accepts it twice); a bearer token only as Bearer."""
+    dpop.check_presentation(
+        session, token=access.token, scheme=presented.scheme, proofs=presented.proofs,
+        method=presented.method, uri=presented.uri, access_token=presented.value, now=now)
+
+
+def provide_company_access(
+    request: Request[Any, Any, Any], db_session: DbSession, runtime: RuntimeDep
+) -> CompanyAccess:
+    """Resolve `Authorization: Bearer|DPoP …` to a usable grant, or refuse with 401."""
+    presented = presented_token(request, runtime.settings.issuer)
+    now = runtime.clock.now()
+    access = company_access(db_session.connection(), presented, now)
+    check_sender(db_session, access, presented, now)
+    return access
 
 
 def basic_credentials(header: str) -> tuple[str, str] | None:

@@ -42,6 +42,7 @@ from sqlmodel import Session
 
 from cmr_vault.audit import service as audit_service
 from cmr_vault.consent import service as consent_service
+from cmr_vault.consent.models import Grant
 from cmr_vault.consent.service import ConsentContext
 from cmr_vault.crypto.blind_index import subject_pseudonym
 from cmr_vault.crypto.keyring import Keyring
@@ -215,10 +216,18 @@ class IssuedCode:
 class IssuedToken:
     """authlib's view of a stored token (for refresh, revocation and introspection)."""
 
-    def __init__(self, row: OAuthToken, kind: str, server: VaultAuthorizationServer) -> None:
+    def __init__(self, row: OAuthToken, kind: str, server: VaultAuthorizationServer,
+                 grant: Grant | None = None) -> None:
         self.row = row
         self.kind = kind
         self.server = server
+        self._grant = grant
+
+    def grant(self) -> Grant | None:
+        """The token's grant: loaded with the token when it was found by `find_bearer`."""
+        if self._grant is None:
+            self._grant = consent_service.get_grant(self.server.session, self.row.grant_id)
+        return self._grant
 
     def check_client(self, client: VaultClient) -> bool:
         return bool(secrets.compare_digest(self.row.client_id, client.get_client_id()))
@@ -236,7 +245,7 @@ class IssuedToken:
         return self.row.access_expires_at <= now
 
     def is_revoked(self) -> bool:
-        grant = consent_service.get_grant(self.server.session, self.row.grant_id)
+        grant = self.grant()
         return (
             self.row.revoked_at is not None
             or grant is None
@@ -413,8 +422,12 @@ class VaultIntrospection(IntrospectionEndpoint):
         _check_token_present(request)
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> IssuedToken | None:
-        found = oauth_service.find_any_token(self.server.session, token_string)
-        return IssuedToken(found[0], found[1], self.server) if found else None
+        # An access token comes with its grant in one query (the common case by far).
+        bearer = oauth_service.find_bearer(self.server.session.connection(), token_string)
+        if bearer is not None:
+            return IssuedToken(bearer[0], "access_token", self.server, grant=bearer[1])
+        row = oauth_service.find_refresh_token(self.server.session, token_string)
+        return IssuedToken(row, "refresh_token", self.server) if row is not None else None
 
     def check_permission(
         self, token: IssuedToken, client: VaultClient, request: OAuth2Request
@@ -423,7 +436,7 @@ class VaultIntrospection(IntrospectionEndpoint):
 
     def introspect_token(self, token: IssuedToken) -> dict[str, Any]:
         server: VaultAuthorizationServer = self.server
-        grant = consent_service.get_grant(server.session, token.row.grant_id)
+        grant = token.grant()
         expires = (
             token.row.refresh_expires_at
             if token.kind == "refresh_token"

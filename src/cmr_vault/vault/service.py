@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Connection, bindparam
 from sqlmodel import Session, col, delete, select
 
 from cmr_vault.accounts import service as accounts_service
@@ -60,17 +61,31 @@ class Profile:
         return profile
 
 
+_FIELD_TABLE = ProfileField.__table__  # type: ignore[attr-defined]
+_ALL_FIELDS = select(
+    _FIELD_TABLE.c.name_index, _FIELD_TABLE.c.sealed_name, _FIELD_TABLE.c.sealed
+).where(_FIELD_TABLE.c.account_id == bindparam("account_id"))
+_NAMED_FIELDS = _ALL_FIELDS.where(
+    _FIELD_TABLE.c.name_index.in_(bindparam("wanted", expanding=True)))
+
+
 def read_fields(
-    session: Session, *, cipher: FieldCipher, account_id: str, names: Iterable[str] | None = None
+    session: Session | Connection, *, cipher: FieldCipher, account_id: str,
+    names: Iterable[str] | None = None,
 ) -> dict[str, str]:
-    """Open the stored fields of one owner (all, or just `names`)."""
-    query = select(ProfileField).where(ProfileField.account_id == account_id)
-    if names is not None:
-        wanted = [cipher.name_index(account_id, name) for name in names]
-        query = query.where(col(ProfileField.name_index).in_(wanted))
-    rows = session.exec(query).all()
-    return cipher.open_fields(account_id, {
-        name: row.sealed for name, row in _by_name(cipher, account_id, rows).items()})
+    """Open the stored fields of one owner (all, or just `names`).
+
+    One Core query (a company read runs this on a read-only connection of its own), and one
+    key-store lookup per key version for the names and values together.
+    """
+    if names is None:
+        rows = session.execute(_ALL_FIELDS, {"account_id": account_id}).all()
+    else:
+        rows = session.execute(_NAMED_FIELDS, {
+            "account_id": account_id,
+            "wanted": [cipher.name_index(account_id, name) for name in names]}).all()
+    return cipher.open_named(account_id, {
+        row.name_index: (row.sealed_name, row.sealed) for row in rows})
 
 
 def _by_name(
@@ -341,7 +356,7 @@ def decide_company_read(
 
 
 def open_for_company(
-    session: Session, *, cipher: FieldCipher, account_id: str, fields: list[str]
+    session: Session | Connection, *, cipher: FieldCipher, account_id: str, fields: list[str]
 ) -> dict[str, Any]:
     """Open exactly the allowed fields; list fields come back as lists."""
     opened = read_fields(session, cipher=cipher, account_id=account_id, names=fields)
