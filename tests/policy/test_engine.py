@@ -129,10 +129,15 @@ def test_an_expired_grant_is_denied_with_its_expiry_in_the_reason(shipped: Polic
     assert decision.reasons == ["the grant expired on 2026-11-23 09:59 UTC"]
 
 
-def test_all_matching_deny_rules_are_listed(shipped: PolicySet) -> None:
+def test_the_first_deny_in_file_order_decides_and_explain_still_shows_every_rule(
+    shipped: PolicySet
+) -> None:
     revoked = replace(READ_GRANT, status="revoked", purposes=frozenset())
     decision = shipped.decide(READ, Facts(grant=revoked))
-    assert decision.rule_ids == ["read.grant-not-active", "read.purpose-not-consented"]
+    assert decision.rule_ids == ["read.grant-not-active"]
+    assert decision.reasons == ["the customer's grant to c_shop is revoked"]
+    fired = [t.rule_id for t in shipped.explain(READ, Facts(grant=revoked)) if t.condition]
+    assert fired == ["read.grant-not-active", "read.purpose-not-consented", "read.allowed"]
 
 
 def test_a_defer_carries_the_obligations_and_the_latest_time(shipped: PolicySet) -> None:
