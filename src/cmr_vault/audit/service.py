@@ -18,7 +18,7 @@ from datetime import datetime
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any, Protocol
 
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 from sqlmodel import Session, col, select
 
 from cmr_vault.audit.merkle import leaf_hash
@@ -210,6 +210,54 @@ def iter_entry_rows(session: Session, *, batch: int = 20_000) -> Iterator[Logged
         if len(rows) < batch:
             return
         last = rows[-1].seq
+
+
+#: One entry as verification reads it: (seq, recorded_at in `utc_iso` spelling, actor, action,
+#: subject, resource, purpose, outcome, details, prev_hash, entry_hash), the order of `_canonical`.
+CanonicalRow = tuple[int, str, str, str, str, str, str, str, str, str, str]
+
+_ROW_COLUMNS = ("seq, recorded_at, actor, action, subject, resource, purpose, outcome, details, "
+                "prev_hash, entry_hash")
+#: SQLAlchemy's spelling of a UTC instant in SQLite: "2026-11-23 10:00:00.000000".
+_SQLITE_MOMENT = len("2026-11-23 10:00:00.000000")
+
+
+def stored_moment(value: datetime | str) -> str:
+    """A stored `recorded_at` in `utc_iso` spelling, without building a datetime on SQLite.
+
+    SQLite hands back the text SQLAlchemy wrote (always this one layout, in UTC); anything else
+    (PostgreSQL's datetimes, a hand-edited row) goes through `utc_iso` like the ORM would.
+    """
+    if isinstance(value, str):
+        if len(value) == _SQLITE_MOMENT and value[10] == " " and value[19] == ".":
+            return f"{value[:10]}T{value[11:]}Z"
+        value = datetime.fromisoformat(value)
+    return utc_iso(value)
+
+
+def iter_canonical_rows(session: Session, *, batch: int = 50_000) -> Iterator[CanonicalRow]:
+    """Every entry in sequence order as the bare tuples verification hashes.
+
+    Plain SQL through the driver, keyset-paged: no ORM objects and no datetime per row (the
+    ORM and type conversion were half of `audit verify`'s time).
+    """
+    query = text(f"SELECT {_ROW_COLUMNS} FROM audit_entry WHERE seq > :last "  # noqa: S608
+                 "ORDER BY seq LIMIT :batch")
+    last = 0
+    while True:
+        rows = session.execute(query, {"last": last, "batch": batch}).all()
+        for seq, at, *rest in rows:
+            yield (seq, stored_moment(at), *rest)  # type: ignore[misc]
+        if len(rows) < batch:
+            return
+        last = rows[-1][0]
+
+
+def canonical_row(entry: LoggedEntry) -> CanonicalRow:
+    """An entry object (ORM, appended or exported) as the tuple verification hashes."""
+    return (entry.seq, utc_iso(entry.recorded_at), entry.actor, entry.action, entry.subject,
+            entry.resource, entry.purpose, entry.outcome, entry.details, entry.prev_hash,
+            entry.entry_hash)
 
 
 def entries_about(session: Session, subject: str, *, limit: int = 500) -> list[AuditEntry]:
