@@ -73,6 +73,23 @@ def read_fields(
         name: row.sealed for name, row in _by_name(cipher, account_id, rows).items()})
 
 
+def sealed_field_many(session: Session, *, cipher: FieldCipher, account_ids: Iterable[str],
+                      name: str) -> dict[str, bytes]:
+    """One standard field of many owners, still sealed, in one query (for bulk decisions,
+    which open it with every other sealed fact of a chunk: `FieldCipher.open_many`).
+
+    The row is found by its name's blind index, and the value's seal binds the owner and the
+    name, so the sealed name need not be opened to know what the value is.
+    """
+    by_index = {cipher.name_index(account_id, name): account_id for account_id in account_ids}
+    if not by_index:
+        return {}
+    rows = session.execute(select(ProfileField.name_index, ProfileField.sealed).where(
+        col(ProfileField.account_id).in_(set(by_index.values())),
+        col(ProfileField.name_index).in_(by_index)))
+    return {by_index[index]: sealed for index, sealed in rows}
+
+
 def _by_name(
     cipher: FieldCipher, account_id: str, rows: Iterable[ProfileField]
 ) -> dict[str, ProfileField]:
