@@ -63,18 +63,21 @@ def clock_time(value: str | None) -> time | None:
     return time.fromisoformat(value) if value else None
 
 
-def count_sent(sent: Iterable[tuple[str, datetime]], client_id: str, now: datetime
-               ) -> Counters:
+def count_sent(sent: Iterable[tuple[str, datetime]], client_id: str, now: datetime) -> Counters:
     """Counters from (sender, reached_at) pairs of the last 30 days."""
     sent = list(sent)
     if not sent:
         return NO_COUNTS
     day, week = now - timedelta(days=1), now - timedelta(days=7)
     mine = [at for sender, at in sent if sender == client_id]
-    return Counters(company_day=sum(at >= day for at in mine),
-                    company_week=sum(at >= week for at in mine), company_month=len(mine),
-                    all_day=sum(at >= day for _, at in sent),
-                    all_week=sum(at >= week for _, at in sent), all_month=len(sent))
+    return Counters(
+        company_day=sum(at >= day for at in mine),
+        company_week=sum(at >= week for at in mine),
+        company_month=len(mine),
+        all_day=sum(at >= day for _, at in sent),
+        all_week=sum(at >= week for _, at in sent),
+        all_month=len(sent),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,19 +89,35 @@ class Customer:
 
 
 _PREFERENCE_COLUMNS = (
-    ChannelPreference.account_id, ChannelPreference.client_id, ChannelPreference.channel,
-    ChannelPreference.opted_in, ChannelPreference.confirmed_at, ChannelPreference.topics,
-    ChannelPreference.cap_day, ChannelPreference.cap_week, ChannelPreference.cap_month,
-    ChannelPreference.quiet_start, ChannelPreference.quiet_end,
-    ChannelPreference.paused_until, ChannelPreference.expires_at)
+    ChannelPreference.account_id,
+    ChannelPreference.client_id,
+    ChannelPreference.channel,
+    ChannelPreference.opted_in,
+    ChannelPreference.confirmed_at,
+    ChannelPreference.topics,
+    ChannelPreference.cap_day,
+    ChannelPreference.cap_week,
+    ChannelPreference.cap_month,
+    ChannelPreference.quiet_start,
+    ChannelPreference.quiet_end,
+    ChannelPreference.paused_until,
+    ChannelPreference.expires_at,
+)
 
 
 def _preferences(row: Any, topics: frozenset[str]) -> ChannelPreferences:
     return ChannelPreferences(
-        opted_in=row.opted_in, confirmed_at=row.confirmed_at, topics=topics,
-        cap_day=row.cap_day, cap_week=row.cap_week, cap_month=row.cap_month,
-        quiet_start=clock_time(row.quiet_start), quiet_end=clock_time(row.quiet_end),
-        paused_until=row.paused_until, expires_at=row.expires_at)
+        opted_in=row.opted_in,
+        confirmed_at=row.confirmed_at,
+        topics=topics,
+        cap_day=row.cap_day,
+        cap_week=row.cap_week,
+        cap_month=row.cap_month,
+        quiet_start=clock_time(row.quiet_start),
+        quiet_end=clock_time(row.quiet_end),
+        paused_until=row.paused_until,
+        expires_at=row.expires_at,
+    )
 
 
 class PreferenceShapes:
@@ -108,8 +127,17 @@ class PreferenceShapes:
         self._seen: dict[tuple[Any, ...], ChannelPreferences] = {}
 
     def of(self, row: Any) -> ChannelPreferences:
-        key = (row.opted_in, row.confirmed_at, row.cap_day, row.cap_week, row.cap_month,
-               row.quiet_start, row.quiet_end, row.paused_until, row.expires_at)
+        key = (
+            row.opted_in,
+            row.confirmed_at,
+            row.cap_day,
+            row.cap_week,
+            row.cap_month,
+            row.quiet_start,
+            row.quiet_end,
+            row.paused_until,
+            row.expires_at,
+        )
         found = self._seen.get(key)
         if found is None:
             found = self._seen[key] = _preferences(row, frozenset())
@@ -117,8 +145,14 @@ class PreferenceShapes:
 
 
 def attention_facts_many(
-    session: Session, *, cipher: FieldCipher, client_id: str, channel: str,
-    customers: Sequence[Customer], now: datetime, shapes: PreferenceShapes | None = None,
+    session: Session,
+    *,
+    cipher: FieldCipher,
+    client_id: str,
+    channel: str,
+    customers: Sequence[Customer],
+    now: datetime,
+    shapes: PreferenceShapes | None = None,
 ) -> list[Facts]:
     """Facts for each customer (in order) about one company's message on one channel.
 
@@ -134,17 +168,22 @@ def attention_facts_many(
     rows: dict[tuple[str, str], Any] = {}
     sealed: dict[tuple[str, str], bytes] = {}
     zones_wanted: set[str] = set()
-    for row in session.execute(select(*_PREFERENCE_COLUMNS).where(
+    for row in session.execute(
+        select(*_PREFERENCE_COLUMNS).where(
             col(ChannelPreference.account_id).in_(ids),
-            tuple_(ChannelPreference.client_id, ChannelPreference.channel).in_(pairs))):
+            tuple_(ChannelPreference.client_id, ChannelPreference.channel).in_(pairs),
+        )
+    ):
         rows[(row.account_id, row.client_id)] = row
         if row.topics:
-            sealed[(row.account_id, topics_field(row.client_id, row.channel))] = (
-                base64.b64decode(row.topics))
+            sealed[(row.account_id, topics_field(row.client_id, row.channel))] = base64.b64decode(
+                row.topics
+            )
         if row.quiet_start and row.quiet_end:
             zones_wanted.add(row.account_id)
     for account_id, blob in vault_service.sealed_field_many(
-            session, cipher=cipher, account_ids=zones_wanted, name=ZONE_FIELD).items():
+        session, cipher=cipher, account_ids=zones_wanted, name=ZONE_FIELD
+    ).items():
         sealed[(account_id, ZONE_FIELD)] = blob
     opened = cipher.open_many(sealed)
     sent = _reached(session, ids, now)
@@ -170,33 +209,59 @@ def attention_facts_many(
             unreadable |= not zone
         if unreadable:
             prefs = [NO_PREFERENCES, NO_PREFERENCES]
-        facts.append(Facts(grant=customer.grant, preferences=prefs[0],
-                           global_preferences=prefs[1],
-                           counters=count_sent(sent.get(account_id, ()), client_id, now),
-                           time_zone=zone))
+        facts.append(
+            Facts(
+                grant=customer.grant,
+                preferences=prefs[0],
+                global_preferences=prefs[1],
+                counters=count_sent(sent.get(account_id, ()), client_id, now),
+                time_zone=zone,
+            )
+        )
     return facts
 
 
-def _reached(session: Session, account_ids: list[str], now: datetime
-             ) -> dict[str, list[tuple[str, datetime]]]:
+def _reached(
+    session: Session, account_ids: list[str], now: datetime
+) -> dict[str, list[tuple[str, datetime]]]:
     """(sender, when) of everything that reached each customer in the last 30 days."""
     since = now - _WINDOW
     sent: dict[str, list[tuple[str, datetime]]] = {}
     for account_id, sender, at in session.execute(
-            select(Message.account_id, Message.client_id, Message.delivered_at).where(
-                col(Message.account_id).in_(account_ids), col(Message.delivered_at) >= since)):
+        select(Message.account_id, Message.client_id, Message.delivered_at).where(
+            col(Message.account_id).in_(account_ids), col(Message.delivered_at) >= since
+        )
+    ):
         sent.setdefault(account_id, []).append((sender, at))
     for account_id, sender, at in session.execute(
-            select(Offer.account_id, Offer.client_id, Offer.not_before).where(
-                col(Offer.account_id).in_(account_ids), col(Offer.status).in_(INBOX_STATES),
-                col(Offer.not_before) >= since, col(Offer.not_before) <= now)):
+        select(Offer.account_id, Offer.client_id, Offer.not_before).where(
+            col(Offer.account_id).in_(account_ids),
+            col(Offer.status).in_(INBOX_STATES),
+            col(Offer.not_before) >= since,
+            col(Offer.not_before) <= now,
+        )
+    ):
         sent.setdefault(account_id, []).append((sender, at))
     return sent
 
 
-def attention_facts(session: Session, *, cipher: FieldCipher, client_id: str, channel: str,
-                    account_id: str, grant: GrantFacts, now: datetime) -> Facts:
+def attention_facts(
+    session: Session,
+    *,
+    cipher: FieldCipher,
+    client_id: str,
+    channel: str,
+    account_id: str,
+    grant: GrantFacts,
+    now: datetime,
+) -> Facts:
     """Facts about one company's message to one customer on one channel (the bulk form for
     one), read fresh from the database."""
-    return attention_facts_many(session, cipher=cipher, client_id=client_id, channel=channel,
-                                customers=[Customer(account_id, grant)], now=now)[0]
+    return attention_facts_many(
+        session,
+        cipher=cipher,
+        client_id=client_id,
+        channel=channel,
+        customers=[Customer(account_id, grant)],
+        now=now,
+    )[0]
