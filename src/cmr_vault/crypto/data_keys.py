@@ -250,6 +250,18 @@ class DataKeyStore:
         """Make the first data key version for a new owner."""
         self._insert_version(owner_id, 1)
 
+    def create_many(self, owner_ids: list[str]) -> None:
+        """Make the first data key version for many new owners in one transaction (imports,
+        and the benchmarks' populations)."""
+        with self._writing() as conn:
+            epoch_id = self._current_epoch_id(conn)
+            conn.execute(insert(data_key_table), [
+                {"owner_id": owner_id, "version": 1, "encryptions": 0,
+                 "created_at": datetime.now(UTC),
+                 **self._sealed(owner_id, 1, self._provider.wrap(
+                     secrets.token_bytes(32), _aad(owner_id, 1)), epoch_id)}
+                for owner_id in owner_ids])
+
     def _insert_version(self, owner_id: str, version: int) -> None:
         wrapped = self._provider.wrap(secrets.token_bytes(32), _aad(owner_id, version))
         with self._writing() as conn:

@@ -89,7 +89,7 @@ class _GrantShapes:
         self._seen: dict[tuple[object, ...], GrantFacts] = {}
 
     def of(self, row: Any) -> GrantFacts:
-        key = (row.status, row.expires_at, row.scopes, row.purposes)
+        key = tuple(row[2:])  # status, expires_at, scopes, purposes (`_GRANT_COLUMNS`)
         found = self._seen.get(key)
         if found is None:
             found = self._seen[key] = consent_service.grant_facts(
@@ -163,15 +163,17 @@ class Tally:
 
 
 class _Summaries:
-    """Each distinct decision summarised once for the per-subject results."""
+    """Each distinct answer (outcome, deciding rules, time) summarised once for the
+    per-subject results; keyed by value, as equal decisions are separate objects."""
 
     def __init__(self) -> None:
-        self._done: dict[int, dict[str, object]] = {}
+        self._done: dict[tuple[object, ...], dict[str, object]] = {}
 
     def of(self, decision: Decision) -> dict[str, object]:
-        found = self._done.get(id(decision))
+        key = (decision.outcome, decision.rules, decision.defer_until)
+        found = self._done.get(key)
         if found is None:
-            found = self._done[id(decision)] = {
+            found = self._done[key] = {
                 "outcome": str(decision.outcome), "rule_ids": decision.rule_ids,
                 "not_before": decision.defer_until.isoformat() if decision.defer_until
                 else None}

@@ -85,10 +85,27 @@ class Context:
 
     @property
     def local(self) -> datetime:
-        """The request time on the customer's wall clock (UTC if the zone is unknown)."""
+        """The request time on the customer's wall clock (UTC if the zone is unknown).
+
+        Remembered per moment and zone: a campaign decides a million subjects at one moment
+        among a few hundred zones, so each zone's wall clock is worked out once.
+        """
         if self._local is None:
-            self._local = self.request.time.astimezone(zone_of(self.facts.time_zone))
+            key = (self.request.time, self.facts.time_zone)
+            local = _LOCAL_TIMES.get(key)
+            if local is None:
+                if len(_LOCAL_TIMES) >= _LOCAL_TIMES_KEPT:
+                    _LOCAL_TIMES.clear()
+                local = _LOCAL_TIMES[key] = self.request.time.astimezone(
+                    zone_of(self.facts.time_zone))
+            self._local = local
         return self._local
+
+
+#: (moment, zone name) -> that moment on the zone's wall clock; a pure function of its key,
+#: so sharing it between threads and decisions is safe. Bounded: cleared when full.
+_LOCAL_TIMES: dict[tuple[datetime, str], datetime] = {}
+_LOCAL_TIMES_KEPT = 4096
 
 
 _ZONES: dict[str, ZoneInfo] = {}

@@ -84,10 +84,11 @@ def sealed_field_many(session: Session, *, cipher: FieldCipher, account_ids: Ite
     by_index = {cipher.name_index(account_id, name): account_id for account_id in account_ids}
     if not by_index:
         return {}
+    # By owner alone: with a second IN on `name_index`, SQLite probes the primary key for
+    # every (owner, index) pair, the square of the chunk.
     rows = session.execute(select(ProfileField.name_index, ProfileField.sealed).where(
-        col(ProfileField.account_id).in_(set(by_index.values())),
-        col(ProfileField.name_index).in_(by_index)))
-    return {by_index[index]: sealed for index, sealed in rows}
+        col(ProfileField.account_id).in_(set(by_index.values()))))
+    return {by_index[index]: sealed for index, sealed in rows if index in by_index}
 
 
 def _by_name(
