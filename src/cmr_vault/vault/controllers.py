@@ -15,12 +15,10 @@ from litestar.di import Provide
 from litestar.params import FromPath, QueryParameter
 
 from cmr_vault.audit import service as audit_service
-from cmr_vault.consent import service as consent_service
 from cmr_vault.crypto.blind_index import subject_pseudonym
 from cmr_vault.deps import DbSession, RuntimeDep
 from cmr_vault.errors import Forbidden, NotFound, ValidationFailed
 from cmr_vault.oauth.deps import CompanyAccessDep, provide_company_access
-from cmr_vault.oauth.scopes import read_scope
 from cmr_vault.patterns import NOT_BLANK, explain
 from cmr_vault.vault import service as vault_service
 from cmr_vault.vault.fields import FIELD_NAMES
@@ -77,9 +75,8 @@ class CompanyProfileApi(Controller):
                                                 fields=names, purpose=purpose)
         decisions = vault_service.decide_company_read(
             policy=runtime.policy.current, request=read, now=now, time_zone="UTC",
-            grant_facts={n: consent_service.grant_facts(access.grant, scope=read_scope(n),
-                                                        in_force=access.scopes, now=now)
-                         for n in names},
+            grant_facts=vault_service.read_facts(access.grant, in_force=access.scopes,
+                                                 fields=names, now=now),
         )
         refused = {n: d.decision for n, d in decisions.items() if d.decision.outcome != "allow"}
         version = next(iter(decisions.values())).decision.policy_version

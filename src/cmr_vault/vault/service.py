@@ -21,11 +21,13 @@ from cmr_vault.accounts.models import Account, Role
 from cmr_vault.audit import service as audit_service
 from cmr_vault.clock import Clock, utc_iso
 from cmr_vault.consent import service as consent_service
+from cmr_vault.consent.models import Grant
 from cmr_vault.consent.service import ConsentContext
 from cmr_vault.crypto.blind_index import blind_index, subject_pseudonym
 from cmr_vault.crypto.data_keys import DataKeyStore
 from cmr_vault.crypto.field_cipher import FieldCipher
 from cmr_vault.errors import ValidationFailed
+from cmr_vault.oauth.scopes import read_scope
 from cmr_vault.policy.cases import decision_record
 from cmr_vault.policy.engine import PolicySet
 from cmr_vault.policy.facts import Action, Decision, DecisionRequest, Facts, GrantFacts
@@ -323,6 +325,18 @@ class FieldDecision:
         return {**decision_record(self.request, self.facts), **self.decision.as_record()}
 
 
+def read_facts(grant: Grant | None, *, in_force: frozenset[str], fields: Iterable[str],
+               now: datetime) -> dict[str, GrantFacts]:
+    """What the grant says about each requested field's scope: the facts of a company read.
+
+    A read looks at the grant alone (which scopes are in force, which purposes the customer
+    consented to for each field), never at marketing preferences or the customer's clock, so
+    nothing sealed is opened to decide it.
+    """
+    return {name: consent_service.grant_facts(grant, scope=read_scope(name), in_force=in_force,
+                                              now=now) for name in fields}
+
+
 def decide_company_read(
     *, policy: PolicySet, request: CompanyReadRequest, grant_facts: Mapping[str, GrantFacts],
     time_zone: str, now: datetime,
@@ -330,7 +344,7 @@ def decide_company_read(
     """The policy engine's decision for each requested field (pure: no database, no keys).
 
     `grant_facts` holds, per field, what the grant says about that field's scope: whether it
-    is in force and which purposes the customer consented to for it.
+    is in force and which purposes the customer consented to for it (`read_facts`).
     """
     decided = {}
     for name in request.fields:
