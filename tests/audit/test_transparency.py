@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import threading
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from litestar import Litestar
@@ -222,3 +224,28 @@ def test_export_with_two_heads_for_one_size_is_a_fork(
     heads.append(type(heads[0])(4, (b"\x01" * 32).hex(), forged))
     report = verify(entries, heads, verifier_key=key)
     assert any(p.startswith("fork") for p in report.problems)
+
+
+def test_an_export_spelling_an_entrys_instant_another_way_still_verifies(
+    db_session: Session, runtime: Runtime, clock: FrozenClock, tmp_path: Path
+) -> None:
+    _append(db_session, clock, 3)
+    _sign(db_session, runtime)
+    path = tmp_path / "audit.jsonl"
+    with path.open("w", encoding="utf-8") as handle:
+        write_jsonl(db_session, handle, verifier_key=_key(runtime), size=3)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    second = json.loads(lines[2])
+    moment = second["recorded_at"]
+    second["recorded_at"] = moment.replace("T", " ").replace("Z", "+00:00")
+    lines[2] = json.dumps(second)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    key, heads, entries = read_export(path)
+    assert verify(entries, heads, verifier_key=key).ok
+
+    later = datetime.fromisoformat(moment) + timedelta(microseconds=1)
+    second["recorded_at"] = later.isoformat()
+    lines[2] = json.dumps(second)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    key, heads, entries = read_export(path)
+    assert verify(entries, heads, verifier_key=key).first_broken_seq == 2

@@ -223,14 +223,17 @@ _SQLITE_MOMENT = len("2026-11-23 10:00:00.000000")
 
 
 def stored_moment(value: datetime | str) -> str:
-    """A stored `recorded_at` in `utc_iso` spelling, without building a datetime on SQLite.
+    """A stored or exported `recorded_at` in `utc_iso` spelling, without a datetime if it can.
 
-    SQLite hands back the text SQLAlchemy wrote (always this one layout, in UTC); anything else
-    (PostgreSQL's datetimes, a hand-edited row) goes through `utc_iso` like the ORM would.
+    SQLite hands back the text SQLAlchemy wrote (always one layout, in UTC) and an export holds
+    `utc_iso`'s own; anything else (PostgreSQL's datetimes, an edited value) goes through
+    `utc_iso` as the ORM would, so an equal instant spelled another way still verifies.
     """
     if isinstance(value, str):
         if len(value) == _SQLITE_MOMENT and value[10] == " " and value[19] == ".":
             return f"{value[:10]}T{value[11:]}Z"
+        if len(value) == _SQLITE_MOMENT + 1 and value[10] == "T" and value[-1] == "Z":
+            return value  # already `utc_iso`'s spelling (an export file)
         value = datetime.fromisoformat(value)
     return utc_iso(value)
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlmodel import Session, col, select
@@ -26,7 +27,7 @@ from cmr_vault.audit.checkpoint import (
     verify_checkpoint,
 )
 from cmr_vault.audit.merkle import MerkleTree, leaf_hash
-from cmr_vault.audit.models import AuditCheckpoint, AuditEntry, AuditHead
+from cmr_vault.audit.models import AuditCheckpoint, AuditHead
 from cmr_vault.audit.service import (
     GENESIS_HASH,
     CanonicalRow,
@@ -34,6 +35,7 @@ from cmr_vault.audit.service import (
     canonical_json,
     canonical_row,
     iter_canonical_rows,
+    stored_moment,
 )
 
 EXPORT_FORMAT = "cmr-vault/audit-export/v1"
@@ -68,41 +70,17 @@ def _check_entries(
     entries: Iterable[LoggedEntry] | Rows, report: VerifyReport, tree: MerkleTree,
     progress: Progress | None,
 ) -> str:
-    rows = entries.rows if isinstance(entries, Rows) else map(canonical_row, entries)
-    prev = GENESIS_HASH
-    position = 0
-    for position, leaf, problem, entry_hash in _chain(rows):
-        prev = entry_hash
-        if problem and report.first_broken_seq is None:
-            report.first_broken_seq = position
-            report.problems.append(problem)
-        tree.append(leaf)
-        if progress and position % 10_000 == 0:
-            progress(position)
-    report.entries = position
-    if progress:
-        progress(report.entries)
-    return prev
+    """Check every entry's position, link and hash, and add its leaf to the tree.
 
-
-@dataclass(frozen=True)
-class Rows:
-    """Entries already in the tuple form verification hashes (`iter_canonical_rows`)."""
-
-    rows: Iterable[CanonicalRow]
-
-
-def _chain(rows: Iterable[CanonicalRow]) -> Iterator[tuple[int, bytes, str | None, str]]:
-    """Per entry: its position, Merkle leaf hash, what is wrong with it (or None), its hash.
-
-    The hot loop of `audit verify`: each entry's canonical bytes are built once (the same
-    layout as `audit.service._canonical`, kept in step by the tests) and hashed twice, for the
-    chain and for the leaf. The previous digest is carried as bytes, so no hex is parsed while
-    the chain holds.
+    The hot loop of `audit verify`: each entry's canonical bytes are built once (the layout of
+    `audit.service._canonical`, kept in step by the tests) and hashed twice, for the chain and
+    for the leaf. The previous digest is carried as bytes, so no hex is parsed while the chain
+    holds.
     """
-    dumps = encode_basestring
-    sha256 = hashlib.sha256
+    rows = entries.rows if isinstance(entries, Rows) else map(canonical_row, entries)
+    dumps, sha256, append = encode_basestring, hashlib.sha256, tree.append
     prev_hex, prev = GENESIS_HASH, bytes.fromhex(GENESIS_HASH)
+    position = 0
     for position, (seq, at, actor, action, subject, resource, purpose, outcome, details,
                    prev_hash, entry_hash) in enumerate(rows, start=1):
         data = (
@@ -112,17 +90,38 @@ def _chain(rows: Iterable[CanonicalRow]) -> Iterator[tuple[int, bytes, str | Non
             f'"subject":{dumps(subject)}}}'
         ).encode()
         digest = sha256(prev + data).digest()
-        problem = None
-        if seq != position:
-            problem = f"entry {position} is missing or out of order (found seq {seq})"
-        elif prev_hash != prev_hex:
-            problem = f"entry {seq} does not link to the entry before it"
-        elif digest.hex() != entry_hash:
-            problem = f"entry {seq} was modified: its content does not match its hash"
-        # The next link is checked against the stored hash, as a chain reader would follow it.
-        prev = digest if problem is None else bytes.fromhex(entry_hash)
-        prev_hex = entry_hash
-        yield position, leaf_hash(data), problem, entry_hash
+        if seq != position or prev_hash != prev_hex or digest.hex() != entry_hash:
+            _broken(report, position, seq, prev_hash != prev_hex)
+            # The next link is checked against the stored hash, as a chain reader follows it.
+            digest = bytes.fromhex(entry_hash)
+        prev, prev_hex = digest, entry_hash
+        append(leaf_hash(data))
+        if progress and position % 10_000 == 0:
+            progress(position)
+    report.entries = position
+    if progress:
+        progress(report.entries)
+    return prev_hex
+
+
+def _broken(report: VerifyReport, position: int, seq: int, unlinked: bool) -> None:
+    """Name the first entry that is out of place, unlinked or modified."""
+    if report.first_broken_seq is not None:
+        return
+    report.first_broken_seq = position
+    if seq != position:
+        report.problems.append(f"entry {position} is missing or out of order (found seq {seq})")
+    elif unlinked:
+        report.problems.append(f"entry {seq} does not link to the entry before it")
+    else:
+        report.problems.append(f"entry {seq} was modified: its content does not match its hash")
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Entries already in the tuple form verification hashes (`iter_canonical_rows`)."""
+
+    rows: Iterable[CanonicalRow]
 
 
 def _check_heads(
@@ -202,26 +201,39 @@ def verify_database(
                   head_size=head.size if head else 0, progress=progress)
 
 
-def entry_from_export(record: dict[str, object]) -> AuditEntry:
-    """Rebuild an entry from one exported JSON line."""
-    return AuditEntry.model_validate({**record, "details": canonical_json(record["details"])})
+def entry_from_export(record: dict[str, Any]) -> CanonicalRow:
+    """One exported JSON line as the tuple verification hashes."""
+    texts = [record[name] for name in _TEXT_FIELDS]
+    if not isinstance(record["seq"], int) or not all(isinstance(t, str) for t in texts):
+        raise ValueError("seq is a number and the other fields are strings")
+    actor, action, subject, resource, purpose, outcome, prev_hash, entry_hash = texts
+    return (record["seq"], stored_moment(record["recorded_at"]), actor, action, subject,
+            resource, purpose, outcome, canonical_json(record["details"]), prev_hash,
+            entry_hash)
 
 
-def read_export(path: Path) -> tuple[str, list[SignedHead], Iterator[AuditEntry]]:
-    """(verifier key, signed heads, entries) from a JSONL export file."""
+_TEXT_FIELDS = ("actor", "action", "subject", "resource", "purpose", "outcome", "prev_hash",
+                "entry_hash")
+
+
+def read_export(path: Path) -> tuple[str, list[SignedHead], Rows]:
+    """(verifier key, signed heads, entries) from a JSONL export file.
+
+    Entries are read lazily, straight into the tuples verification hashes (no model per line).
+    """
     with path.open(encoding="utf-8") as handle:
         header = json.loads(handle.readline() or "{}")
         if header.get("format") != EXPORT_FORMAT:
             raise ValueError(f"{path}:1: not a {EXPORT_FORMAT} file")
         heads = [SignedHead(**h) for h in header.get("checkpoints", [])]
 
-    def entries() -> Iterator[AuditEntry]:
+    def entries() -> Iterator[CanonicalRow]:
         with path.open(encoding="utf-8") as handle:
             handle.readline()
             for number, line in enumerate(handle, start=2):
                 try:
                     yield entry_from_export(json.loads(line))
-                except (ValueError, KeyError) as exc:
+                except (ValueError, KeyError, TypeError) as exc:
                     raise ValueError(f"{path}:{number}: not an audit entry ({exc})") from exc
 
-    return str(header.get("verifier_key", "")), heads, entries()
+    return str(header.get("verifier_key", "")), heads, Rows(entries())
