@@ -14,7 +14,7 @@ from cmr_vault.crypto.field_cipher import FieldCipher
 from cmr_vault.intents.models import Offer
 from cmr_vault.marketing import facts, service
 from cmr_vault.marketing.models import ALL, Message, MessageStatus
-from cmr_vault.policy.facts import Facts, GrantFacts
+from cmr_vault.policy.facts import Action, DecisionRequest, Facts, GrantFacts
 from cmr_vault.runtime import Runtime
 from cmr_vault.vault import service as vault_service
 from tests.factories import make_customer
@@ -169,19 +169,37 @@ def test_refused_offers_and_old_messages_do_not_count(
     assert _facts(db_session, runtime, customer, shop.client_id).counters.all_month == 0
 
 
-def test_the_time_zone_is_read_where_quiet_hours_are_set_and_only_there(
-    db_session: Session,
-    runtime: Runtime,
-    shop: Company,
+def test_bulk_decisions_open_only_what_they_look_at_and_agree_with_single_ones(
+    db_session: Session, runtime: Runtime, shop: Company,
 ) -> None:
-    quiet = make_customer(db_session, runtime, profile={"time_zone": "Asia/Tokyo"})
-    loud = make_customer(db_session, runtime, profile={"time_zone": "America/Denver"})
-    _prefer(
-        db_session, runtime, quiet, ALL, ALL, opted_in=False, quiet_start="22:00", quiet_end="07:00"
-    )
-    _prefer(db_session, runtime, loud, shop.client_id, "inbox")
-    assert _facts(db_session, runtime, quiet, shop.client_id).time_zone == "Asia/Tokyo"
-    assert _facts(db_session, runtime, loud, shop.client_id, "inbox").time_zone == "UTC"
+    # 22:30 UTC: night in Berlin and Lisbon, morning in Tokyo.
+    runtime.clock.move_to(runtime.clock.now().replace(hour=22, minute=30))  # type: ignore[attr-defined]
+    zones = ("Europe/Berlin", "Asia/Tokyo", "Europe/Lisbon", "America/Denver")
+    customers = [make_customer(db_session, runtime, profile={"time_zone": z}) for z in zones]
+    for customer in customers[:2]:
+        _prefer(db_session, runtime, customer, shop.client_id, "sms",
+                quiet_start="22:00", quiet_end="07:00")
+    _prefer(db_session, runtime, customers[2], shop.client_id, "sms", topics=["bikes"])
+    _prefer(db_session, runtime, customers[3], shop.client_id, "sms", opted_in=False,
+            topics=["cars"])
+    now = runtime.clock.now()
+    grant = GrantFacts(True, "active", None, frozenset({"marketing.sms"}),
+                       frozenset({"Tell you about sales"}))
+    request = DecisionRequest(company=shop.client_id, subject="", action=Action.PUSH,
+                              resource="message", purpose="Tell you about sales", time=now,
+                              channel="sms", topic="cars")
+    policy = runtime.policy.current
+    bulk = facts.decide_many(db_session, cipher=runtime.cipher, policy=policy, request=request,
+                             customers=[facts.Customer(c.id, grant) for c in customers],
+                             now=now)
+    single = [policy.decide(request, facts.attention_facts(
+        db_session, cipher=runtime.cipher, client_id=shop.client_id, channel="sms",
+        account_id=c.id, grant=grant, now=now)) for c in customers]
+    assert bulk == single
+    assert [d.rule_ids for d in bulk] == [
+        ["push.quiet-hours"], ["push.allowed"], ["push.topic-not-wanted"],
+        ["push.not-opted-in"]]
+    assert bulk[0].defer_until == now.replace(day=now.day + 1, hour=6, minute=0)
 
 
 def test_the_bulk_form_gives_each_customer_the_same_facts_as_the_single_form(

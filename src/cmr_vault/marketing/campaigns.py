@@ -116,24 +116,32 @@ def decide_many(
     """(subject, decision) for each subject, facts read in bulk (`marketing.facts`).
 
     Up to `facts.CHUNK` subjects at a time: one query for their grants, then the facts
-    provider's few queries; the same rules as a single push, decided by the same engine.
+    provider's few queries, opening only what the decisions look at; the same rules as a
+    single push, decided by the same engine.
     """
     scope = marketing_scope(request.channel)
     shapes = shapes or _Shapes(_GrantShapes(scope, now))
     grants = {row.pairwise_subject: row for row in session.execute(
         select(*_GRANT_COLUMNS).where(Grant.client_id == client.client_id,
                                       col(Grant.pairwise_subject).in_(subjects)))}
-    granted = [s for s in subjects if s in grants]
-    gathered = dict(zip(granted, facts.attention_facts_many(
-        session, cipher=cipher, client_id=client.client_id, channel=request.channel,
-        customers=[facts.Customer(grants[s].account_id, shapes.grants.of(grants[s]))
-                   for s in granted],
-        now=now, shapes=shapes.preferences), strict=True))
     base = DecisionRequest(company=client.client_id, subject="", action=Action.PUSH,
                            resource="message", purpose=request.purpose, time=now,
                            channel=request.channel, topic=request.topic)
-    decide = policy.decide
-    return [(subject, decide(base, gathered.get(subject, NO_GRANT))) for subject in subjects]
+    granted = [s for s in subjects if s in grants]
+    decided = dict(zip(granted, facts.decide_many(
+        session, cipher=cipher, policy=policy, request=base,
+        customers=[facts.Customer(grants[s].account_id, shapes.grants.of(grants[s]))
+                   for s in granted],
+        now=now, shapes=shapes.preferences), strict=True))
+    no_grant = None
+    results = []
+    for subject in subjects:
+        decision = decided.get(subject)
+        if decision is None:
+            no_grant = no_grant or policy.decide(base, NO_GRANT)
+            decision = no_grant
+        results.append((subject, decision))
+    return results
 
 
 @dataclass

@@ -33,7 +33,7 @@ from enum import StrEnum
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cmr_vault.policy.facts import DecisionRequest, Facts
+from cmr_vault.policy.facts import SEALED_ZONE, DecisionRequest, Facts, SealedFactNeeded
 
 
 class Kind(StrEnum):
@@ -91,6 +91,8 @@ class Context:
         among a few hundred zones, so each zone's wall clock is worked out once.
         """
         if self._local is None:
+            if self.facts.time_zone is SEALED_ZONE:
+                raise SealedFactNeeded("time_zone")
             key = (self.request.time, self.facts.time_zone)
             local = _LOCAL_TIMES.get(key)
             if local is None:
@@ -551,6 +553,13 @@ def _call(function: Function, args: list[Getter]) -> Getter:
     if len(args) == 1:
         (only,) = args
         return lambda ctx: impl(only(ctx))
+    if len(args) == 3 and function.proves == (1, 2) and function.result == BOOL:
+        # A true result proves the last two present, so without either it is false: decided
+        # without evaluating the first (`in_quiet_hours` reads the customer's clock, and so
+        # its time zone, only for a customer who set quiet hours).
+        first, second, third = args
+        return lambda ctx: (second(ctx) is not None and third(ctx) is not None
+                            and impl(first(ctx), second(ctx), third(ctx)))
     if len(args) == 3:
         first, second, third = args
         return lambda ctx: impl(first(ctx), second(ctx), third(ctx))
