@@ -71,16 +71,24 @@ def _settings(folder: Path) -> Settings:
 
 def _client(client_id: str) -> OAuthClient:
     return OAuthClient(
-        client_id=client_id, name=client_id, description="", homepage="https://b.example",
-        privacy_policy_url="https://b.example/p", redirect_uris="[]",
-        allowed_scopes='["marketing.email"]', notice='{"marketing.email": []}',
-        status=ClientStatus.APPROVED, created_at=NOW)
+        client_id=client_id,
+        name=client_id,
+        description="",
+        homepage="https://b.example",
+        privacy_policy_url="https://b.example/p",
+        redirect_uris="[]",
+        allowed_scopes='["marketing.email"]',
+        notice='{"marketing.email": []}',
+        status=ClientStatus.APPROVED,
+        created_at=NOW,
+    )
 
 
 def _topics(key: DataKey, chosen: list[str]) -> str:
     """Sealed the way `marketing.service.seal_topics` seals them."""
-    return base64.b64encode(seal(key, topics_field("c_bench", "email"),
-                                 json.dumps(chosen))).decode()
+    return base64.b64encode(
+        seal(key, topics_field("c_bench", "email"), json.dumps(chosen))
+    ).decode()
 
 
 def _populate(folder: Path, count: int) -> None:
@@ -100,68 +108,127 @@ def _populate(folder: Path, count: int) -> None:
             accounts, grants, fields, prefs, messages, offers = [], [], [], [], [], []
             for n, account_id in enumerate(ids, start=start):
                 key = opened[(account_id, 1)]
-                accounts.append({"id": account_id, "role": "customer",
-                                 "email_index": f"{n:064d}", "password_hash": "x",
-                                 "created_at": NOW})
+                accounts.append(
+                    {
+                        "id": account_id,
+                        "role": "customer",
+                        "email_index": f"{n:064d}",
+                        "password_hash": "x",
+                        "created_at": NOW,
+                    }
+                )
                 draw = rng.random()
                 status = "revoked" if draw < 0.02 else "active"
-                grants.append({
-                    "id": f"g{n:031d}", "account_id": account_id, "client_id": "c_bench",
-                    "pairwise_subject": f"s{n:039d}", "scopes": '["marketing.email"]',
-                    "purposes": json.dumps({"marketing.email": [PURPOSE]}),
-                    "notice_version": 1, "status": status,
-                    "expires_at": NOW - timedelta(days=1) if 0.02 <= draw < 0.03 else None,
-                    "created_at": NOW, "updated_at": NOW})
+                grants.append(
+                    {
+                        "id": f"g{n:031d}",
+                        "account_id": account_id,
+                        "client_id": "c_bench",
+                        "pairwise_subject": f"s{n:039d}",
+                        "scopes": '["marketing.email"]',
+                        "purposes": json.dumps({"marketing.email": [PURPOSE]}),
+                        "notice_version": 1,
+                        "status": status,
+                        "expires_at": NOW - timedelta(days=1) if 0.02 <= draw < 0.03 else None,
+                        "created_at": NOW,
+                        "updated_at": NOW,
+                    }
+                )
                 index = cipher.name_index(account_id, "time_zone")
-                fields.append({
-                    "account_id": account_id, "name_index": index,
-                    "sealed_name": _seal(key, name_aad(account_id, index, 1), "time_zone"),
-                    "sealed": seal(key, "time_zone", rng.choice(ZONES)), "updated_at": NOW})
+                fields.append(
+                    {
+                        "account_id": account_id,
+                        "name_index": index,
+                        "sealed_name": _seal(key, name_aad(account_id, index, 1), "time_zone"),
+                        "sealed": seal(key, "time_zone", rng.choice(ZONES)),
+                        "updated_at": NOW,
+                    }
+                )
                 if rng.random() < 0.85:
                     quiet = rng.random() < 0.25
                     chosen = rng.sample(TOPICS, rng.randint(1, 4)) if rng.random() < 0.4 else []
-                    prefs.append({
-                        "account_id": account_id, "client_id": "c_bench", "channel": "email",
-                        "opted_in": rng.random() >= 0.1,
-                        "confirmed_at": NOW - timedelta(days=rng.randint(1, 300)),
-                        "topics": _topics(key, chosen)
-                        if chosen else "",
-                        "cap_day": rng.randint(1, 5) if rng.random() < 0.3 else None,
-                        "cap_week": rng.randint(3, 15) if rng.random() < 0.15 else None,
-                        "cap_month": None,
-                        "quiet_start": f"{rng.randint(20, 23)}:00" if quiet else None,
-                        "quiet_end": f"0{rng.randint(6, 8)}:30" if quiet else None,
-                        "paused_until": None, "updated_at": NOW})
+                    prefs.append(
+                        {
+                            "account_id": account_id,
+                            "client_id": "c_bench",
+                            "channel": "email",
+                            "opted_in": rng.random() >= 0.1,
+                            "confirmed_at": NOW - timedelta(days=rng.randint(1, 300)),
+                            "topics": _topics(key, chosen) if chosen else "",
+                            "cap_day": rng.randint(1, 5) if rng.random() < 0.3 else None,
+                            "cap_week": rng.randint(3, 15) if rng.random() < 0.15 else None,
+                            "cap_month": None,
+                            "quiet_start": f"{rng.randint(20, 23)}:00" if quiet else None,
+                            "quiet_end": f"0{rng.randint(6, 8)}:30" if quiet else None,
+                            "paused_until": None,
+                            "updated_at": NOW,
+                        }
+                    )
                 if rng.random() < 0.5:
                     quiet = rng.random() < 0.2
-                    prefs.append({
-                        "account_id": account_id, "client_id": ALL, "channel": ALL,
-                        "opted_in": True, "confirmed_at": None, "topics": "",
-                        "cap_day": rng.randint(3, 10), "cap_week": None, "cap_month": None,
-                        "quiet_start": "22:00" if quiet else None,
-                        "quiet_end": "07:00" if quiet else None,
-                        "paused_until": None, "updated_at": NOW})
+                    prefs.append(
+                        {
+                            "account_id": account_id,
+                            "client_id": ALL,
+                            "channel": ALL,
+                            "opted_in": True,
+                            "confirmed_at": None,
+                            "topics": "",
+                            "cap_day": rng.randint(3, 10),
+                            "cap_week": None,
+                            "cap_month": None,
+                            "quiet_start": "22:00" if quiet else None,
+                            "quiet_end": "07:00" if quiet else None,
+                            "paused_until": None,
+                            "updated_at": NOW,
+                        }
+                    )
                 if rng.random() < 0.2:
                     for _ in range(rng.randint(1, 3)):
                         at = NOW - timedelta(hours=rng.randint(1, 700))
-                        messages.append({
-                            "id": secrets.token_hex(16), "account_id": account_id,
-                            "client_id": rng.choice(("c_bench", "c_other")),
-                            "idempotency_key": secrets.token_hex(8), "channel": "email",
-                            "topic": "", "purpose": PURPOSE, "sealed_content": "",
-                            "status": "delivered", "not_before": at, "decision": "{}",
-                            "attempts": 0, "last_error": "", "unsubscribe_hash": "",
-                            "created_at": at, "delivered_at": at})
+                        messages.append(
+                            {
+                                "id": secrets.token_hex(16),
+                                "account_id": account_id,
+                                "client_id": rng.choice(("c_bench", "c_other")),
+                                "idempotency_key": secrets.token_hex(8),
+                                "channel": "email",
+                                "topic": "",
+                                "purpose": PURPOSE,
+                                "sealed_content": "",
+                                "status": "delivered",
+                                "not_before": at,
+                                "decision": "{}",
+                                "attempts": 0,
+                                "last_error": "",
+                                "unsubscribe_hash": "",
+                                "created_at": at,
+                                "delivered_at": at,
+                            }
+                        )
                 if rng.random() < 0.05:
                     at = NOW - timedelta(hours=rng.randint(1, 200))
-                    offers.append({
-                        "id": secrets.token_hex(16), "client_id": "c_other",
-                        "account_id": account_id, "sealed": "", "consent_request": "",
-                        "status": "delivered", "decision": "{}", "created_at": at,
-                        "not_before": at})
-            for model, rows in ((Account, accounts), (Grant, grants), (ProfileField, fields),
-                                (ChannelPreference, prefs), (Message, messages),
-                                (Offer, offers)):
+                    offers.append(
+                        {
+                            "id": secrets.token_hex(16),
+                            "client_id": "c_other",
+                            "account_id": account_id,
+                            "sealed": "",
+                            "consent_request": "",
+                            "status": "delivered",
+                            "decision": "{}",
+                            "created_at": at,
+                            "not_before": at,
+                        }
+                    )
+            for model, rows in (
+                (Account, accounts),
+                (Grant, grants),
+                (ProfileField, fields),
+                (ChannelPreference, prefs),
+                (Message, messages),
+                (Offer, offers),
+            ):
                 if rows:
                     session.execute(insert(model.__table__), rows)  # type: ignore[attr-defined]
             session.commit()
@@ -169,8 +236,9 @@ def _populate(folder: Path, count: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--subjects", type=int, default=1_000_000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -178,45 +246,68 @@ def main() -> None:
         write_keyring(_settings(folder).resolved_key_file, Keyring.generate())
         started = time.perf_counter()
         builder = multiprocessing.get_context("spawn").Process(
-            target=_populate, args=(folder, args.subjects))
+            target=_populate, args=(folder, args.subjects)
+        )
         builder.start()
         builder.join()
-        print(f"set-up: {args.subjects:,} customers with their own facts in "
-              f"{time.perf_counter() - started:.0f} s (another process, not counted)")
+        print(
+            f"set-up: {args.subjects:,} customers with their own facts in "
+            f"{time.perf_counter() - started:.0f} s (another process, not counted)"
+        )
         runtime = Runtime.build(_settings(folder))
         subjects = [f"s{i:039d}" for i in range(args.subjects)]
-        request = campaigns.CampaignRequest(subjects, "email", "topic-3", PURPOSE,
-                                            "Winter sale", "Half price.")
+        request = campaigns.CampaignRequest(
+            subjects, "email", "topic-3", PURPOSE, "Winter sale", "Half price."
+        )
         policy = runtime.policy.current
         with Session(runtime.engine) as session:
             client = session.get(OAuthClient, "c_bench")
             assert client is not None
             started = time.perf_counter()
-            tally, results = campaigns.dry_run(session, cipher=runtime.cipher, policy=policy,
-                                               client=client, request=request, now=NOW)
+            tally, results = campaigns.dry_run(
+                session,
+                cipher=runtime.cipher,
+                policy=policy,
+                client=client,
+                request=request,
+                now=NOW,
+            )
             elapsed = time.perf_counter() - started
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        base = DecisionRequest(company="c_bench", subject="", action=Action.PUSH,
-                               resource="message", purpose=PURPOSE, time=NOW, channel="email",
-                               topic="topic-3")
-        facts = Facts(grant=GrantFacts(True, "active", None, frozenset({"marketing.email"}),
-                                       frozenset({PURPOSE})),
-                      preferences=ChannelPreferences(opted_in=True,
-                                                     confirmed_at=NOW - timedelta(days=3)))
+        base = DecisionRequest(
+            company="c_bench",
+            subject="",
+            action=Action.PUSH,
+            resource="message",
+            purpose=PURPOSE,
+            time=NOW,
+            channel="email",
+            topic="topic-3",
+        )
+        facts = Facts(
+            grant=GrantFacts(
+                True, "active", None, frozenset({"marketing.email"}), frozenset({PURPOSE})
+            ),
+            preferences=ChannelPreferences(opted_in=True, confirmed_at=NOW - timedelta(days=3)),
+        )
         started = time.perf_counter()
         for _ in range(args.subjects):
             policy.decide(base, facts)
         decisions_only = time.perf_counter() - started
         runtime.dispose()
     document = tally.document()
-    print(f"dry run over {len(results):,} subjects: {elapsed:.1f} s "
-          f"({elapsed / len(results) * 1e6:.1f} µs/subject), peak RSS {peak_mb:.0f} MB; "
-          f"send {document['send']:,}, defer {document['defer']:,}, "
-          f"refuse {document['refuse']:,}")
+    print(
+        f"dry run over {len(results):,} subjects: {elapsed:.1f} s "
+        f"({elapsed / len(results) * 1e6:.1f} µs/subject), peak RSS {peak_mb:.0f} MB; "
+        f"send {document['send']:,}, defer {document['defer']:,}, "
+        f"refuse {document['refuse']:,}"
+    )
     print(f"refused by rule: {document['refused_by_rule']}")
-    print(f"policy decisions alone on in-memory facts: {decisions_only:.1f} s "
-          f"({decisions_only / args.subjects * 1e6:.1f} µs each); the dry run costs "
-          f"{elapsed / decisions_only:.1f}× the bare decisions")
+    print(
+        f"policy decisions alone on in-memory facts: {decisions_only:.1f} s "
+        f"({decisions_only / args.subjects * 1e6:.1f} µs each); the dry run costs "
+        f"{elapsed / decisions_only:.1f}× the bare decisions"
+    )
 
 
 if __name__ == "__main__":

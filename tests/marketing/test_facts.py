@@ -170,35 +170,73 @@ def test_refused_offers_and_old_messages_do_not_count(
 
 
 def test_bulk_decisions_open_only_what_they_look_at_and_agree_with_single_ones(
-    db_session: Session, runtime: Runtime, shop: Company,
+    db_session: Session,
+    runtime: Runtime,
+    shop: Company,
 ) -> None:
     # 22:30 UTC: night in Berlin and Lisbon, morning in Tokyo.
     runtime.clock.move_to(runtime.clock.now().replace(hour=22, minute=30))  # type: ignore[attr-defined]
     zones = ("Europe/Berlin", "Asia/Tokyo", "Europe/Lisbon", "America/Denver")
     customers = [make_customer(db_session, runtime, profile={"time_zone": z}) for z in zones]
     for customer in customers[:2]:
-        _prefer(db_session, runtime, customer, shop.client_id, "sms",
-                quiet_start="22:00", quiet_end="07:00")
+        _prefer(
+            db_session,
+            runtime,
+            customer,
+            shop.client_id,
+            "sms",
+            quiet_start="22:00",
+            quiet_end="07:00",
+        )
     _prefer(db_session, runtime, customers[2], shop.client_id, "sms", topics=["bikes"])
-    _prefer(db_session, runtime, customers[3], shop.client_id, "sms", opted_in=False,
-            topics=["cars"])
+    _prefer(
+        db_session, runtime, customers[3], shop.client_id, "sms", opted_in=False, topics=["cars"]
+    )
     now = runtime.clock.now()
-    grant = GrantFacts(True, "active", None, frozenset({"marketing.sms"}),
-                       frozenset({"Tell you about sales"}))
-    request = DecisionRequest(company=shop.client_id, subject="", action=Action.PUSH,
-                              resource="message", purpose="Tell you about sales", time=now,
-                              channel="sms", topic="cars")
+    grant = GrantFacts(
+        True, "active", None, frozenset({"marketing.sms"}), frozenset({"Tell you about sales"})
+    )
+    request = DecisionRequest(
+        company=shop.client_id,
+        subject="",
+        action=Action.PUSH,
+        resource="message",
+        purpose="Tell you about sales",
+        time=now,
+        channel="sms",
+        topic="cars",
+    )
     policy = runtime.policy.current
-    bulk = facts.decide_many(db_session, cipher=runtime.cipher, policy=policy, request=request,
-                             customers=[facts.Customer(c.id, grant) for c in customers],
-                             now=now)
-    single = [policy.decide(request, facts.attention_facts(
-        db_session, cipher=runtime.cipher, client_id=shop.client_id, channel="sms",
-        account_id=c.id, grant=grant, now=now)) for c in customers]
+    bulk = facts.decide_many(
+        db_session,
+        cipher=runtime.cipher,
+        policy=policy,
+        request=request,
+        customers=[facts.Customer(c.id, grant) for c in customers],
+        now=now,
+    )
+    single = [
+        policy.decide(
+            request,
+            facts.attention_facts(
+                db_session,
+                cipher=runtime.cipher,
+                client_id=shop.client_id,
+                channel="sms",
+                account_id=c.id,
+                grant=grant,
+                now=now,
+            ),
+        )
+        for c in customers
+    ]
     assert bulk == single
     assert [d.rule_ids for d in bulk] == [
-        ["push.quiet-hours"], ["push.allowed"], ["push.topic-not-wanted"],
-        ["push.not-opted-in"]]
+        ["push.quiet-hours"],
+        ["push.allowed"],
+        ["push.topic-not-wanted"],
+        ["push.not-opted-in"],
+    ]
     assert bulk[0].defer_until == now.replace(day=now.day + 1, hour=6, minute=0)
 
 

@@ -143,9 +143,18 @@ class PreferenceShapes:
         self._seen: dict[tuple[Any, ...], ChannelPreferences] = {}
 
     def of(self, row: Any, topics: frozenset[str] = frozenset()) -> ChannelPreferences:
-        key = (row.opted_in, row.confirmed_at, row.cap_day, row.cap_week, row.cap_month,
-               row.quiet_start, row.quiet_end, row.paused_until, row.expires_at,
-               topics is UNOPENED_TOPICS)
+        key = (
+            row.opted_in,
+            row.confirmed_at,
+            row.cap_day,
+            row.cap_week,
+            row.cap_month,
+            row.quiet_start,
+            row.quiet_end,
+            row.paused_until,
+            row.expires_at,
+            topics is UNOPENED_TOPICS,
+        )
         found = self._seen.get(key)
         if found is None:
             found = self._seen[key] = _preferences(row, topics)
@@ -155,21 +164,33 @@ class PreferenceShapes:
 class _Chunk:
     """One chunk's rows, read with one query per kind of fact; sealed values opened on demand."""
 
-    def __init__(self, session: Session, *, client_id: str, channel: str,
-                 customers: Sequence[Customer], now: datetime, shapes: PreferenceShapes
-                 ) -> None:
+    def __init__(
+        self,
+        session: Session,
+        *,
+        client_id: str,
+        channel: str,
+        customers: Sequence[Customer],
+        now: datetime,
+        shapes: PreferenceShapes,
+    ) -> None:
         self.session, self.client_id, self.now, self.shapes = session, client_id, now, shapes
         ids = list({c.account_id for c in customers})
         self.rows: dict[tuple[str, str], Any] = {}
-        for row in session.execute(select(*_PREFERENCE_COLUMNS).where(
+        for row in session.execute(
+            select(*_PREFERENCE_COLUMNS).where(
                 col(ChannelPreference.account_id).in_(ids),
                 tuple_(ChannelPreference.client_id, ChannelPreference.channel).in_(
-                    [(client_id, channel), (ALL, ALL)]))):
+                    [(client_id, channel), (ALL, ALL)]
+                ),
+            )
+        ):
             self.rows[(row.account_id, row.client_id)] = row
         self.sent = _reached(session, ids, now)
 
-    def open(self, cipher: FieldCipher, customers: Iterable[Customer]
-             ) -> dict[tuple[str, str], str | None]:
+    def open(
+        self, cipher: FieldCipher, customers: Iterable[Customer]
+    ) -> dict[tuple[str, str], str | None]:
         """Topics and time zone of these customers, opened with one key-store query; None
         for a value that exists but does not open."""
         sealed: dict[tuple[str, str], bytes] = {}
@@ -179,16 +200,17 @@ class _Chunk:
                 row = self.rows.get((account_id, who))
                 if row is not None and row.topics:
                     sealed[(account_id, topics_field(row.client_id, row.channel))] = (
-                        base64.b64decode(row.topics))
+                        base64.b64decode(row.topics)
+                    )
         for account_id, blob in vault_service.sealed_field_many(
-                self.session, cipher=cipher, account_ids=accounts, name=ZONE_FIELD).items():
+            self.session, cipher=cipher, account_ids=accounts, name=ZONE_FIELD
+        ).items():
             sealed[(account_id, ZONE_FIELD)] = blob
         opened: dict[tuple[str, str], str | None] = dict.fromkeys(sealed)
         opened.update(cipher.open_many(sealed))
         return opened
 
-    def facts(self, customer: Customer, opened: dict[tuple[str, str], str | None] | None
-              ) -> Facts:
+    def facts(self, customer: Customer, opened: dict[tuple[str, str], str | None] | None) -> Facts:
         """The customer's facts; with `opened` None, sealed ones are left sealed."""
         account_id = customer.account_id
         unreadable = False
@@ -211,15 +233,24 @@ class _Chunk:
             unreadable |= not zone
         if unreadable:
             prefs, zone = [NO_PREFERENCES, NO_PREFERENCES], "UTC"
-        return Facts(grant=customer.grant, preferences=prefs[0], global_preferences=prefs[1],
-                     counters=count_sent(self.sent.get(account_id, ()), self.client_id,
-                                         self.now),
-                     time_zone=zone)
+        return Facts(
+            grant=customer.grant,
+            preferences=prefs[0],
+            global_preferences=prefs[1],
+            counters=count_sent(self.sent.get(account_id, ()), self.client_id, self.now),
+            time_zone=zone,
+        )
 
 
 def attention_facts_many(
-    session: Session, *, cipher: FieldCipher, client_id: str, channel: str,
-    customers: Sequence[Customer], now: datetime, shapes: PreferenceShapes | None = None,
+    session: Session,
+    *,
+    cipher: FieldCipher,
+    client_id: str,
+    channel: str,
+    customers: Sequence[Customer],
+    now: datetime,
+    shapes: PreferenceShapes | None = None,
 ) -> list[Facts]:
     """Facts for each customer (in order) about one company's message on one channel, every
     sealed one opened (for a decision that is audited with its facts).
@@ -229,15 +260,27 @@ def attention_facts_many(
     """
     if not customers:
         return []
-    chunk = _Chunk(session, client_id=client_id, channel=channel, customers=customers, now=now,
-                   shapes=shapes or PreferenceShapes())
+    chunk = _Chunk(
+        session,
+        client_id=client_id,
+        channel=channel,
+        customers=customers,
+        now=now,
+        shapes=shapes or PreferenceShapes(),
+    )
     opened = chunk.open(cipher, customers)
     return [chunk.facts(customer, opened) for customer in customers]
 
 
 def decide_many(
-    session: Session, *, cipher: FieldCipher, policy: PolicySet, request: DecisionRequest,
-    customers: Sequence[Customer], now: datetime, shapes: PreferenceShapes | None = None,
+    session: Session,
+    *,
+    cipher: FieldCipher,
+    policy: PolicySet,
+    request: DecisionRequest,
+    customers: Sequence[Customer],
+    now: datetime,
+    shapes: PreferenceShapes | None = None,
 ) -> list[Decision]:
     """The decision for each customer (in order), opening only what decisions look at.
 
@@ -248,8 +291,14 @@ def decide_many(
     """
     if not customers:
         return []
-    chunk = _Chunk(session, client_id=request.company, channel=request.channel,
-                   customers=customers, now=now, shapes=shapes or PreferenceShapes())
+    chunk = _Chunk(
+        session,
+        client_id=request.company,
+        channel=request.channel,
+        customers=customers,
+        now=now,
+        shapes=shapes or PreferenceShapes(),
+    )
     decide = policy.decide
     decisions: list[Decision | None] = []
     pending: list[int] = []
