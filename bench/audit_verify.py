@@ -4,7 +4,8 @@
 
 1. Verification: `audit.verify.verify` over N in-memory entries (canonical bytes, chain hash,
    leaf hash, tree), and `verify_database` over the same entries in a SQLite file (what
-   `cmr-vault audit verify` runs), against the baseline of raw SHA-256 over the same bytes.
+   `cmr-vault audit verify` runs), against the baseline of raw SHA-256 over the same bytes
+   (in memory: best of three alternating rounds of each).
 2. Inclusion proofs: time to build a tree of 1 M and 10 M leaves, then the mean time of one
    inclusion proof and one consistency proof, and of verifying them.
 Figures are printed, never asserted.
@@ -52,15 +53,17 @@ def _entries(count: int) -> list[AppendedEntry]:
 def bench_verify(count: int) -> None:
     entries = _entries(count)
     data = [leaf_bytes(e) for e in entries]
-    start = time.perf_counter()
-    for item in data:
-        hashlib.sha256(item).digest()
-    raw = time.perf_counter() - start
     key = verifier_key_for(signing_key(b"\x01" * 32), "bench/audit")
-    start = time.perf_counter()
-    report = verify(iter(entries), [], verifier_key=key)
-    full = time.perf_counter() - start
-    assert report.ok, report.problems
+    raw = full = float("inf")
+    for _ in range(3):  # alternating rounds, best of each: the machine is shared
+        start = time.perf_counter()
+        for item in data:
+            hashlib.sha256(item).digest()
+        raw = min(raw, time.perf_counter() - start)
+        start = time.perf_counter()
+        report = verify(iter(entries), [], verifier_key=key)
+        full = min(full, time.perf_counter() - start)
+        assert report.ok, report.problems
     print(f"verify {count:,} entries: {count / full:,.0f} entries/s "
           f"({full / count * 1e6:.2f} µs/entry)")
     print(f"raw SHA-256 over the same bytes: {count / raw:,.0f} entries/s "

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import threading
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from litestar import Litestar
@@ -238,3 +240,26 @@ def test_every_audit_api_answer_has_a_typed_schema(client: TestClient[Litestar])
         reference = answer["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
         assert schemas[reference]["properties"], path
     assert "leaf_index" in schemas["InclusionProof"]["required"]
+def test_an_export_spelling_an_entrys_instant_another_way_still_verifies(
+    db_session: Session, runtime: Runtime, clock: FrozenClock, tmp_path: Path
+) -> None:
+    _append(db_session, clock, 3)
+    _sign(db_session, runtime)
+    path = tmp_path / "audit.jsonl"
+    with path.open("w", encoding="utf-8") as handle:
+        write_jsonl(db_session, handle, verifier_key=_key(runtime), size=3)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    second = json.loads(lines[2])
+    moment = second["recorded_at"]
+    second["recorded_at"] = moment.replace("T", " ").replace("Z", "+00:00")
+    lines[2] = json.dumps(second)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    key, heads, entries = read_export(path)
+    assert verify(entries, heads, verifier_key=key).ok
+
+    later = datetime.fromisoformat(moment) + timedelta(microseconds=1)
+    second["recorded_at"] = later.isoformat()
+    lines[2] = json.dumps(second)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    key, heads, entries = read_export(path)
+    assert verify(entries, heads, verifier_key=key).first_broken_seq == 2

@@ -7,11 +7,14 @@ from dataclasses import replace
 from datetime import UTC, datetime, time
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cmr_vault.policy.engine import PolicySet
 from cmr_vault.policy.facts import (
+    SEALED_ZONE,
+    UNOPENED_TOPICS,
     Action,
     ChannelPreferences,
     Counters,
@@ -20,6 +23,7 @@ from cmr_vault.policy.facts import (
     GrantFacts,
     Outcome,
     RuleHit,
+    SealedFactNeeded,
 )
 from cmr_vault.policy.loader import load_policy_set
 
@@ -129,10 +133,15 @@ def test_an_expired_grant_is_denied_with_its_expiry_in_the_reason(shipped: Polic
     assert decision.reasons == ["the grant expired on 2026-11-23 09:59 UTC"]
 
 
-def test_all_matching_deny_rules_are_listed(shipped: PolicySet) -> None:
+def test_the_first_deny_in_file_order_decides_and_explain_still_shows_every_rule(
+    shipped: PolicySet
+) -> None:
     revoked = replace(READ_GRANT, status="revoked", purposes=frozenset())
     decision = shipped.decide(READ, Facts(grant=revoked))
-    assert decision.rule_ids == ["read.grant-not-active", "read.purpose-not-consented"]
+    assert decision.rule_ids == ["read.grant-not-active"]
+    assert decision.reasons == ["the customer's grant to c_shop is revoked"]
+    fired = [t.rule_id for t in shipped.explain(READ, Facts(grant=revoked)) if t.condition]
+    assert fired == ["read.grant-not-active", "read.purpose-not-consented", "read.allowed"]
 
 
 def test_a_defer_carries_the_obligations_and_the_latest_time(shipped: PolicySet) -> None:
@@ -247,3 +256,18 @@ def test_decide_never_raises_for_arbitrary_facts_and_defers_only_into_the_future
         assert decision.obligations == ()
         assert all(hit.effect == "deny" for hit in decision.rules)
     assert len(shipped.explain(request, facts)) == len(shipped.rules)
+
+
+def test_a_decision_that_never_looks_at_sealed_facts_is_made_without_them(
+    shipped: PolicySet
+) -> None:
+    sealed = replace(FACTS, time_zone=SEALED_ZONE,
+                     preferences=replace(OPTED_IN, opted_in=False, topics=UNOPENED_TOPICS))
+    assert shipped.decide(PUSH, sealed).rule_ids == ["push.not-opted-in"]
+    with pytest.raises(SealedFactNeeded):
+        shipped.decide(PUSH, replace(sealed, preferences=replace(OPTED_IN,
+                                                                 topics=UNOPENED_TOPICS)))
+    quiet = replace(sealed, preferences=replace(OPTED_IN, quiet_start=time(22),
+                                                quiet_end=time(7)))
+    with pytest.raises(SealedFactNeeded):
+        shipped.decide(PUSH, quiet)

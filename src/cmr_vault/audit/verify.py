@@ -13,7 +13,9 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlmodel import Session, col, select
@@ -25,13 +27,15 @@ from cmr_vault.audit.checkpoint import (
     verify_checkpoint,
 )
 from cmr_vault.audit.merkle import MerkleTree, leaf_hash
-from cmr_vault.audit.models import AuditCheckpoint, AuditEntry, AuditHead
+from cmr_vault.audit.models import AuditCheckpoint, AuditHead
 from cmr_vault.audit.service import (
     GENESIS_HASH,
+    CanonicalRow,
     LoggedEntry,
     canonical_json,
-    iter_entry_rows,
-    leaf_bytes,
+    canonical_row,
+    iter_canonical_rows,
+    stored_moment,
 )
 
 EXPORT_FORMAT = "cmr-vault/audit-export/v1"
@@ -63,30 +67,61 @@ class VerifyReport:
 
 
 def _check_entries(
-    entries: Iterable[LoggedEntry], report: VerifyReport, tree: MerkleTree,
+    entries: Iterable[LoggedEntry] | Rows, report: VerifyReport, tree: MerkleTree,
     progress: Progress | None,
 ) -> str:
-    prev = GENESIS_HASH
-    for position, entry in enumerate(entries, start=1):
-        data = leaf_bytes(entry)
-        problem = None
-        if entry.seq != position:
-            problem = f"entry {position} is missing or out of order (found seq {entry.seq})"
-        elif entry.prev_hash != prev:
-            problem = f"entry {entry.seq} does not link to the entry before it"
-        elif hashlib.sha256(bytes.fromhex(prev) + data).hexdigest() != entry.entry_hash:
-            problem = f"entry {entry.seq} was modified: its content does not match its hash"
-        if problem and report.first_broken_seq is None:
-            report.first_broken_seq = position
-            report.problems.append(problem)
-        tree.append(leaf_hash(data))
-        prev = entry.entry_hash
-        report.entries = position
+    """Check every entry's position, link and hash, and add its leaf to the tree.
+
+    The hot loop of `audit verify`: each entry's canonical bytes are built once (the layout of
+    `audit.service._canonical`, kept in step by the tests) and hashed twice, for the chain and
+    for the leaf. The previous digest is carried as bytes, so no hex is parsed while the chain
+    holds.
+    """
+    rows = entries.rows if isinstance(entries, Rows) else map(canonical_row, entries)
+    dumps, sha256, append = encode_basestring, hashlib.sha256, tree.append
+    prev_hex, prev = GENESIS_HASH, bytes.fromhex(GENESIS_HASH)
+    position = 0
+    for position, (seq, at, actor, action, subject, resource, purpose, outcome, details,
+                   prev_hash, entry_hash) in enumerate(rows, start=1):
+        data = (
+            f'{{"action":{dumps(action)},"actor":{dumps(actor)},"details":{details},'
+            f'"outcome":{dumps(outcome)},"purpose":{dumps(purpose)},'
+            f'"recorded_at":{dumps(at)},"resource":{dumps(resource)},"seq":{int(seq)},'
+            f'"subject":{dumps(subject)}}}'
+        ).encode()
+        digest = sha256(prev + data).digest()
+        if seq != position or prev_hash != prev_hex or digest.hex() != entry_hash:
+            _broken(report, position, seq, prev_hash != prev_hex)
+            # The next link is checked against the stored hash, as a chain reader follows it.
+            digest = bytes.fromhex(entry_hash)
+        prev, prev_hex = digest, entry_hash
+        append(leaf_hash(data))
         if progress and position % 10_000 == 0:
             progress(position)
+    report.entries = position
     if progress:
         progress(report.entries)
-    return prev
+    return prev_hex
+
+
+def _broken(report: VerifyReport, position: int, seq: int, unlinked: bool) -> None:
+    """Name the first entry that is out of place, unlinked or modified."""
+    if report.first_broken_seq is not None:
+        return
+    report.first_broken_seq = position
+    if seq != position:
+        report.problems.append(f"entry {position} is missing or out of order (found seq {seq})")
+    elif unlinked:
+        report.problems.append(f"entry {seq} does not link to the entry before it")
+    else:
+        report.problems.append(f"entry {seq} was modified: its content does not match its hash")
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Entries already in the tuple form verification hashes (`iter_canonical_rows`)."""
+
+    rows: Iterable[CanonicalRow]
 
 
 def _check_heads(
@@ -132,7 +167,7 @@ def check_held_checkpoint(held: Checkpoint, tree: MerkleTree, report: VerifyRepo
 
 
 def verify(
-    entries: Iterable[LoggedEntry], heads: list[SignedHead], *, verifier_key: str,
+    entries: Iterable[LoggedEntry] | Rows, heads: list[SignedHead], *, verifier_key: str,
     held: Checkpoint | None = None, head_size: int | None = None,
     progress: Progress | None = None,
 ) -> VerifyReport:
@@ -162,30 +197,43 @@ def verify_database(
         SignedHead(c.size, c.root_hash, c.note)
         for c in session.exec(select(AuditCheckpoint).order_by(col(AuditCheckpoint.size))).all()
     ]
-    return verify(iter_entry_rows(session), heads, verifier_key=verifier_key, held=held,
+    return verify(Rows(iter_canonical_rows(session)), heads, verifier_key=verifier_key, held=held,
                   head_size=head.size if head else 0, progress=progress)
 
 
-def entry_from_export(record: dict[str, object]) -> AuditEntry:
-    """Rebuild an entry from one exported JSON line."""
-    return AuditEntry.model_validate({**record, "details": canonical_json(record["details"])})
+def entry_from_export(record: dict[str, Any]) -> CanonicalRow:
+    """One exported JSON line as the tuple verification hashes."""
+    texts = [record[name] for name in _TEXT_FIELDS]
+    if not isinstance(record["seq"], int) or not all(isinstance(t, str) for t in texts):
+        raise ValueError("seq is a number and the other fields are strings")
+    actor, action, subject, resource, purpose, outcome, prev_hash, entry_hash = texts
+    return (record["seq"], stored_moment(record["recorded_at"]), actor, action, subject,
+            resource, purpose, outcome, canonical_json(record["details"]), prev_hash,
+            entry_hash)
 
 
-def read_export(path: Path) -> tuple[str, list[SignedHead], Iterator[AuditEntry]]:
-    """(verifier key, signed heads, entries) from a JSONL export file."""
+_TEXT_FIELDS = ("actor", "action", "subject", "resource", "purpose", "outcome", "prev_hash",
+                "entry_hash")
+
+
+def read_export(path: Path) -> tuple[str, list[SignedHead], Rows]:
+    """(verifier key, signed heads, entries) from a JSONL export file.
+
+    Entries are read lazily, straight into the tuples verification hashes (no model per line).
+    """
     with path.open(encoding="utf-8") as handle:
         header = json.loads(handle.readline() or "{}")
         if header.get("format") != EXPORT_FORMAT:
             raise ValueError(f"{path}:1: not a {EXPORT_FORMAT} file")
         heads = [SignedHead(**h) for h in header.get("checkpoints", [])]
 
-    def entries() -> Iterator[AuditEntry]:
+    def entries() -> Iterator[CanonicalRow]:
         with path.open(encoding="utf-8") as handle:
             handle.readline()
             for number, line in enumerate(handle, start=2):
                 try:
                     yield entry_from_export(json.loads(line))
-                except (ValueError, KeyError) as exc:
+                except (ValueError, KeyError, TypeError) as exc:
                     raise ValueError(f"{path}:{number}: not an audit entry ({exc})") from exc
 
-    return str(header.get("verifier_key", "")), heads, entries()
+    return str(header.get("verifier_key", "")), heads, Rows(entries())

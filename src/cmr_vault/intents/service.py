@@ -33,19 +33,17 @@ from cmr_vault.intents.models import (
     Programme,
     ValueOffer,
 )
-from cmr_vault.marketing import service as marketing_service
-from cmr_vault.marketing.models import ALL, Message
+from cmr_vault.marketing.facts import attention_facts
+from cmr_vault.marketing.models import ALL
 from cmr_vault.oauth import service as oauth_service
 from cmr_vault.oauth.models import OAuthClient
 from cmr_vault.oauth.scopes import PROGRAMME_KINDS, TOPIC
 from cmr_vault.policy.engine import PolicySet
-from cmr_vault.policy.facts import Action, Decision, DecisionRequest, Facts, Outcome
-from cmr_vault.vault import service as vault_service
+from cmr_vault.policy.facts import Action, Decision, DecisionRequest, GrantFacts, Outcome
 
 OPEN, WITHDRAWN = "open", "withdrawn"
 MAX_DAYS = 180
 VALUE_KINDS = ("points", "discount", "early-access", "other")
-_SEEN_STATES = ("delivered", "accepted", "declined")
 
 
 def _topic_index(index_key: bytes, topic: str) -> str:
@@ -297,27 +295,6 @@ def _consent_request_problem(query: str, client: OAuthClient) -> str | None:
     return None
 
 
-def _offer_facts(session: Session, cipher: FieldCipher, *, account_id: str, client_id: str,
-                 now: datetime) -> Facts:
-    zone = vault_service.read_fields(session, cipher=cipher, account_id=account_id,
-                                     names=["time_zone"]).get("time_zone") or "UTC"
-    sent = [(c, at) for c, at in session.execute(
-        select(Message.client_id, Message.delivered_at).where(
-            Message.account_id == account_id,
-            col(Message.delivered_at) >= now - timedelta(days=30))).all()]
-    sent += [(c, at) for c, at in session.execute(
-        select(Offer.client_id, Offer.not_before).where(
-            Offer.account_id == account_id, col(Offer.status).in_(_SEEN_STATES),
-            col(Offer.not_before) >= now - timedelta(days=30))).all()]
-    prefs = marketing_service.get_preference
-    return Facts(
-        preferences=marketing_service.channel_preferences(
-            cipher, prefs(session, account_id, client_id, "inbox")),
-        global_preferences=marketing_service.channel_preferences(
-            cipher, prefs(session, account_id, ALL, ALL)),
-        counters=marketing_service.count_sent(sent, client_id, now), time_zone=zone)
-
-
 def _submit(session: Session, ctx: ConsentContext, *, policy: PolicySet, cipher: FieldCipher,
             client: OAuthClient, account_id: str, draft: OfferDraft, kind: str,
             intent_id: str | None = None, programme_id: str | None = None
@@ -329,8 +306,11 @@ def _submit(session: Session, ctx: ConsentContext, *, policy: PolicySet, cipher:
     subject = oauth_service.subject_for(ctx.pseudonym_key, client, account_id)
     request = DecisionRequest(company=client.client_id, subject=subject, action=Action.OFFER,
                               resource=kind, purpose=kind, time=now, channel="inbox")
-    decision = policy.decide(request, _offer_facts(session, cipher, account_id=account_id,
-                                                   client_id=client.client_id, now=now))
+    # Offers need no grant (the customer asked for them, or the invitation checked one):
+    # what guards the customer's attention is the inbox's preferences, caps and budget.
+    decision = policy.decide(request, attention_facts(
+        session, cipher=cipher, client_id=client.client_id, channel="inbox",
+        account_id=account_id, grant=GrantFacts(), now=now))
     offer_id = secrets.token_hex(16)
     status = {Outcome.ALLOW: "delivered", Outcome.DEFER: "deferred"}.get(decision.outcome,
                                                                         "refused")

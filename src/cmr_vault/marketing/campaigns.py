@@ -1,10 +1,11 @@
 """Campaigns: one message for up to a million subjects, each decided on its own.
 
-Facts are read in bulk (one query per kind per chunk of subjects), and only what a decision can
-need is opened: sealed topics only where a customer set some, the time zone only where quiet
-hours are set. A dry run decides every subject and changes nothing; a real run is stored and
-worked off in the background in chunks, each subject through the same push path as a single
-push (so idempotency, sealing, auditing and the decision at delivery all apply).
+Facts are read in bulk by `marketing.facts` (one query per kind per chunk of subjects, each
+customer's data key unwrapped once), and only what a decision can need is opened: sealed topics
+only where a customer set some, the time zone only where quiet hours are set. A dry run decides
+every subject and changes nothing; a real run is stored and worked off in the background in
+chunks, each subject through the same push path as a single push (so idempotency, sealing,
+auditing and the decision at delivery all apply).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, insert, tuple_
+from sqlalchemy import func, insert
 from sqlmodel import Session, col, select
 
 from cmr_vault.clock import Clock
@@ -25,20 +27,19 @@ from cmr_vault.consent import service as consent_service
 from cmr_vault.consent.models import Grant
 from cmr_vault.crypto.field_cipher import FieldCipher
 from cmr_vault.errors import NotFound, TooManyRequests, ValidationFailed
+from cmr_vault.marketing import facts
 from cmr_vault.marketing import service as marketing_service
-from cmr_vault.marketing.models import ALL, Campaign, CampaignTarget, ChannelPreference, Message
+from cmr_vault.marketing.models import Campaign, CampaignTarget
 from cmr_vault.oauth.models import OAuthClient
-from cmr_vault.oauth.scopes import CHANNELS
+from cmr_vault.oauth.scopes import CHANNELS, marketing_scope
 from cmr_vault.policy.engine import PolicySet
 from cmr_vault.policy.facts import (
     Action,
-    ChannelPreferences,
     Decision,
     DecisionRequest,
     Facts,
     GrantFacts,
 )
-from cmr_vault.vault import service as vault_service
 
 MAX_SUBJECTS = 1_000_000
 CHUNK = 900  # stays under SQLite's bound-parameter limit
@@ -74,141 +75,72 @@ def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
         yield items[start:start + CHUNK]
 
 
-@dataclass(frozen=True)
-class _GrantRow:
-    account_id: str
-    status: str
-    expires_at: datetime | None
-    scopes: str
-    purposes: str
+_GRANT_COLUMNS = (Grant.pairwise_subject, Grant.account_id, Grant.status, Grant.expires_at,
+                  Grant.scopes, Grant.purposes)
 
 
-@dataclass
-class _Loaded:
-    grants: dict[str, _GrantRow] = field(default_factory=dict)
-    preferences: dict[tuple[str, str], ChannelPreference] = field(default_factory=dict)
-    delivered: dict[str, list[tuple[str, datetime]]] = field(default_factory=dict)
+class _GrantShapes:
+    """Grants repeat their status, scopes and purposes across a campaign's subjects: each
+    shape becomes `GrantFacts` once (through consent's own `grant_facts`)."""
+
+    def __init__(self, scope: str, now: datetime) -> None:
+        self.scope = scope
+        self.now = now
+        self._seen: dict[tuple[object, ...], GrantFacts] = {}
+
+    def of(self, row: Any) -> GrantFacts:
+        key = tuple(row[2:])  # status, expires_at, scopes, purposes (`_GRANT_COLUMNS`)
+        found = self._seen.get(key)
+        if found is None:
+            found = self._seen[key] = consent_service.grant_facts(
+                row, scope=self.scope, in_force=frozenset(json.loads(row.scopes)), now=self.now)
+        return found
 
 
-def _load(session: Session, *, client_id: str, channel: str, subjects: Sequence[str] | None,
-          now: datetime) -> _Loaded:
-    """Grants, preferences and recent deliveries for `subjects`, or for every customer of
-    the company when `subjects` is None (one pass each, for large campaigns)."""
-    # Core rows, not ORM objects: at a million subjects the ORM's bookkeeping is the cost.
-    loaded = _Loaded()
-    grants = select(Grant.pairwise_subject, Grant.account_id, Grant.status, Grant.expires_at,
-                    Grant.scopes, Grant.purposes).where(Grant.client_id == client_id)
-    if subjects is not None:
-        grants = grants.where(col(Grant.pairwise_subject).in_(subjects))
-    for subject, *values in session.execute(grants):
-        loaded.grants[subject] = _GrantRow(*values)
-    if not loaded.grants:
-        return loaded
-    accounts = select(Grant.account_id).where(Grant.client_id == client_id)
-    if subjects is not None:
-        accounts = accounts.where(col(Grant.pairwise_subject).in_(subjects))
-    preferences = select(ChannelPreference).where(
-        col(ChannelPreference.account_id).in_(accounts.scalar_subquery()),
-        tuple_(ChannelPreference.client_id, ChannelPreference.channel).in_(
-            [(client_id, channel), (ALL, ALL)]))
-    for row in session.exec(preferences).all():
-        loaded.preferences[(row.account_id, row.client_id)] = row
-    month = now - timedelta(days=30)
-    for account_id, sender, at in session.execute(
-            select(Message.account_id, Message.client_id, Message.delivered_at).where(
-                col(Message.account_id).in_(accounts.scalar_subquery()),
-                col(Message.delivered_at) >= month)):
-        loaded.delivered.setdefault(account_id, []).append((sender, at))
-    return loaded
-
-
-NO_PREFERENCES = ChannelPreferences()
 NO_GRANT = Facts()
 
 
-def _needs_zone(*prefs: ChannelPreferences) -> bool:
-    return any(p.quiet_start is not None for p in prefs)
+@dataclass
+class _Shapes:
+    """What one campaign's chunks share: grant and preference shapes."""
 
-
-class _FactCache:
-    """Grants and preferences repeat across a campaign's subjects: parse each shape once,
-    and decide each distinct set of facts once (a decision is a pure function of them)."""
-
-    def __init__(self, cipher: FieldCipher, policy: PolicySet) -> None:
-        self.cipher = cipher
-        self.policy = policy
-        self.grants: dict[tuple[object, ...], GrantFacts] = {}
-        self.shared_preferences: dict[tuple[object, ...], ChannelPreferences] = {}
-        self.decisions: dict[tuple[object, ...], Decision] = {}
-        self.keep: list[Facts] = []
-
-    def grant(self, row: _GrantRow, scope: str, now: datetime) -> GrantFacts:
-        expired = row.expires_at is not None and row.expires_at <= now
-        key = (row.status, expired, row.expires_at, row.scopes, row.purposes, scope)
-        found = self.grants.get(key)
-        if found is None:
-            status = "expired" if row.status == "active" and expired else row.status
-            scopes = frozenset(json.loads(row.scopes))
-            found = GrantFacts(True, status, row.expires_at, scopes,
-                               frozenset(json.loads(row.purposes).get(scope, [])))
-            self.grants[key] = found
-        return found
-
-    def preferences(self, row: ChannelPreference | None) -> ChannelPreferences:
-        if row is None:
-            return NO_PREFERENCES
-        if row.topics:  # sealed per customer: nothing to share
-            return marketing_service.channel_preferences(self.cipher, row)
-        key = (row.opted_in, row.confirmed_at, row.cap_day, row.cap_week, row.cap_month,
-               row.quiet_start, row.quiet_end, row.paused_until, row.expires_at)
-        found = self.shared_preferences.get(key)
-        if found is None:
-            found = self.shared_preferences[key] = marketing_service.channel_preferences(
-                self.cipher, row)
-        return found
-
-    def decide(self, request: DecisionRequest, facts: Facts) -> Decision:
-        # Shared parts are the same objects, so their identities make a cheap, exact key.
-        key = (id(facts.grant), id(facts.preferences), id(facts.global_preferences),
-               facts.counters, facts.time_zone)
-        found = self.decisions.get(key)
-        if found is None:
-            found = self.decisions[key] = self.policy.decide(request, facts)
-            self.keep.append(facts)  # keeps the ids in the key from being reused
-        return found
+    grants: _GrantShapes
+    preferences: facts.PreferenceShapes = field(default_factory=facts.PreferenceShapes)
 
 
 def decide_many(
-    session: Session, *, cache: _FactCache, client: OAuthClient, request: CampaignRequest,
-    subjects: Sequence[str], now: datetime, loaded: _Loaded | None = None,
+    session: Session, *, cipher: FieldCipher, policy: PolicySet, client: OAuthClient,
+    request: CampaignRequest, subjects: Sequence[str], now: datetime,
+    shapes: _Shapes | None = None,
 ) -> list[tuple[str, Decision]]:
-    """(subject, decision) for each subject, facts read in bulk (or taken from `loaded`)."""
-    if loaded is None:
-        loaded = _load(session, client_id=client.client_id, channel=request.channel,
-                       subjects=subjects, now=now)
+    """(subject, decision) for each subject, facts read in bulk (`marketing.facts`).
+
+    Up to `facts.CHUNK` subjects at a time: one query for their grants, then the facts
+    provider's few queries, opening only what the decisions look at; the same rules as a
+    single push, decided by the same engine.
+    """
+    scope = marketing_scope(request.channel)
+    shapes = shapes or _Shapes(_GrantShapes(scope, now))
+    grants = {row.pairwise_subject: row for row in session.execute(
+        select(*_GRANT_COLUMNS).where(Grant.client_id == client.client_id,
+                                      col(Grant.pairwise_subject).in_(subjects)))}
     base = DecisionRequest(company=client.client_id, subject="", action=Action.PUSH,
                            resource="message", purpose=request.purpose, time=now,
                            channel=request.channel, topic=request.topic)
-    scope = f"marketing.{request.channel}"
+    granted = [s for s in subjects if s in grants]
+    decided = dict(zip(granted, facts.decide_many(
+        session, cipher=cipher, policy=policy, request=base,
+        customers=[facts.Customer(grants[s].account_id, shapes.grants.of(grants[s]))
+                   for s in granted],
+        now=now, shapes=shapes.preferences), strict=True))
+    no_grant = None
     results = []
     for subject in subjects:
-        grant = loaded.grants.get(subject)
-        if grant is None:
-            results.append((subject, cache.decide(base, NO_GRANT)))
-            continue
-        prefs = cache.preferences(loaded.preferences.get((grant.account_id, client.client_id)))
-        overall = cache.preferences(loaded.preferences.get((grant.account_id, ALL)))
-        zone = "UTC"
-        if _needs_zone(prefs, overall):
-            zone = vault_service.read_fields(session, cipher=cache.cipher,
-                                             account_id=grant.account_id,
-                                             names=["time_zone"]).get("time_zone") or "UTC"
-        sent = loaded.delivered.get(grant.account_id, [])
-        facts = Facts(grant=cache.grant(grant, scope, now), preferences=prefs,
-                      global_preferences=overall,
-                      counters=marketing_service.count_sent(sent, client.client_id, now),
-                      time_zone=zone)
-        results.append((subject, cache.decide(base, facts)))
+        decision = decided.get(subject)
+        if decision is None:
+            no_grant = no_grant or policy.decide(base, NO_GRANT)
+            decision = no_grant
+        results.append((subject, decision))
     return results
 
 
@@ -239,15 +171,17 @@ class Tally:
 
 
 class _Summaries:
-    """Each distinct decision summarised once for the per-subject results."""
+    """Each distinct answer (outcome, deciding rules, time) summarised once for the
+    per-subject results; keyed by value, as equal decisions are separate objects."""
 
     def __init__(self) -> None:
-        self._done: dict[int, dict[str, object]] = {}
+        self._done: dict[tuple[object, ...], dict[str, object]] = {}
 
     def of(self, decision: Decision) -> dict[str, object]:
-        found = self._done.get(id(decision))
+        key = (decision.outcome, decision.rules, decision.defer_until)
+        found = self._done.get(key)
         if found is None:
-            found = self._done[id(decision)] = {
+            found = self._done[key] = {
                 "outcome": str(decision.outcome), "rule_ids": decision.rule_ids,
                 "not_before": decision.defer_until.isoformat() if decision.defer_until
                 else None}
@@ -259,14 +193,12 @@ def dry_run(session: Session, *, cipher: FieldCipher, policy: PolicySet, client:
     """Decide every subject and change nothing: counts by outcome and rule, and per subject."""
     validate(request)
     tally, per_subject, summaries = Tally(), [], _Summaries()
-    cache = _FactCache(cipher, policy)
-    # Past a few chunks, one pass over all of the company's customers beats many IN lists.
-    everyone = (_load(session, client_id=client.client_id, channel=request.channel,
-                      subjects=None, now=now) if len(request.subjects) > 20 * CHUNK else None)
-    for chunk in _chunks(request.subjects):
-        for subject, decision in decide_many(session, cache=cache, client=client,
-                                             request=request, subjects=chunk, now=now,
-                                             loaded=everyone):
+    shapes = _Shapes(_GrantShapes(marketing_scope(request.channel), now))
+    for start in range(0, len(request.subjects), facts.CHUNK):
+        chunk = request.subjects[start:start + facts.CHUNK]
+        for subject, decision in decide_many(session, cipher=cipher, policy=policy,
+                                             client=client, request=request, subjects=chunk,
+                                             now=now, shapes=shapes):
             tally.add(decision)
             per_subject.append({"subject": subject, **summaries.of(decision)})
     return tally, per_subject

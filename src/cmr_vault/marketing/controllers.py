@@ -19,11 +19,8 @@ from pydantic import BaseModel, Field, field_validator
 from sqlmodel import Session
 
 from cmr_vault.accounts.deps import Customer, provide_customer
-from cmr_vault.audit import service as audit_service
-from cmr_vault.audit.actions import PushAction
 from cmr_vault.auditor.activity import channel_words
 from cmr_vault.consent import service as consent_service
-from cmr_vault.crypto.blind_index import subject_pseudonym
 from cmr_vault.deps import DbSession, RuntimeDep
 from cmr_vault.errors import Forbidden, NotFound, ValidationFailed
 from cmr_vault.i18n import gettext as _
@@ -53,8 +50,7 @@ from cmr_vault.oauth.deps import (
 from cmr_vault.oauth.models import OAuthClient
 from cmr_vault.oauth.scopes import CHANNELS
 from cmr_vault.patterns import NOT_BLANK
-from cmr_vault.policy.cases import decision_record
-from cmr_vault.policy.facts import Action, DecisionRequest, Outcome
+from cmr_vault.policy.facts import Outcome
 from cmr_vault.portal.dates import FORMATTERS
 from cmr_vault.runtime import Runtime
 from cmr_vault.vault import service as vault_service
@@ -152,28 +148,11 @@ class PushesApi(Controller):
         runtime.rate_limits.pushes.hit(db_session, access.client.client_id,
                                        "pushes and consent checks")
         _own_subject(access, data.subject)
-        if data.channel not in CHANNELS:
-            raise ValidationFailed("Unknown channel.", problems={"channel": ", ".join(CHANNELS)})
-        now = runtime.clock.now()
-        facts = marketing_service.push_facts(
-            db_session, cipher=runtime.cipher, grant=access.grant, in_force=access.scopes,
-            account_id=access.grant.account_id, client_id=access.client.client_id,
-            channel=data.channel, now=now)
-        request = DecisionRequest(company=access.client.client_id, subject="",
-                                  action=Action.PUSH, resource="message", purpose=data.purpose,
-                                  time=now, channel=data.channel, topic=data.topic)
-        decision = runtime.policy.current.decide(request, facts)
-        subject = subject_pseudonym(runtime.keyring.pseudonym_key, access.grant.account_id)
-        audit_service.record(db_session, clock=runtime.clock, event=audit_service.AuditEvent(
-            actor=f"company:{access.client.client_id}", action=PushAction.CHECKED, subject=subject,
-            resource="consent-check", purpose=data.purpose, outcome=str(decision.outcome),
-            details={"company": access.client.client_id, "channel": data.channel,
-                     "rule_ids": decision.rule_ids, "reasons": decision.reasons,
-                     "policy_version": decision.policy_version,
-                     "decisions": {data.channel: {
-                         **decision_record(request, facts, marketing_service.topic_alias(
-                             runtime.keyring.pseudonym_key)),
-                         **decision.as_record()}}}))
+        decision = marketing_service.check_push(
+            db_session, clock=runtime.clock, policy=runtime.policy.current,
+            cipher=runtime.cipher, pseudonym_key=runtime.keyring.pseudonym_key,
+            grant=access.grant, client=access.client, in_force=access.scopes,
+            channel=data.channel, topic=data.topic, purpose=data.purpose)
         return {"allowed": decision.outcome is Outcome.ALLOW, **decision.as_record()}
 
 

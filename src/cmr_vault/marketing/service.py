@@ -14,7 +14,7 @@ import json
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -35,6 +35,7 @@ from cmr_vault.marketing.delivery import (
     check_endpoint,
     failure_reason,
 )
+from cmr_vault.marketing.facts import attention_facts, clock_time, topics_field
 from cmr_vault.marketing.models import (
     ALL,
     ChannelPreference,
@@ -48,8 +49,6 @@ from cmr_vault.policy.cases import decision_record
 from cmr_vault.policy.engine import PolicySet
 from cmr_vault.policy.facts import (
     Action,
-    ChannelPreferences,
-    Counters,
     Decision,
     DecisionRequest,
     Facts,
@@ -66,10 +65,6 @@ MAX_BODY = 20_000
 
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def _clock_time(value: str | None) -> time | None:
-    return time.fromisoformat(value) if value else None
 
 
 # --- preferences -------------------------------------------------------------------------
@@ -103,7 +98,7 @@ def check_preference(change: PreferenceChange) -> None:
     for name in ("quiet_start", "quiet_end"):
         value = getattr(change, name)
         try:
-            _clock_time(value)
+            clock_time(value)
         except ValueError:
             problems[name] = "a time like 22:00"
     if bool(change.quiet_start) != bool(change.quiet_end):
@@ -116,7 +111,7 @@ def check_preference(change: PreferenceChange) -> None:
 
 
 def _topics_field(row: ChannelPreference) -> str:
-    return f"topics:{row.client_id}:{row.channel}"
+    return topics_field(row.client_id, row.channel)
 
 
 def seal_topics(cipher: FieldCipher, row: ChannelPreference, topics: list[str]) -> str:
@@ -282,63 +277,17 @@ def confirm_opt_in(session: Session, *, clock: Clock, pseudonym_key: bytes, toke
     return row
 
 
-def channel_preferences(cipher: FieldCipher, row: ChannelPreference | None
-                        ) -> ChannelPreferences:
-    """A stored row as the policy engine's facts (an absent row: nothing allowed)."""
-    if row is None:
-        return ChannelPreferences()
-    return ChannelPreferences(
-        opted_in=row.opted_in, confirmed_at=row.confirmed_at,
-        topics=frozenset(open_topics(cipher, row)), cap_day=row.cap_day, cap_week=row.cap_week,
-        cap_month=row.cap_month, quiet_start=_clock_time(row.quiet_start),
-        quiet_end=_clock_time(row.quiet_end), paused_until=row.paused_until,
-        expires_at=row.expires_at,
-    )
-
-
 # --- facts and decisions -------------------------------------------------------------------
-
-
-NO_COUNTS = Counters()
-
-
-def count_sent(sent: list[tuple[str, datetime]], client_id: str, now: datetime) -> Counters:
-    """Counters from (sender, delivered_at) pairs of the last 30 days."""
-    if not sent:
-        return NO_COUNTS
-    day, week = now - timedelta(days=1), now - timedelta(days=7)
-    mine = [at for sender, at in sent if sender == client_id]
-    return Counters(company_day=sum(at >= day for at in mine),
-                    company_week=sum(at >= week for at in mine), company_month=len(mine),
-                    all_day=sum(at >= day for _, at in sent),
-                    all_week=sum(at >= week for _, at in sent), all_month=len(sent))
-
-
-def counters(session: Session, *, account_id: str, client_id: str, now: datetime) -> Counters:
-    """Messages delivered to this customer in the last day, week and month (one query)."""
-    sent = session.execute(
-        select(Message.client_id, Message.delivered_at).where(
-            Message.account_id == account_id,
-            col(Message.delivered_at) >= now - timedelta(days=30))).all()
-    return count_sent([(sender, at) for sender, at in sent], client_id, now)
 
 
 def push_facts(session: Session, *, cipher: FieldCipher, grant: Grant | None,
                in_force: frozenset[str], account_id: str, client_id: str, channel: str,
                now: datetime) -> Facts:
-    """Everything the policy engine needs to decide a push, read fresh from the database."""
-    zone = vault_service.read_fields(session, cipher=cipher, account_id=account_id,
-                                     names=["time_zone"]).get("time_zone") or "UTC"
-    return Facts(
+    """Everything the policy engine needs to decide a push, read fresh (`marketing.facts`)."""
+    return attention_facts(
+        session, cipher=cipher, client_id=client_id, channel=channel, account_id=account_id,
         grant=consent_service.grant_facts(grant, scope=marketing_scope(channel),
-                                          in_force=in_force, now=now),
-        preferences=channel_preferences(cipher, get_preference(session, account_id, client_id,
-                                                               channel)),
-        global_preferences=channel_preferences(cipher, get_preference(session, account_id,
-                                                                      ALL, ALL)),
-        counters=counters(session, account_id=account_id, client_id=client_id, now=now),
-        time_zone=zone,
-    )
+                                          in_force=in_force, now=now), now=now)
 
 
 @dataclass(frozen=True)
@@ -457,6 +406,39 @@ def submit_push(
                 client_id=client.client_id, push=push, request=request, facts=facts,
                 decision=decision, message_id=message.id if message else None)
     return PushOutcome(decision, message)
+
+
+def check_push(
+    session: Session, *, clock: Clock, policy: PolicySet, cipher: FieldCipher,
+    pseudonym_key: bytes, grant: Grant, client: OAuthClient, in_force: frozenset[str],
+    channel: str, topic: str, purpose: str,
+) -> Decision:
+    """The decision a push would get now, audited, without sending anything (consent check).
+
+    The same facts and decision as `submit_push`, so a check never promises what a push would
+    then be refused.
+    """
+    if channel not in CHANNELS:
+        raise ValidationFailed("Unknown channel.", problems={"channel": ", ".join(CHANNELS)})
+    now = clock.now()
+    facts = push_facts(session, cipher=cipher, grant=grant, in_force=in_force,
+                       account_id=grant.account_id, client_id=client.client_id,
+                       channel=channel, now=now)
+    request = DecisionRequest(company=client.client_id, subject="", action=Action.PUSH,
+                              resource="message", purpose=purpose, time=now, channel=channel,
+                              topic=topic)
+    decision = policy.decide(request, facts)
+    alias = topic_alias(pseudonym_key)
+    audit_service.record(session, clock=clock, event=audit_service.AuditEvent(
+        actor=f"company:{client.client_id}", action=PushAction.CHECKED,
+        subject=subject_pseudonym(pseudonym_key, grant.account_id), resource="consent-check",
+        purpose=purpose, outcome=str(decision.outcome),
+        details={"company": client.client_id, "channel": channel,
+                 "rule_ids": decision.rule_ids, "reasons": decision.reasons,
+                 "policy_version": decision.policy_version,
+                 "decisions": {channel: {**decision_record(request, facts, alias),
+                                         **decision.as_record()}}}))
+    return decision
 
 
 def _stored_decision(record: dict[str, object]) -> Decision:

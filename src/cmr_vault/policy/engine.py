@@ -1,7 +1,8 @@
 """Compiled rules and the decision: a pure function of a request and its facts.
 
 Rules are indexed by action and channel when the set is compiled, so a decision looks only at
-the rules that can apply. Any matching deny wins; otherwise any matching defer postpones to the
+the rules that can apply. The first matching deny (in file order) decides and ends the
+evaluation; otherwise any matching defer postpones to the
 latest of their times; otherwise the request needs a matching allow, and without one it is
 denied by default ("default.deny"), so a forgotten rule never opens anything.
 """
@@ -212,7 +213,7 @@ class PolicySet:
     """An immutable, compiled set of rules with the version hash of its files.
 
     Rules are bucketed by action and channel (and within that by effect) once, here, so a
-    decision evaluates only the rules that can apply, and stops after the denies when one fires.
+    decision evaluates only the rules that can apply, and stops at the first deny that fires.
     """
 
     __slots__ = ("_index", "lifecycle", "rules", "version")
@@ -238,7 +239,13 @@ class PolicySet:
         bucket = self._index.get(request.action, _NO_CHANNELS).get(request.channel, _EMPTY)
         for test in bucket.deny_tests:
             if test(ctx):
-                return self._deny(bucket.denies, bucket.deny_tests.index(test), ctx)
+                _, rule, reason = bucket.denies[bucket.deny_tests.index(test)]
+                # The first deny in file order decides; the rest are not evaluated (the
+                # policy files list the most basic refusal first: no grant before no opt-in
+                # before a cap). The audit entry keeps the request and facts, so
+                # `policy explain` replays every rule for anyone who wants the full trace.
+                return Decision(Outcome.DENY, None, (RuleHit(rule.id, "deny", reason(ctx)),),
+                                (), self.version)
         obligations = bucket.obligations
         if obligations is None:
             obligations = tuple(dict.fromkeys(rule.obligation for test, rule, _
@@ -262,18 +269,6 @@ class PolicySet:
         if allows:
             return Decision(Outcome.ALLOW, None, tuple(allows), obligations, self.version)
         return Decision(Outcome.DENY, None, (DEFAULT_DENY,), (), self.version)
-
-    def _deny(self, denies: Tested, first: int, ctx: Context) -> Decision:
-        """A denial listing every deny rule that fires, each rule tested once.
-
-        The rules before `first` were tested and did not fire; a test is a pure function of the
-        context, so the first index of the test that fired is the rule that fired.
-        """
-        _, rule, reason = denies[first]
-        hits = [RuleHit(rule.id, "deny", reason(ctx))]
-        hits.extend(RuleHit(rule.id, "deny", reason(ctx))
-                    for fires, rule, reason in denies[first + 1:] if fires(ctx))
-        return Decision(Outcome.DENY, None, tuple(hits), (), self.version)
 
     def explain(self, request: DecisionRequest, facts: Facts) -> list[RuleTrace]:
         """Every rule in file order: whether it applies, what its condition gave, its effect."""

@@ -33,7 +33,7 @@ from enum import StrEnum
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cmr_vault.policy.facts import DecisionRequest, Facts
+from cmr_vault.policy.facts import SEALED_ZONE, DecisionRequest, Facts, SealedFactNeeded
 
 
 class Kind(StrEnum):
@@ -85,10 +85,29 @@ class Context:
 
     @property
     def local(self) -> datetime:
-        """The request time on the customer's wall clock (UTC if the zone is unknown)."""
+        """The request time on the customer's wall clock (UTC if the zone is unknown).
+
+        Remembered per moment and zone: a campaign decides a million subjects at one moment
+        among a few hundred zones, so each zone's wall clock is worked out once.
+        """
         if self._local is None:
-            self._local = self.request.time.astimezone(zone_of(self.facts.time_zone))
+            if self.facts.time_zone is SEALED_ZONE:
+                raise SealedFactNeeded("time_zone")
+            key = (self.request.time, self.facts.time_zone)
+            local = _LOCAL_TIMES.get(key)
+            if local is None:
+                if len(_LOCAL_TIMES) >= _LOCAL_TIMES_KEPT:
+                    _LOCAL_TIMES.clear()
+                local = _LOCAL_TIMES[key] = self.request.time.astimezone(
+                    zone_of(self.facts.time_zone))
+            self._local = local
         return self._local
+
+
+#: (moment, zone name) -> that moment on the zone's wall clock; a pure function of its key,
+#: so sharing it between threads and decisions is safe. Bounded: cleared when full.
+_LOCAL_TIMES: dict[tuple[datetime, str], datetime] = {}
+_LOCAL_TIMES_KEPT = 4096
 
 
 _ZONES: dict[str, ZoneInfo] = {}
@@ -534,6 +553,13 @@ def _call(function: Function, args: list[Getter]) -> Getter:
     if len(args) == 1:
         (only,) = args
         return lambda ctx: impl(only(ctx))
+    if len(args) == 3 and function.proves == (1, 2) and function.result == BOOL:
+        # A true result proves the last two present, so without either it is false: decided
+        # without evaluating the first (`in_quiet_hours` reads the customer's clock, and so
+        # its time zone, only for a customer who set quiet hours).
+        first, second, third = args
+        return lambda ctx: (second(ctx) is not None and third(ctx) is not None
+                            and impl(first(ctx), second(ctx), third(ctx)))
     if len(args) == 3:
         first, second, third = args
         return lambda ctx: impl(first(ctx), second(ctx), third(ctx))

@@ -51,6 +51,30 @@ class GrantFacts:
     purposes: frozenset[str] = frozenset()
 
 
+class SealedFactNeeded(LookupError):
+    """A decision looked at a fact that was left sealed: open it and decide again.
+
+    Bulk deciders (campaigns) decide first without opening anything sealed; a decision that
+    never looks at the customer's topics or clock is final as it is, and only the others pay
+    for a key unwrap. Raised at the first look, so no value is ever guessed.
+    """
+
+
+class SealedTopics(frozenset[str]):
+    """Topics the customer set, not yet opened: any look at them raises SealedFactNeeded."""
+
+    def _sealed(self, *_args: object) -> Any:
+        raise SealedFactNeeded("topics")
+
+    __contains__ = __iter__ = __len__ = _sealed
+
+
+UNOPENED_TOPICS = SealedTopics()
+#: The customer's time zone, not yet opened: working out their wall clock raises
+#: SealedFactNeeded (compared by identity, so no real zone name can be mistaken for it).
+SEALED_ZONE = "sealed:time_zone"
+
+
 @dataclass(frozen=True, slots=True)
 class ChannelPreferences:
     """The customer's settings for one company and channel (or across all companies)."""

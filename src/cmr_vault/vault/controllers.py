@@ -20,7 +20,6 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, QueryParameter
 
 from cmr_vault.audit import service as audit_service
-from cmr_vault.consent import service as consent_service
 from cmr_vault.crypto.blind_index import subject_pseudonym
 from cmr_vault.db.session import database_gate, read_only_connection, unit_of_work
 from cmr_vault.deps import RuntimeDep
@@ -32,7 +31,6 @@ from cmr_vault.oauth.deps import (
     needs_sender_check,
     presented_token,
 )
-from cmr_vault.oauth.scopes import read_scope
 from cmr_vault.patterns import NOT_BLANK, explain
 from cmr_vault.policy.facts import Decision
 from cmr_vault.runtime import Runtime
@@ -146,9 +144,8 @@ def _decide_and_open(runtime: Runtime, token: PresentedToken, subject: str, fiel
                                                 fields=names, purpose=purpose)
         decisions = vault_service.decide_company_read(
             policy=runtime.policy.current, request=read, now=now, time_zone="UTC",
-            grant_facts={n: consent_service.grant_facts(access.grant, scope=read_scope(n),
-                                                        in_force=access.scopes, now=now)
-                         for n in names},
+            grant_facts=vault_service.read_facts(access.grant, in_force=access.scopes,
+                                                 fields=names, now=now),
         )
         refused = {n: d.decision for n, d in decisions.items() if d.decision.outcome != "allow"}
         version = next(iter(decisions.values())).decision.policy_version
