@@ -24,6 +24,7 @@ from sqlalchemy import text
 
 from cmr_vault import __version__
 from cmr_vault.accounts import service as accounts_service
+from cmr_vault.accounts.controllers import ConfirmationPages, RecoveryPages
 from cmr_vault.accounts.deps import session_cookie_name
 from cmr_vault.audit.controllers import TransparencyApi
 from cmr_vault.audit.signer import check_not_rolled_back, run_periodic_signer
@@ -153,6 +154,8 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
         route_handlers=[
             health,
             AccountPages,
+            RecoveryPages,
+            ConfirmationPages,
             ProfilePages,
             ActivityPage,
             ConnectionsPage,
