@@ -22,3 +22,5 @@ def test_wheel_contains_templates_policies_and_migrations(tmp_path: Path) -> Non
     assert "cmr_vault/templates/static/vault.css" in names
     assert any(n.startswith("cmr_vault/policies/") for n in names)
     assert any(n.startswith("cmr_vault/db/migrations/versions/0001_") for n in names)
+    assert "cmr_vault/locale/de/LC_MESSAGES/base.po" in names
+    assert "cmr_vault/templates/_layout.html" in names

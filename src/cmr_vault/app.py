@@ -34,6 +34,8 @@ from cmr_vault.db.engine import IMMEDIATE_OPTION, POOL_SIZE, check_durability
 from cmr_vault.db.session import database_gate, end_abandoned_transaction, provide_db_session
 from cmr_vault.deps import RuntimeDep, provide_runtime
 from cmr_vault.errors import Unavailable
+from cmr_vault.i18n.controllers import LanguageSwitch
+from cmr_vault.i18n.web import LanguageMiddleware, install_in_templates
 from cmr_vault.intents.controllers import CompanyIntentsApi, IntentPages
 from cmr_vault.marketing.controllers import (
     CampaignsApi,
@@ -178,6 +180,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
             AuditorPages,
             AuditorApi,
             TransparencyApi,
+            LanguageSwitch,
             create_static_files_router(
                 path="/static",
                 directories=[settings.templates_dir / "static"],
@@ -191,7 +194,8 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
         template_config=TemplateConfig(
-            directory=settings.templates_dir, engine=JinjaTemplateEngine
+            directory=settings.templates_dir, engine=JinjaTemplateEngine,
+            engine_callback=install_in_templates,
         ),
         openapi_config=OpenAPIConfig(
             title="CMR Vault API",
@@ -205,7 +209,8 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
         exception_handlers={Exception: exception_to_http_response},
         before_request=prepare_request,
         after_exception=[end_abandoned_transaction],
-        middleware=[security_headers_middleware(hsts=not settings.is_loopback_http),
+        middleware=[LanguageMiddleware,
+                    security_headers_middleware(hsts=not settings.is_loopback_http),
                     CompleteAllowHeader, _csrf_protection(settings, runtime)],
         logging_config=LoggingConfig(
             root={"level": settings.log_level, "handlers": ["queue_listener"]},

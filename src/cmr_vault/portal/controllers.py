@@ -36,6 +36,9 @@ from cmr_vault.crypto.blind_index import subject_pseudonym
 from cmr_vault.db.session import read_aside
 from cmr_vault.deps import DbSession, RuntimeDep
 from cmr_vault.errors import DomainError, TooManyRequests
+from cmr_vault.i18n import gettext as _
+from cmr_vault.i18n import ngettext
+from cmr_vault.i18n.web import language_from_profile, remember_language
 from cmr_vault.intents import service as intents_service
 from cmr_vault.marketing import service as marketing_service
 from cmr_vault.oauth import service as oauth_service
@@ -85,6 +88,18 @@ def _signed_in_response(
         max_age=runtime.settings.session_max_age_seconds,
     )
     return response
+
+
+def _speak_profile_language(
+    response: Response[Any], db_session: DbSession, runtime: Runtime, account: Account
+) -> None:
+    """The pages follow the profile's language, when it has one the vault speaks: kept in
+    the language cookie (set at sign-in and on saving), so no page decrypts the profile for it.
+    """
+    profile = vault_service.read_profile(db_session, cipher=runtime.cipher, account_id=account.id)
+    language = language_from_profile(profile.standard.get("locale"))
+    if language:
+        remember_language(response, language, secure=runtime.settings.secure_cookies)
 
 
 _PASSWORD_HASH = "cmr_vault.sign_up_password_hash"  # noqa: S105 (a state key, not a secret)
@@ -168,7 +183,7 @@ class AccountPages(Controller):
                 "signup.html",
                 400,
                 values={"email": email},
-                problems={"password_confirm": "the two passwords differ"},
+                problems={"password_confirm": _("The two passwords differ.")},
                 next=target,
                 company=company,
             )
@@ -241,7 +256,10 @@ class AccountPages(Controller):
                 "signin.html",
                 429,
                 next=target,
-                error=f"Too many attempts. Try again in about {minutes} minutes.",
+                error=ngettext(
+                    "Too many attempts. Try again in about %(num)d minute.",
+                    "Too many attempts. Try again in about %(num)d minutes.", minutes,
+                ) % {"num": minutes},
             )
             response.headers["Retry-After"] = str(result.retry_after)
             return response
@@ -250,14 +268,17 @@ class AccountPages(Controller):
                 "signin.html",
                 401,
                 next=target,
-                error="That e-mail and password do not match an account.",
+                error=_("That e-mail and password do not match an account."),
             )
         if result.account.role == Role.AUDITOR and target == "/profile":
             target = "/auditor"
         elif target == "/profile" and consent_service.pending_notices(
                 db_session, account_id=result.account.id, now=runtime.clock.now()):
             target = "/connections/notices"
-        return _signed_in_response(request, db_session, runtime, result.account, target)
+        response = _signed_in_response(request, db_session, runtime, result.account, target)
+        if result.account.role == Role.CUSTOMER:
+            _speak_profile_language(response, db_session, runtime, result.account)
+        return response
 
     @post("/signout", status_code=200, sync_to_thread=True)
     def signout(
@@ -311,7 +332,7 @@ class AccountPages(Controller):
                 400,
                 account=customer,
                 done=False,
-                problems={"new_password_confirm": "the two passwords differ"},
+                problems={"new_password_confirm": _("The two passwords differ.")},
             )
         try:
             accounts_service.change_password(
@@ -397,7 +418,9 @@ class ProfilePages(Controller):
         except DomainError as exc:
             submitted = {key: form_text(data, key) for key in data}
             return self._profile_page(customer, submitted, exc.problems or {"": exc.detail}, 400)
-        return Redirect(path="/profile?saved=1", status_code=303)
+        response = Redirect(path="/profile?saved=1", status_code=303)
+        _speak_profile_language(response, db_session, runtime, customer)
+        return response
 
     @get("/export", sync_to_thread=False)
     def export_form(self, customer: Customer) -> Template:
