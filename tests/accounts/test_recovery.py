@@ -317,3 +317,19 @@ def test_without_an_smtp_relay_the_page_says_recovery_is_not_available(
         .status_code
         == 503
     )
+
+
+def test_the_mail_speaks_the_language_of_the_page_it_was_asked_from(
+    mail_client: TestClient[Litestar], db_session: Session, runtime: Runtime,
+    outbox: MemoryMailer,
+) -> None:
+    make_customer(db_session, runtime, email="jan@example.org")
+    mail_client.headers["Accept-Language"] = "de-DE,de;q=0.9"
+    answer = _ask_for_reset(mail_client, "jan@example.org")
+
+    assert "Wenn ein Konto diese Adresse verwendet" in answer.text
+    mail = outbox.sent[-1]
+    assert mail.language == "de"
+    assert mail.subject == "Ihr Passwort für CMR Vault zurücksetzen"
+    assert "innerhalb von 30 Minuten" in mail.body
+    assert _reset(mail_client, _link(outbox, "/account/reset")).status_code == 303

@@ -18,7 +18,7 @@ from litestar.params import Body, FromPath, FromQuery, QueryParameter
 from litestar.response import Redirect, Template
 
 from cmr_vault.accounts import service as accounts_service
-from cmr_vault.accounts.controllers import confirmation_after_sign_up
+from cmr_vault.accounts.controllers import confirmation_task
 from cmr_vault.accounts.deps import (
     Customer,
     MaybeAccount,
@@ -210,8 +210,7 @@ class AccountPages(Controller):
                 company=company,
             )
         response = _signed_in_response(request, db_session, runtime, account, target)
-        response.background = confirmation_after_sign_up(request, db_session, runtime, account,
-                                                         email)
+        response.background = confirmation_task(db_session, runtime, account, email)
         return response
 
     @get("/signin", sync_to_thread=True)
