@@ -44,7 +44,8 @@ from cmr_vault.marketing.controllers import (
     PushesApi,
 )
 from cmr_vault.marketing.worker import run_delivery_worker
-from cmr_vault.measurement.controllers import MeasurementApi
+from cmr_vault.measurement.controllers import CompanyPages, MeasurementApi
+from cmr_vault.measurement.deps import company_cookie_name
 from cmr_vault.oauth.admin import AdminClientsApi
 from cmr_vault.oauth.controllers import AuthorizationPages, TokenEndpoints, server_metadata
 from cmr_vault.portal.controllers import (
@@ -116,7 +117,8 @@ def _csrf_protection(settings: Settings, runtime: Runtime) -> DefineMiddleware:
         exclude=CSRF_EXEMPT,
     )
     return DefineMiddleware(SessionBoundCSRF, config=config,
-                            session_cookie=session_cookie_name(runtime))
+                            session_cookie=session_cookie_name(runtime),
+                            other_session_cookies=(company_cookie_name(runtime),))
 
 
 def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litestar:
@@ -171,6 +173,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
             CompanyIntentsApi,
             IntentPages,
             MeasurementApi,
+            CompanyPages,
             CompanyProfileApi,
             AdminClientsApi,
             PushesApi,

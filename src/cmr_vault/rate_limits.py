@@ -103,3 +103,5 @@ class RateLimits:
         self.account_mail_askers = RateLimiter("account-mail-askers",
                                                10 * account_mails_per_minute,
                                                caller_key=caller_key)
+        # Company dashboard sign-ins, per address and per client id (ten a minute each).
+        self.company_signins = RateLimiter("company-signins", 10, caller_key=caller_key)

@@ -27,9 +27,11 @@ from litestar.utils.scope.state import ScopeState
 class SessionBoundCSRF(CSRFMiddleware):
     """Double-submit cookie whose token is also bound to the session cookie's value."""
 
-    def __init__(self, app: ASGIApp, config: CSRFConfig, session_cookie: str) -> None:
+    def __init__(self, app: ASGIApp, config: CSRFConfig, session_cookie: str,
+                 other_session_cookies: tuple[str, ...] = ()) -> None:
         super().__init__(app, config)
-        self.session_cookie = session_cookie
+        # A company's dashboard session is a second session cookie; the token binds to both.
+        self.session_cookies = (session_cookie, *other_session_cookies)
 
     def _token_for(self, nonce: str, session: str) -> str:
         # The session token is itself a secret; it enters only the HMAC, never the page.
@@ -52,7 +54,7 @@ class SessionBoundCSRF(CSRFMiddleware):
         request: Request[Any, Any, Any] = scope["litestar_app"].request_class(
             scope=scope, receive=receive
         )
-        session = request.cookies.get(self.session_cookie, "")
+        session = "\x00".join(request.cookies.get(name, "") for name in self.session_cookies)
         cookie = request.cookies.get(self.config.cookie_name)
         state = ScopeState.from_scope(scope)
         if request.method in self.config.safe_methods:

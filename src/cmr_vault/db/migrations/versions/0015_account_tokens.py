@@ -1,4 +1,5 @@
-"""account recovery and e-mail confirmation: single-use e-mailed tokens, confirmed addresses
+"""account recovery, e-mail confirmation and company sign-in: e-mailed single-use tokens,
+confirmed addresses, and company sessions for the dashboard
 
 Revision ID: 0015_account_tokens
 Revises: 0009_sealed_field_names
@@ -38,9 +39,19 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False, index=True),
     )
+    op.create_table(
+        "company_session",
+        sa.Column("token_hash", sa.String(64), primary_key=True),
+        sa.Column("client_id", sa.String(48),
+                  sa.ForeignKey("oauth_client.client_id", ondelete="CASCADE"), nullable=False,
+                  index=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("company_session")
     op.drop_table("account_token")
     with op.batch_alter_table("account") as batch:
         batch.drop_column("email_confirmed_at")
