@@ -61,7 +61,7 @@ from cmr_vault.vault.controllers import CompanyProfileApi
 from cmr_vault.vault.shredding import run_periodic_shredder
 from cmr_vault.web import openapi
 from cmr_vault.web.bodies import prepare_request
-from cmr_vault.web.csrf import SessionBoundCSRF
+from cmr_vault.web.csrf import SessionBoundCSRF, csrf_cookie_name
 from cmr_vault.web.errors import document_problems, exception_to_http_response
 from cmr_vault.web.headers import CompleteAllowHeader, security_headers_middleware
 
@@ -110,7 +110,7 @@ def _csrf_protection(settings: Settings, runtime: Runtime) -> DefineMiddleware:
     """Litestar's double-submit cookie, its token bound to the session (see web.csrf)."""
     config = CSRFConfig(
         secret=runtime.keyring.csrf_secret.hex(),
-        cookie_name="__Host-cmr_csrf" if settings.secure_cookies else "cmr_csrf",
+        cookie_name=csrf_cookie_name(secure=settings.secure_cookies),
         cookie_secure=settings.secure_cookies,
         cookie_httponly=True,
         cookie_samesite="lax",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from litestar import Request
@@ -12,6 +13,18 @@ from cmr_vault.accounts.exceptions import RoleRequired, SignInRequired
 from cmr_vault.accounts.models import Account, Role
 from cmr_vault.deps import DbSession, RuntimeDep
 from cmr_vault.runtime import Runtime
+
+#: Where the request keeps who it was signed in as, so an error page can keep its menu.
+SIGNED_IN_STATE_KEY = "cmr_vault.signed_in"
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """Who a request was signed in as, apart from the database session: an error page renders
+    after the request's transaction has ended and its rows have expired."""
+
+    id: str
+    role: Role
 
 Customer: TypeAlias = NamedDependency[Account]
 MaybeAccount: TypeAlias = NamedDependency[Account | None]
@@ -39,6 +52,7 @@ def signed_in_account(
     )
     if account is None:
         raise SignInRequired("Please sign in to continue.")
+    request.state[SIGNED_IN_STATE_KEY] = SignedIn(account.id, account.role)
     return account
 
 

@@ -54,3 +54,14 @@ def translations(language: str) -> stdlib_gettext.NullTranslations:
     write_mo(compiled, merged_catalog(language))
     compiled.seek(0)
     return stdlib_gettext.GNUTranslations(compiled)
+
+
+@cache
+def translated_texts(language: str) -> frozenset[str]:
+    """Every translation of a language: tells text already in it from untranslated English."""
+    texts: set[str] = set()
+    for message in merged_catalog(language):
+        if message.id:
+            strings = message.string if isinstance(message.string, tuple) else (message.string,)
+            texts.update(strings)
+    return frozenset(texts)

@@ -47,9 +47,13 @@ from cmr_vault.runtime import Runtime
 from cmr_vault.vault import service as vault_service
 from cmr_vault.vault.fields import IDENTITY_KINDS, STANDARD_FIELDS, common_time_zones
 from cmr_vault.web.bodies import prepare_request
+from cmr_vault.web.error_pages import KEEP_TYPED, KeptForm
 
 Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
 ERASE_CONFIRMATION = "erase my data"
+#: The profile form's fields: all may come back in the form after its token expired.
+PROFILE_FORM_FIELDS = (*(spec.name for spec in STANDARD_FIELDS), "interests", "identities",
+                       "custom")
 
 
 def _page(name: str, status: int = 200, **context: Any) -> Template:
@@ -158,7 +162,10 @@ class AccountPages(Controller):
                      company=oauth_service.client_asking(db_session, target))
 
     @post("/signup", status_code=200, sync_to_thread=True,
-          before_request=hash_before_the_database)
+          before_request=hash_before_the_database,
+          opt={KEEP_TYPED: KeptForm("portal/signup.html", ("email", "next"), lambda typed: {
+              "values": typed, "problems": {}, "company": None,
+              "next": _safe_next(typed.get("next") or "/profile")})})
     def signup(
         self,
         request: Request[Any, Any, Any],
@@ -223,7 +230,10 @@ class AccountPages(Controller):
         return _page("signin.html", next=target, error=None,
                      company=oauth_service.client_asking(db_session, target))
 
-    @post("/signin", status_code=200, sync_to_thread=True)
+    @post("/signin", status_code=200, sync_to_thread=True,
+          opt={KEEP_TYPED: KeptForm("portal/signin.html", ("email", "next"), lambda typed: {
+              "values": typed, "error": None, "company": None,
+              "next": _safe_next(typed.get("next") or "/profile")})})
     def signin(
         self,
         request: Request[Any, Any, Any],
@@ -395,7 +405,10 @@ class ProfilePages(Controller):
         )
         return self._profile_page(customer, profile_form_values(profile), {}, saved=saved)
 
-    @post("/profile", status_code=200, sync_to_thread=True)
+    @post("/profile", status_code=200, sync_to_thread=True,
+          opt={KEEP_TYPED: KeptForm("portal/profile.html", PROFILE_FORM_FIELDS, lambda typed: {
+              "values": typed, "problems": {}, "fields": STANDARD_FIELDS, "saved": False,
+              "time_zones": common_time_zones(), "identity_kinds": IDENTITY_KINDS})})
     def save_profile(
         self, data: Form, customer: Customer, db_session: DbSession, runtime: RuntimeDep
     ) -> Response[Any]:

@@ -23,6 +23,28 @@ from litestar.middleware.csrf import CSRF_SECRET_BYTES, CSRFMiddleware, generate
 from litestar.types import ASGIApp, Receive, Scope, Send
 from litestar.utils.scope.state import ScopeState
 
+CSRF_FIELD = "_csrf_token"
+
+
+class FormExpired(PermissionDeniedException):
+    """A form came back without a token bound to this session: opened too long ago, or the
+    person signed in or out in another tab since (or another site sent it). Nothing is done;
+    the page says so, and shows a form again with what was typed where that is safe."""
+
+
+def csrf_cookie_name(*, secure: bool) -> str:
+    """`__Host-` binds the cookie to our origin over https; plain-http demo cannot use it."""
+    return "__Host-cmr_csrf" if secure else "cmr_csrf"
+
+
+def bound_token(secret: str, session: str, nonce: str | None = None) -> str:
+    """A token for `session` (a fresh nonce unless one is given): nonce + HMAC(nonce, session).
+
+    The session token is itself a secret; it enters only the HMAC, never the page.
+    """
+    nonce = nonce or secrets.token_hex(CSRF_SECRET_BYTES)
+    return nonce + generate_csrf_hash(token=f"{nonce}\x00{session}", secret=secret)
+
 
 class SessionBoundCSRF(CSRFMiddleware):
     """Double-submit cookie whose token is also bound to the session cookie's value."""
@@ -33,13 +55,9 @@ class SessionBoundCSRF(CSRFMiddleware):
         # A company's dashboard session is a second session cookie; the token binds to both.
         self.session_cookies = (session_cookie, *other_session_cookies)
 
-    def _token_for(self, nonce: str, session: str) -> str:
-        # The session token is itself a secret; it enters only the HMAC, never the page.
-        return nonce + generate_csrf_hash(token=f"{nonce}\x00{session}", secret=self.config.secret)
-
     def _is_bound(self, token: str, session: str) -> bool:
         nonce = token[: CSRF_SECRET_BYTES * 2]
-        expected = self._token_for(nonce, session)
+        expected = bound_token(self.config.secret, session, nonce)
         return compare_digest(token.encode(), expected.encode())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -59,7 +77,7 @@ class SessionBoundCSRF(CSRFMiddleware):
         state = ScopeState.from_scope(scope)
         if request.method in self.config.safe_methods:
             live = cookie if cookie and self._is_bound(cookie, session) else None
-            token = state.csrf_token = live or self._token_for(secrets.token_hex(32), session)
+            token = state.csrf_token = live or bound_token(self.config.secret, session)
             # A missing or stale cookie (signed in or out since) is replaced with this token.
             await self.app(scope, receive,
                            self.create_send_wrapper(send=send, token=token, csrf_cookie=live))
@@ -70,7 +88,7 @@ class SessionBoundCSRF(CSRFMiddleware):
             RequestEncodingType.URL_ENCODED,
             RequestEncodingType.MULTI_PART,
         }:
-            submitted = (await request.form()).get("_csrf_token")
+            submitted = (await request.form()).get(CSRF_FIELD)
         if (
             isinstance(submitted, str)
             and cookie is not None
@@ -80,4 +98,4 @@ class SessionBoundCSRF(CSRFMiddleware):
             state.csrf_token = submitted
             await self.app(scope, receive, send)
             return
-        raise PermissionDeniedException("CSRF token verification failed")
+        raise FormExpired("CSRF token verification failed")

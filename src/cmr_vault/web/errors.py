@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 import anyio.to_thread
-from litestar import Litestar, MediaType, Request, Response
+from litestar import Litestar, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_303_SEE_OTHER
@@ -22,9 +22,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from cmr_vault.accounts.exceptions import SignInRequired
 from cmr_vault.crypto.kek import KeyUnavailableError
 from cmr_vault.errors import DomainError, ErrorKind, ValidationFailed
-from cmr_vault.i18n import use_language
-from cmr_vault.i18n.web import SCOPE_KEY, choose_language
 from cmr_vault.patterns import meaning_of
+from cmr_vault.web.error_pages import error_page
 
 log = logging.getLogger("cmr_vault.web")
 
@@ -132,17 +131,8 @@ def exception_to_http_response(request: Request[Any, Any, Any], exc: Exception) 
             status, slug=slug, title=title, detail=detail, instance=request.url.path, extra=extra
         )
         return Response(content=body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
-    # Exception handlers run outside the middleware that set the request's language.
-    with use_language(request.scope.get(SCOPE_KEY) or choose_language(request)):
-        html = request.app.template_engine.get_template("errors/error.html").render(
-            title=title,
-            detail=detail,
-            status=status,
-            problems=extra.get("errors") or {},
-            request=request,
-            csrf_input="",
-        )
-    return Response(content=html, status_code=status, media_type=MediaType.HTML, headers=headers)
+    return error_page(request, exc, status=status, detail=detail,
+                      problems=extra.get("errors") or {}, headers=headers)
 
 
 @dataclass
