@@ -72,7 +72,9 @@ class SessionBoundCSRF(CSRFMiddleware):
         request: Request[Any, Any, Any] = scope["litestar_app"].request_class(
             scope=scope, receive=receive
         )
-        session = "\x00".join(request.cookies.get(name, "") for name in self.session_cookies)
+        # Only the cookies present take part, so a customer's binding is the same as ever.
+        session = "\x00".join(
+            value for name in self.session_cookies if (value := request.cookies.get(name)))
         cookie = request.cookies.get(self.config.cookie_name)
         state = ScopeState.from_scope(scope)
         if request.method in self.config.safe_methods:
