@@ -112,10 +112,10 @@ class SmtpChannel:
         mail["To"] = account_mail.address
         mail["Subject"] = account_mail.subject
         mail["Message-ID"] = make_msgid()
-        mail["Content-Language"] = account_mail.language
         # RFC 3834: automatic replies (vacation notices) should not answer this message.
         mail["Auto-Submitted"] = "auto-generated"
         mail.set_content(account_mail.body)
+        mail["Content-Language"] = account_mail.language  # after: set_content drops Content-*
         self._transmit(mail)
 
     def _transmit(self, mail: EmailMessage) -> None:
