@@ -16,6 +16,7 @@ from cmr_vault.accounts import recovery
 from cmr_vault.accounts.exceptions import LinkNotValid
 from cmr_vault.accounts.models import Account, AccountToken, TokenPurpose
 from cmr_vault.app import create_app
+from cmr_vault.audit.models import AuditEntry
 from cmr_vault.marketing.delivery import MemoryMailer
 from cmr_vault.runtime import Runtime
 from tests.conftest import BASE_URL, FrozenClock
@@ -235,6 +236,11 @@ def test_an_unknown_address_gets_the_same_answer_and_no_mail(
     assert unknown.status_code == known.status_code == 200
     assert _without_csrf(unknown.text) == _without_csrf(known.text)
     assert [mail.address for mail in outbox.sent] == ["known@example.org"]
+    db_session.rollback()
+    asked = db_session.exec(
+        select(AuditEntry).where(AuditEntry.action == "account.reset-requested")).all()
+    assert len(asked) == 2  # the same work either way, and no address in either entry
+    assert "nobody" not in str([(a.subject, a.details) for a in asked])
 
 
 def _without_csrf(html: str) -> str:

@@ -69,8 +69,8 @@ class AccountMailer(Protocol):
 
 
 class MemoryMailer:
-    """Keeps account mails in memory instead of sending them: for tests and a vault without
-    an SMTP relay in tests only (nothing reads it in production)."""
+    """Keeps account mails in memory instead of sending them (the tests' mailer: set as
+    `Runtime.account_mailer_override`)."""
 
     def __init__(self) -> None:
         self.sent: list[AccountMail] = []
