@@ -22,7 +22,8 @@ FULL_FORM = {
     "locality": "Hamburg",
     "country": "de",
     "birth_date": "1990-04-01",
-    "locale": "de-DE",
+    # English, so the pages after saving stay in the language the assertions read.
+    "locale": "en-GB",
     "time_zone": "Europe/Berlin",
     "interests": "Cycling, coffee",
     "identities": "mastodon: @nina@example.social\nloyalty: BIKE-1",

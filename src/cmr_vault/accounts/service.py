@@ -33,6 +33,7 @@ from cmr_vault.clock import Clock
 from cmr_vault.crypto.blind_index import blind_index, email_index, subject_pseudonym
 from cmr_vault.crypto.data_keys import DataKeyStore
 from cmr_vault.errors import ValidationFailed
+from cmr_vault.i18n import gettext
 
 PASSWORD_MIN = 10
 PASSWORD_MAX = 256
@@ -77,7 +78,8 @@ def validate_email(email: str) -> str:
     email = email.strip()
     if len(email) > 254 or not EMAIL_PATTERN.match(email):
         raise ValidationFailed(
-            "That e-mail address is not valid.", problems={"email": "not a valid e-mail address"}
+            gettext("That e-mail address is not valid."),
+            problems={"email": gettext("not a valid e-mail address")},
         )
     return email
 
@@ -86,8 +88,10 @@ def validate_password(password: str) -> None:
     """Length rules only (NIST SP 800-63B): no composition rules, no truncation."""
     if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
         raise WeakPassword(
-            f"Passwords need {PASSWORD_MIN} to {PASSWORD_MAX} characters.",
-            problems={"password": f"use {PASSWORD_MIN} to {PASSWORD_MAX} characters"},
+            gettext("Passwords need %(min)d to %(max)d characters.")
+            % {"min": PASSWORD_MIN, "max": PASSWORD_MAX},
+            problems={"password": gettext("use %(min)d to %(max)d characters")
+                      % {"min": PASSWORD_MIN, "max": PASSWORD_MAX}},
         )
 
 
@@ -116,7 +120,7 @@ def create_account(
     validate_password(password)
     index = email_index(index_key, email)
     if session.exec(select(Account.id).where(Account.email_index == index)).first():
-        raise EmailTaken("An account with this e-mail already exists; sign in instead.")
+        raise EmailTaken(gettext("An account with this e-mail already exists; sign in instead."))
     account = Account(
         id=secrets.token_hex(16),
         role=role,
@@ -143,7 +147,7 @@ def change_email(session: Session, *, index_key: bytes, account: Account, email:
     if index == account.email_index:
         return
     if session.exec(select(Account.id).where(Account.email_index == index)).first():
-        raise EmailTaken("Another account already uses this e-mail.")
+        raise EmailTaken(gettext("Another account already uses this e-mail."))
     account.email_index = index
     # The new address is not confirmed until its owner follows a link sent to it.
     account.email_confirmed_at = None
@@ -163,7 +167,7 @@ def password_matches(account: Account | None, password: str) -> bool:
 def require_password(account: Account, password: str) -> None:
     """Re-authentication before export, erasure or a password change (ASVS 7.5.1)."""
     if not password_matches(account, password):
-        raise WrongPassword("The password is not correct.")
+        raise WrongPassword(gettext("The password is not correct."))
 
 
 class SignInOutcome(StrEnum):

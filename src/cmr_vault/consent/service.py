@@ -22,6 +22,7 @@ from cmr_vault.consent import events, receipts
 from cmr_vault.consent.models import ConsentRecord, Grant, GrantStatus, Reminder
 from cmr_vault.crypto.blind_index import subject_pseudonym
 from cmr_vault.errors import NotFound, ValidationFailed
+from cmr_vault.i18n import N_, gettext, ngettext
 from cmr_vault.intents.models import ValueOffer
 from cmr_vault.oauth import service as oauth_service
 from cmr_vault.oauth.models import OAuthClient
@@ -146,8 +147,9 @@ class Duration:
 
 
 # What the customer may ask for; the operator's reaffirmation periods may cap each of them.
-DURATIONS = (("30d", "30 days", timedelta(days=30)), ("1y", "1 year", timedelta(days=365)),
-             ("never", "Until you revoke it", None))
+DURATIONS = (("30d", N_("30 days"), timedelta(days=30)),
+             ("1y", N_("1 year"), timedelta(days=365)),
+             ("never", N_("Until you revoke it"), None))
 
 
 def durations(ctx: ConsentContext, scopes: list[str]) -> list[Duration]:
@@ -164,8 +166,13 @@ def durations(ctx: ConsentContext, scopes: list[str]) -> list[Duration]:
         ends = ctx.lifecycle.bounded_expiry(scopes, asked, now)
         if any(d.ends_at == ends for d in offered):
             continue
+        label = gettext(label)
         if ends != asked and ends is not None:
-            label = f"As long as allowed: {(ends - now).days} days, then you confirm it again"
+            days = (ends - now).days
+            label = ngettext(
+                "As long as allowed: %(num)d day, then you confirm it again",
+                "As long as allowed: %(num)d days, then you confirm it again", days,
+            ) % {"num": days}
         offered.append(Duration(key, label, ends))
     return offered
 

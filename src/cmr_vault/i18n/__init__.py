@@ -9,6 +9,7 @@ docs/i18n.md.
 from cmr_vault.i18n.language import (
     DEFAULT_LANGUAGE,
     LANGUAGES,
+    N_,
     current_language,
     gettext,
     lazy_gettext,
@@ -19,6 +20,7 @@ from cmr_vault.i18n.language import (
 __all__ = [
     "DEFAULT_LANGUAGE",
     "LANGUAGES",
+    "N_",
     "current_language",
     "gettext",
     "lazy_gettext",

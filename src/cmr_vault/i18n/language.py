@@ -52,6 +52,12 @@ def ngettext(singular: str, plural: str, n: int) -> str:
     return translations(_language.get()).ngettext(singular, plural, n)
 
 
+def N_(message: str) -> str:  # noqa: N802 (gettext's name for it, which Babel extracts)
+    """Mark text translated later (a label in a table of constants); returns it unchanged.
+    Where it is shown, pass it through `gettext`."""
+    return message
+
+
 def lazy_gettext(message: str) -> LazyProxy:
     """For module-level text (labels, constants): translated each time it is shown."""
     return LazyProxy(gettext, message, enable_cache=False)

@@ -27,6 +27,7 @@ from cmr_vault.consent import service as consent_service
 from cmr_vault.crypto.blind_index import subject_pseudonym
 from cmr_vault.deps import DbSession, RuntimeDep
 from cmr_vault.errors import DomainError, ValidationFailed
+from cmr_vault.i18n import gettext
 from cmr_vault.intents import service as intents_service
 from cmr_vault.oauth.deps import basic_credentials
 from cmr_vault.oauth.scopes import parse_scopes
@@ -41,6 +42,7 @@ from cmr_vault.oauth.server import (
 )
 from cmr_vault.runtime import Runtime
 from cmr_vault.vault import service as vault_service
+from cmr_vault.web.error_pages import in_language
 
 FormPairs: TypeAlias = NamedDependency[Pairs]
 Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
@@ -98,11 +100,14 @@ def _to_litestar(answer: OAuthResponse, *, after_post: bool = False) -> Response
     )
 
 
-def _error_page(error: OAuth2Error | DomainError, status: int = 400) -> Template:
+def _error_page(error: OAuth2Error | DomainError, account: Account | None,
+                status: int = 400) -> Template:
+    """The page for a link that cannot be answered by a redirect; it keeps the visitor's menu
+    and shows authlib's English description only to those who read English."""
     detail = (error.get_error_description() or str(error.error)
               if isinstance(error, OAuth2Error) else error.detail)
     return Template("oauth/error.html", status_code=status,
-                    context={"title": "This request is not valid", "detail": detail})
+                    context={"detail": in_language(detail), "account": account})
 
 
 def _redirect_error(error: OAuth2Error, issuer: str, *, after_post: bool) -> Response[Any]:
@@ -195,12 +200,15 @@ class AuthorizationPages(Controller):
         server = _server(db_session, runtime)
         query = list(request.query_params.multi_items())
         if not all(_is_visible_ascii(key + value) for key, value in query):
-            return _error_page(DomainError("The request contains characters OAuth does not allow."))
+            return _error_page(DomainError(
+                gettext("The request contains characters OAuth does not allow.")), account)
         if account is None or account.role != Role.CUSTOMER:
             if not _known_client_and_redirect(server, query):
-                return _error_page(DomainError("The company or its return address is unknown."))
+                return _error_page(DomainError(
+                    gettext("The company or its return address is unknown.")), account)
             if account is not None:
-                return _error_page(DomainError("Only customers can grant access."), 403)
+                return _error_page(
+                    DomainError(gettext("Only customers can grant access.")), account, 403)
             target = quote(f"{request.url.path}?{request.url.query}", safe="")
             return Redirect(path=f"/signin?next={target}", status_code=303)
         oauth_request = _oauth_request(request, runtime, query)
@@ -209,7 +217,7 @@ class AuthorizationPages(Controller):
         except OAuth2Error as error:
             if error.redirect_uri:
                 return _redirect_error(error, runtime.settings.issuer, after_post=after_post)
-            return _error_page(error)
+            return _error_page(error, account)
         return server, oauth_request, grant
 
     @get("/", sync_to_thread=True)

@@ -16,20 +16,21 @@ from typing import Annotated
 from pydantic import Field, StringConstraints
 
 from cmr_vault.errors import ValidationFailed
+from cmr_vault.i18n import N_, current_language, gettext
 from cmr_vault.patterns import NOT_BLANK, explain
 from cmr_vault.vault.fields import FIELD_NAMES, STANDARD_BY_NAME
 
 CHANNELS = {
-    "email": "e-mail",
-    "sms": "text messages (SMS)",
-    "inbox": "messages in your vault inbox",
-    "webhook": "push notifications to an app",
+    "email": N_("e-mail"),
+    "sms": N_("text messages (SMS)"),
+    "inbox": N_("messages in your vault inbox"),
+    "webhook": N_("push notifications to an app"),
 }
-_LIST_LABELS = {"interests": "Interests", "identities": "Linked identities"}
+_LIST_LABELS = {"interests": N_("Interests"), "identities": N_("Linked identities")}
 PROGRAMME_KINDS = {
-    "product-tests": "product tests",
-    "feedback": "feedback rounds",
-    "community": "its community",
+    "product-tests": N_("product tests"),
+    "feedback": N_("feedback rounds"),
+    "community": N_("its community"),
 }
 TOPIC = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 SCOPE_NAME = explain(
@@ -62,13 +63,18 @@ class Scope:
         """The scope in plain words, for the consent screen and the connections page."""
         if self.kind == "read":
             spec = STANDARD_BY_NAME.get(self.target)
-            field = spec.label if spec else _LIST_LABELS.get(self.target, self.target)
-            return f"Read your {field.lower()}"
+            field = gettext(spec.label if spec else _LIST_LABELS.get(self.target, self.target))
+            # English writes the label in lower case mid-sentence; German keeps its nouns.
+            field = field.lower() if current_language() == "en" else field
+            return gettext("Read your %(field)s") % {"field": field}
         if self.kind == "intent":
-            return f"See what you are looking for about {self.target} and answer with offers"
+            return gettext(
+                "See what you are looking for about %(topic)s and answer with offers"
+            ) % {"topic": self.target}
         if self.kind == "programme":
-            return f"Invite you to take part in {PROGRAMME_KINDS[self.target]}"
-        return f"Send you {CHANNELS[self.target]}"
+            return gettext("Invite you to take part in %(programme)s") % {
+                "programme": gettext(PROGRAMME_KINDS[self.target])}
+        return gettext("Send you %(channel)s") % {"channel": gettext(CHANNELS[self.target])}
 
 
 def parse_scope(name: str) -> Scope:

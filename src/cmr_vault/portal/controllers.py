@@ -56,6 +56,11 @@ PROFILE_FORM_FIELDS = (*(spec.name for spec in STANDARD_FIELDS), "interests", "i
                        "custom")
 
 
+def _erase_phrase() -> str:
+    """The words that confirm erasure, in the reader's language (English always works too)."""
+    return _("erase my data")
+
+
 def _page(name: str, status: int = 200, **context: Any) -> Template:
     return Template(template_name=f"portal/{name}", context=context, status_code=status)
 
@@ -478,7 +483,7 @@ class ProfilePages(Controller):
     @get("/erase", sync_to_thread=False)
     def erase_form(self, customer: Customer) -> Template:
         """Explain what erasure means and ask for confirmation."""
-        return _page("erase.html", account=customer, problems={}, phrase=ERASE_CONFIRMATION)
+        return _page("erase.html", account=customer, problems={}, phrase=_erase_phrase())
 
     @post("/erase", status_code=200, sync_to_thread=True)
     def erase(
@@ -486,14 +491,13 @@ class ProfilePages(Controller):
     ) -> Response[Any]:
         """Crypto-shred the customer's data and remove the account."""
         problems: dict[str, str] = {}
-        if form_text(data, "confirm").strip().lower() != ERASE_CONFIRMATION:
-            problems["confirm"] = f"type “{ERASE_CONFIRMATION}” to confirm"
+        phrase = _erase_phrase()
+        if form_text(data, "confirm").strip().lower() not in {phrase, ERASE_CONFIRMATION}:
+            problems["confirm"] = _("Type “%(phrase)s” to confirm.") % {"phrase": phrase}
         if not accounts_service.password_matches(customer, form_text(data, "password")):
-            problems["password"] = "the password is not correct"  # noqa: S105
+            problems["password"] = _("The password is not correct.")
         if problems:
-            return _page(
-                "erase.html", 400, account=customer, problems=problems, phrase=ERASE_CONFIRMATION
-            )
+            return _page("erase.html", 400, account=customer, problems=problems, phrase=phrase)
         vault_service.erase(db_session, runtime.consent_context(), data_keys=runtime.data_keys,
                             account=customer)
         response = _page("erased.html", account=None)

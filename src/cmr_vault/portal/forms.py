@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from cmr_vault.errors import ValidationFailed
+from cmr_vault.i18n import gettext
 from cmr_vault.vault.fields import CUSTOM_PREFIX, STANDARD_FIELDS
 from cmr_vault.vault.service import Profile
 
@@ -26,7 +27,8 @@ def form_text(data: dict[str, Any], name: str) -> str:
 def _pairs(text: str, field: str, what: str) -> list[tuple[str, str]]:
     lines = [line.strip() for line in text.replace("\r\n", "\n").split("\n")]
     if len(lines) > MAX_FORM_LINES:
-        raise ValidationFailed("Too many lines.", problems={field: f"at most {MAX_FORM_LINES}"})
+        raise ValidationFailed(gettext("Too many lines."), problems={
+            field: gettext("at most %(num)d lines") % {"num": MAX_FORM_LINES}})
     pairs = []
     for number, line in enumerate(lines, start=1):
         if not line:
@@ -34,8 +36,9 @@ def _pairs(text: str, field: str, what: str) -> list[tuple[str, str]]:
         key, sep, value = line.partition(":")
         if not sep or not key.strip() or not value.strip():
             raise ValidationFailed(
-                "Some fields are not valid; nothing was saved.",
-                problems={field: f"line {number}: write it as '{what}'"},
+                gettext("Some fields are not valid; nothing was saved."),
+                problems={field: gettext("line %(number)d: write it as “%(form)s”")
+                          % {"number": number, "form": what}},
             )
         pairs.append((key.strip(), value.strip()))
     return pairs

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from cmr_vault.accounts.service import validate_email
 from cmr_vault.errors import ValidationFailed
+from cmr_vault.i18n import N_, gettext
 
 MAX_VALUE = 500
 MAX_LIST_ITEMS = 50
@@ -51,7 +52,7 @@ def _email(value: str) -> str:
 
 def _phone(value: str) -> str:
     if not PHONE.match(value):
-        raise ValueError("use digits, spaces and an optional leading +")
+        raise ValueError(gettext("use digits, spaces and an optional leading +"))
     return value
 
 
@@ -59,22 +60,22 @@ def _birth_date(value: str) -> str:
     try:
         born = date.fromisoformat(value)
     except ValueError as exc:
-        raise ValueError("use the form YYYY-MM-DD") from exc
+        raise ValueError(gettext("use the form YYYY-MM-DD")) from exc
     if born >= date.today() or born.year < 1900:
-        raise ValueError("must be a past date after 1900")
+        raise ValueError(gettext("must be a past date after 1900"))
     return born.isoformat()
 
 
 def _locale(value: str) -> str:
     if not LOCALE.match(value):
-        raise ValueError("use a language tag such as de or de-DE")
+        raise ValueError(gettext("use a language tag such as de or de-DE"))
     return value
 
 
 def _country(value: str) -> str:
     value = value.upper()
     if not COUNTRY.match(value):
-        raise ValueError("use a two-letter country code such as DE")
+        raise ValueError(gettext("use a two-letter country code such as DE"))
     return value
 
 
@@ -84,7 +85,7 @@ def _time_zone(value: str) -> str:
     except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
         # OSError: a name that is a directory of the zone database ("America") or too long
         # for a file name reaches the file system before zoneinfo can say it is unknown.
-        raise ValueError("use a time zone name such as Europe/Berlin") from exc
+        raise ValueError(gettext("use a time zone name such as Europe/Berlin")) from exc
     return value
 
 
@@ -98,17 +99,17 @@ class FieldSpec:
 
 
 STANDARD_FIELDS: tuple[FieldSpec, ...] = (
-    FieldSpec("given_name", "Given name", _text),
-    FieldSpec("family_name", "Family name", _text),
-    FieldSpec("email", "E-mail", _email),
-    FieldSpec("phone", "Phone", _phone),
-    FieldSpec("street_address", "Street address", _text),
-    FieldSpec("postal_code", "Postal code", _text),
-    FieldSpec("locality", "City", _text),
-    FieldSpec("country", "Country", _country),
-    FieldSpec("birth_date", "Birth date", _birth_date),
-    FieldSpec("locale", "Language", _locale),
-    FieldSpec("time_zone", "Time zone", _time_zone),
+    FieldSpec("given_name", N_("Given name"), _text),
+    FieldSpec("family_name", N_("Family name"), _text),
+    FieldSpec("email", N_("E-mail"), _email),
+    FieldSpec("phone", N_("Phone"), _phone),
+    FieldSpec("street_address", N_("Street address"), _text),
+    FieldSpec("postal_code", N_("Postal code"), _text),
+    FieldSpec("locality", N_("City"), _text),
+    FieldSpec("country", N_("Country"), _country),
+    FieldSpec("birth_date", N_("Birth date"), _birth_date),
+    FieldSpec("locale", N_("Language"), _locale),
+    FieldSpec("time_zone", N_("Time zone"), _time_zone),
 )
 STANDARD_BY_NAME = {spec.name: spec for spec in STANDARD_FIELDS}
 LIST_FIELDS = ("interests", "identities")
@@ -131,24 +132,27 @@ def _check_interests(values: list[str]) -> str:
     topics = sorted({v.strip().lower() for v in values if v.strip()})
     bad = [t for t in topics if not TOPIC.match(t)]
     if bad:
-        raise ValueError(f"topics use letters, digits, spaces and dashes (not {bad[0]!r})")
+        raise ValueError(gettext("topics use letters, digits, spaces and dashes (not %(bad)s)")
+                         % {"bad": repr(bad[0])})
     if len(topics) > MAX_LIST_ITEMS:
-        raise ValueError(f"at most {MAX_LIST_ITEMS} topics")
+        raise ValueError(gettext("at most %(num)d topics") % {"num": MAX_LIST_ITEMS})
     return json.dumps(topics)
 
 
 def _check_identities(values: list[dict[str, str]]) -> str:
     if len(values) > MAX_LIST_ITEMS:
-        raise ValueError(f"at most {MAX_LIST_ITEMS} identities")
+        raise ValueError(gettext("at most %(num)d identities") % {"num": MAX_LIST_ITEMS})
     cleaned = []
     for item in values:
         kind, handle = item.get("kind", "").strip(), item.get("handle", "").strip()
         if kind not in IDENTITY_KINDS:
             raise ValueError(
-                f"unknown identity kind {kind!r}; use one of {', '.join(IDENTITY_KINDS)}"
+                gettext("unknown identity kind %(kind)s; use one of %(kinds)s")
+                % {"kind": repr(kind), "kinds": ", ".join(IDENTITY_KINDS)}
             )
         if not handle or len(handle) > 200:
-            raise ValueError(f"the {kind} handle must have 1 to 200 characters")
+            raise ValueError(gettext("the %(kind)s handle must have 1 to 200 characters")
+                             % {"kind": kind})
         cleaned.append({"kind": kind, "handle": handle})
     return json.dumps(cleaned, ensure_ascii=False)
 
@@ -166,7 +170,8 @@ def normalise_changes(changes: dict[str, object]) -> dict[str, str | None]:
         except ValidationFailed as exc:
             problems[name] = next(iter(exc.problems.values()), exc.detail)
     if problems:
-        raise ValidationFailed("Some fields are not valid; nothing was saved.", problems=problems)
+        raise ValidationFailed(gettext("Some fields are not valid; nothing was saved."),
+                               problems=problems)
     return cleaned
 
 
@@ -184,13 +189,13 @@ def _normalise_one(name: str, raw: object) -> str | None:
     if raw is None:
         return None
     if not isinstance(raw, str):
-        raise ValueError("must be text")
+        raise ValueError(gettext("must be text"))
     value = raw.strip()
     if not value:
         return None
     if len(value) > MAX_VALUE:
-        raise ValueError(f"at most {MAX_VALUE} characters")
+        raise ValueError(gettext("at most %(num)d characters") % {"num": MAX_VALUE})
     if "\x00" in value:
-        raise ValueError("contains a NUL character")
+        raise ValueError(gettext("contains a NUL character"))
     spec = STANDARD_BY_NAME.get(name)
     return spec.check(value) if spec else value
