@@ -24,6 +24,7 @@ from sqlalchemy import text
 
 from cmr_vault import __version__
 from cmr_vault.accounts import service as accounts_service
+from cmr_vault.accounts.controllers import ConfirmationPages, RecoveryPages
 from cmr_vault.accounts.deps import session_cookie_name
 from cmr_vault.audit.controllers import TiledLog, TransparencyApi
 from cmr_vault.audit.signer import check_not_rolled_back, run_periodic_signer
@@ -43,7 +44,8 @@ from cmr_vault.marketing.controllers import (
     PushesApi,
 )
 from cmr_vault.marketing.worker import run_delivery_worker
-from cmr_vault.measurement.controllers import MeasurementApi
+from cmr_vault.measurement.controllers import CompanyPages, MeasurementApi
+from cmr_vault.measurement.deps import company_cookie_name
 from cmr_vault.oauth.admin import AdminClientsApi
 from cmr_vault.oauth.controllers import AuthorizationPages, TokenEndpoints, server_metadata
 from cmr_vault.oauth.discovery import (
@@ -129,7 +131,8 @@ def _csrf_protection(settings: Settings, runtime: Runtime) -> DefineMiddleware:
         exclude=CSRF_EXEMPT,
     )
     return DefineMiddleware(SessionBoundCSRF, config=config,
-                            session_cookie=session_cookie_name(runtime))
+                            session_cookie=session_cookie_name(runtime),
+                            other_session_cookies=(company_cookie_name(runtime),))
 
 
 def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litestar:
@@ -173,6 +176,8 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
             health,
             metrics,
             AccountPages,
+            RecoveryPages,
+            ConfirmationPages,
             ProfilePages,
             ActivityPage,
             ConnectionsPage,
@@ -190,6 +195,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
             CompanyIntentsApi,
             IntentPages,
             MeasurementApi,
+            CompanyPages,
             CompanyProfileApi,
             AdminClientsApi,
             PushesApi,

@@ -91,7 +91,17 @@ class RateLimits:
     """The vault's limits, one limiter per kind of request."""
 
     def __init__(self, *, token_per_minute: int, pushes_per_minute: int,
-                 signups_per_minute: int, caller_key: Callable[[str], str]) -> None:
+                 signups_per_minute: int, caller_key: Callable[[str], str],
+                 account_mails_per_minute: int = 3) -> None:
         self.token = RateLimiter("token", token_per_minute, caller_key=caller_key)
         self.pushes = RateLimiter("pushes", pushes_per_minute, caller_key=caller_key)
         self.signups = RateLimiter("signups", signups_per_minute, caller_key=caller_key)
+        # Reset and confirmation mails per mailbox written to; an address asking may ask for
+        # several mailboxes (a family behind one router), up to ten times that.
+        self.account_mails = RateLimiter("account-mails", account_mails_per_minute,
+                                         caller_key=caller_key)
+        self.account_mail_askers = RateLimiter("account-mail-askers",
+                                               10 * account_mails_per_minute,
+                                               caller_key=caller_key)
+        # Company dashboard sign-ins, per address and per client id (ten a minute each).
+        self.company_signins = RateLimiter("company-signins", 10, caller_key=caller_key)

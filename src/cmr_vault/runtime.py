@@ -28,6 +28,7 @@ from cmr_vault.crypto.kek import KeyProvider, KeyringFileProvider, StaticKeyProv
 from cmr_vault.crypto.keyring import Keyring
 from cmr_vault.db.engine import IMMEDIATE_OPTION, make_engine
 from cmr_vault.marketing.delivery import (
+    AccountMailer,
     DeliveryChannel,
     InboxChannel,
     SmtpChannel,
@@ -55,6 +56,7 @@ class Runtime:
     audit_tree: TreeCache = field(default_factory=TreeCache)
     clock: Clock = field(default_factory=SystemClock)
     rate_limits: RateLimits = field(init=False)
+    account_mailer_override: AccountMailer | None = field(default=None, repr=False)
     _origin: str | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -62,6 +64,7 @@ class Runtime:
             token_per_minute=self.settings.token_requests_per_minute,
             pushes_per_minute=self.settings.pushes_per_minute,
             signups_per_minute=self.settings.signups_per_minute,
+            account_mails_per_minute=self.settings.account_mails_per_minute,
             caller_key=self.rate_limit_key)
 
     def rate_limit_key(self, caller: str) -> str:
@@ -103,6 +106,17 @@ class Runtime:
             channels["email"] = SmtpChannel(self.settings.smtp_host, self.settings.smtp_port,
                                             self.settings.smtp_sender, self.settings.smtp_starttls)
         return channels
+
+    @property
+    def account_mailer(self) -> AccountMailer | None:
+        """Where reset and confirmation links go: the SMTP relay, or a mailer a test put in
+        `account_mailer_override`; None when the vault has no way to send e-mail."""
+        if self.account_mailer_override is not None:
+            return self.account_mailer_override
+        if self.settings.smtp_host:
+            return SmtpChannel(self.settings.smtp_host, self.settings.smtp_port,
+                               self.settings.smtp_sender, self.settings.smtp_starttls)
+        return None
 
     def delivery_context(self) -> DeliveryContext:
         """What the delivery worker needs, with the policy set in force now."""

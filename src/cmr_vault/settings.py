@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     signups_per_minute: int = Field(
         default=20, ge=1, description="Sign-ups per address and minute, counted across every "
         "worker; behind a proxy that hides addresses this is the whole vault's rate.")
+    account_mails_per_minute: int = Field(
+        default=3, ge=1, description="Password-reset and confirmation e-mails per address "
+        "asking, and per mailbox written to, in any minute, counted across every worker.")
     password_hashes_at_once: int = Field(
         default=2, ge=1, description="Password hashes or checks (argon2id, 64 MiB and ~50 ms "
         "each) running at once in one process; the others wait their turn.")

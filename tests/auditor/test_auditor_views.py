@@ -114,3 +114,35 @@ def test_a_recorded_read_is_replayed_from_its_recorded_facts(
     page = auditor_browser.client.get(f"/auditor/entries/{seq}")
     assert "Replay" in page.text
     assert "ada@example.org" not in page.text
+
+
+def test_the_log_names_companies_and_links_to_their_reports(
+    auditor_browser: Browser, browser: Browser, client: TestClient[Litestar],
+    company: Company, db_session: Session,
+) -> None:
+    code, verifier = get_code(browser, company)
+    assert redeem(client, company, code, verifier).status_code == 200
+    page = auditor_browser.client.get("/auditor").text
+
+    shown = page.replace(f'title="company:{company.client_id}"', "")  # the tooltip may
+    assert f"company:{company.client_id}" not in shown
+    assert f'<a href="/auditor/reports?company={company.client_id}"' in page
+    assert company.row.name in page
+
+
+def test_the_report_is_one_click_from_the_list_and_its_charts_have_axes(
+    auditor_browser: Browser, browser: Browser, client: TestClient[Litestar],
+    company: Company, db_session: Session,
+) -> None:
+    _customer_connects_and_revokes(browser, client, company, db_session)
+    reports = auditor_browser.client.get("/auditor/reports").text
+    link = f"/auditor/reports?company={company.client_id}"
+    assert f'href="{link}"' in reports
+
+    report = auditor_browser.client.get(link).text
+    assert f"Report: {company.row.name}" in report
+    assert '<svg class="chart" role="img"' in report
+    assert "<title id=" in report and "<desc id=" in report
+    assert 'class="axis"' in report and 'class="tick"' in report
+    assert "revocations per day" in report
+    assert "the numbers</summary>" in report  # the chart's data as a table

@@ -13,6 +13,7 @@ from cmr_vault.app import create_app
 from cmr_vault.runtime import Runtime
 from cmr_vault.settings import Settings
 from tests.factories import Browser, make_customer
+from tests.measurement.conftest import company_browser
 from tests.oauth.flows import Company, get_code, register_company
 
 NOTICE = {"profile.email:read": ["Send your order receipts"],
@@ -69,7 +70,7 @@ def test_figures_at_the_threshold_are_shown_as_counts_and_rates(
 
     assert figures["grants"]["given"] == 3
     assert figures["opt_in_rates"] == {"inbox": 0.0}
-    page = k3_client.get("/company/dashboard", headers=shop.auth())
+    page = company_browser(k3_client, shop).client.get("/company/dashboard")
     assert page.status_code == 200
     assert "<svg" in page.text and "Figures Shop" in page.text
 
@@ -83,12 +84,12 @@ def test_the_figures_name_no_customer(
     assert "subject" not in text
 
 
-def test_the_dashboard_asks_for_the_company_credentials(
+def test_the_dashboard_sends_a_stranger_to_the_company_sign_in(
     k3_client: TestClient[Litestar], shop: Company
 ) -> None:
-    response = k3_client.get("/company/dashboard")
-    assert response.status_code == 401
-    assert response.headers["www-authenticate"].startswith("Basic")
+    response = k3_client.get("/company/dashboard", headers=shop.auth(), follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/company/signin"
 
 
 def test_a_company_sees_only_its_own_figures(

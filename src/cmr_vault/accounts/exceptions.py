@@ -38,3 +38,12 @@ class RoleRequired(DomainError):
     kind = ErrorKind.FORBIDDEN
     slug = "forbidden"
     title = "Not allowed"
+
+
+class LinkNotValid(DomainError):
+    """An e-mailed link that is unknown, used, expired, replaced by a newer one, or for an
+    address the account no longer uses; all look the same to the person holding it."""
+
+    kind = ErrorKind.INVALID
+    slug = "link-not-valid"
+    title = "This link is no longer valid"

@@ -20,7 +20,14 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlmodel import Session, col, delete, func, select
 
 from cmr_vault.accounts.exceptions import EmailTaken, WeakPassword, WrongPassword
-from cmr_vault.accounts.models import Account, Role, SignInFailure, WebSession
+from cmr_vault.accounts.models import (
+    Account,
+    AccountToken,
+    Role,
+    SignInFailure,
+    TokenPurpose,
+    WebSession,
+)
 from cmr_vault.audit import service as audit_service
 from cmr_vault.clock import Clock
 from cmr_vault.crypto.blind_index import blind_index, email_index, subject_pseudonym
@@ -142,6 +149,8 @@ def change_email(session: Session, *, index_key: bytes, account: Account, email:
     if session.exec(select(Account.id).where(Account.email_index == index)).first():
         raise EmailTaken(gettext("Another account already uses this e-mail."))
     account.email_index = index
+    # The new address is not confirmed until its owner follows a link sent to it.
+    account.email_confirmed_at = None
     session.add(account)
 
 
@@ -338,6 +347,10 @@ def change_password(
             col(WebSession.token_hash) != _token_hash(keep_token),
         )
     )
+    # A reset link asked for before the change would undo it: it stops working.
+    session.exec(delete(AccountToken).where(
+        col(AccountToken.account_id) == account.id,
+        col(AccountToken.purpose) == TokenPurpose.RESET_PASSWORD))
     audit_service.record(
         session,
         clock=clock,

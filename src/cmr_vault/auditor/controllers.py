@@ -29,6 +29,8 @@ from cmr_vault.auditor.schemas import (
 from cmr_vault.clock import utc_iso
 from cmr_vault.deps import DbSession, RuntimeDep
 from cmr_vault.errors import NotFound, ValidationFailed
+from cmr_vault.i18n import gettext as _
+from cmr_vault.web import charts
 from cmr_vault.web.openapi import AUDITOR_SESSION
 
 
@@ -74,6 +76,34 @@ def _report_document(report: auditor_service.CompanyReport) -> CompanyReportDocu
             "days": {day.isoformat(): dict(counts) for day, counts in sorted(report.days.items())}}
 
 
+REPORT_MEASURES = ["reads", "reads refused", "pushes", "pushes sent", "consent checks",
+                   "consent changes", "revocations"]
+
+
+def _measure_names() -> dict[str, str]:
+    return {"reads": _("reads"), "reads refused": _("reads refused"), "pushes": _("pushes"),
+            "pushes sent": _("pushes sent"), "consent checks": _("consent checks"),
+            "consent changes": _("consent changes"), "revocations": _("revocations")}
+
+
+def _report_charts(report: auditor_service.CompanyReport) -> list[tuple[str, charts.Chart]]:
+    """One chart per measure with anything to show: a column per day, with axes."""
+    drawn = []
+    for measure in REPORT_MEASURES:
+        series = report.series(measure)
+        if not any(count for _day, count in series):
+            continue
+        name = _measure_names()[measure]
+        title = _("%(measure)s per day") % {"measure": name}
+        description = _("From %(first)s to %(last)s; the most on one day: %(peak)d.") % {
+            "first": series[0][0].isoformat(), "last": series[-1][0].isoformat(),
+            "peak": max(count for _day, count in series)}
+        drawn.append((measure, charts.columns(
+            title, description, [(day.strftime("%m-%d"), count) for day, count in series],
+            value_label=name, category_label=_("day (month-day, UTC)"))))
+    return drawn
+
+
 class AuditorPages(Controller):
     """Server-rendered pages for auditors; they show pseudonyms and counts, never people."""
 
@@ -94,6 +124,7 @@ class AuditorPages(Controller):
         entries = auditor_service.search(db_session, flt, before=before)
         return Template("auditor/log.html", context={
             "account": auditor, "entries": entries, "filter": flt, "since": since,
+            "actors": auditor_service.actors(db_session, entries),
             "until": until, "next_before": entries[-1].seq if len(entries) ==
             auditor_service.PAGE_SIZE else None,
             "details": {e.seq: json.loads(e.details) for e in entries},
@@ -106,6 +137,7 @@ class AuditorPages(Controller):
         found = _entry_or_404(db_session, seq)
         return Template("auditor/entry.html", context={
             "account": auditor, "entry": found, "details": json.loads(found.details),
+            "actor": auditor_service.actors(db_session, [found])[found.actor],
             "replays": auditor_service.replay_entry(found, runtime.policy.current)})
 
     @get("/integrity", sync_to_thread=True)
@@ -137,12 +169,15 @@ class AuditorPages(Controller):
                                                  since=_day(since, "since"),
                                                  until=_day(until, "until"))
                   if company.strip() else None)
+        companies = auditor_service.companies(db_session)
         return Template("auditor/reports.html", context={
-            "account": auditor, "report": report, "company": company, "since": since,
+            "account": auditor, "report": report, "company": company.strip(), "since": since,
+            "company_name": dict(companies).get(company.strip(), company.strip()),
+            "companies": companies,
             "backlogs": auditor_service.unacknowledged_changes(db_session,
                                                               now=runtime.clock.now()),
-            "until": until, "measures": ["reads", "reads refused", "pushes", "pushes sent",
-                                         "consent checks", "consent changes", "revocations"]})
+            "until": until, "measures": REPORT_MEASURES, "measure_names": _measure_names(),
+            "charts": _report_charts(report) if report else []})
 
 
 class AuditorApi(Controller):

@@ -79,8 +79,14 @@ class CompanyReport:
     totals: Counter[str] = field(default_factory=Counter)
 
     def series(self, name: str) -> list[tuple[date, int]]:
-        """(day, count) for one measure, oldest first, for the charts."""
-        return [(day, counts[name]) for day, counts in sorted(self.days.items())]
+        """(day, count) for one measure, every day from the first to the last with activity
+        (quiet days as 0, so the chart's day axis runs evenly), oldest first."""
+        if not self.days:
+            return []
+        first, last = min(self.days), max(self.days)
+        return [(first + timedelta(days=n), self.days.get(first + timedelta(days=n),
+                                                          Counter())[name])
+                for n in range((last - first).days + 1)]
 
 
 # A push figure's name in the report; a deferred or refused push is still one push.
@@ -202,3 +208,36 @@ def unacknowledged_changes(session: Session, *, now: datetime) -> list[Backlog]:
     return [Backlog(b.client_id, oauth_service.get_client(session, b.client_id).name, b.count,
                     b.oldest, b.age(now))
             for b in events.unacknowledged_by_company(session)]
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who an entry's actor is, in words: a company by its name (with its client id, to link
+    to its report), anyone else by kind and a short pseudonym."""
+
+    raw: str
+    kind: str
+    name: str
+    client_id: str = ""
+
+
+def actors(session: Session, entries: list[AuditEntry]) -> dict[str, Actor]:
+    """The actors of `entries`, each named once (one query for all their companies)."""
+    raw = {e.actor for e in entries}
+    ids = {a.removeprefix("company:") for a in raw if a.startswith("company:")}
+    names = {c.client_id: c.name for c in oauth_service.list_clients(session)
+             if c.client_id in ids}
+    named: dict[str, Actor] = {}
+    for actor in raw:
+        kind, _, rest = actor.partition(":")
+        if kind == "company":
+            named[actor] = Actor(actor, kind, names.get(rest, rest), client_id=rest)
+        else:
+            named[actor] = Actor(actor, kind, rest[:10] if rest else "")
+    return named
+
+
+def companies(session: Session) -> list[tuple[str, str]]:
+    """(client id, name) of every registered company, by name, for links to their reports."""
+    return sorted(((c.client_id, c.name) for c in oauth_service.list_clients(session)),
+                  key=lambda pair: pair[1].casefold())

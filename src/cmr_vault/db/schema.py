@@ -13,6 +13,7 @@ def load_metadata() -> MetaData:
     import cmr_vault.consent.models
     import cmr_vault.intents.models
     import cmr_vault.marketing.models
+    import cmr_vault.measurement.models
     import cmr_vault.oauth.models
     import cmr_vault.rate_limits
     import cmr_vault.vault.models  # noqa: F401

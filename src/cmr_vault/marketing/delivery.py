@@ -51,6 +51,36 @@ class InboxChannel:
 
 
 @dataclass(frozen=True)
+class AccountMail:
+    """A message from the vault itself to an account holder (a reset or confirmation link):
+    no company, no unsubscribe link, in the recipient's language."""
+
+    address: str
+    subject: str
+    body: str
+    language: str = "en"
+
+
+class AccountMailer(Protocol):
+    """A way to send the vault's own messages to account holders."""
+
+    def send(self, mail: AccountMail) -> None:
+        """Hand the message over; raise when it could not be."""
+
+
+class MemoryMailer:
+    """Keeps account mails in memory instead of sending them (the tests' mailer: set as
+    `Runtime.account_mailer_override`)."""
+
+    def __init__(self) -> None:
+        self.sent: list[AccountMail] = []
+
+    def send(self, mail: AccountMail) -> None:
+        """Remember the message."""
+        self.sent.append(mail)
+
+
+@dataclass(frozen=True)
 class SmtpChannel:
     """E-mail through an SMTP relay, with `List-Unsubscribe` and one-click POST (RFC 8058)."""
 
@@ -73,6 +103,22 @@ class SmtpChannel:
             f"{envelope.body}\n\n--\nSent by {envelope.company_name} through your CMR Vault.\n"
             f"Unsubscribe: {envelope.unsubscribe_url}\n"
         )
+        self._transmit(mail)
+
+    def send(self, account_mail: AccountMail) -> None:
+        """Send one of the vault's own messages (an `AccountMailer`); SMTP errors propagate."""
+        mail = EmailMessage()
+        mail["From"] = self.sender
+        mail["To"] = account_mail.address
+        mail["Subject"] = account_mail.subject
+        mail["Message-ID"] = make_msgid()
+        # RFC 3834: automatic replies (vacation notices) should not answer this message.
+        mail["Auto-Submitted"] = "auto-generated"
+        mail.set_content(account_mail.body)
+        mail["Content-Language"] = account_mail.language  # after: set_content drops Content-*
+        self._transmit(mail)
+
+    def _transmit(self, mail: EmailMessage) -> None:
         with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
             if self.starttls:
                 smtp.starttls()

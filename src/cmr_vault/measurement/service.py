@@ -20,6 +20,7 @@ from cmr_vault.consent import service as consent_service
 from cmr_vault.marketing.models import ChannelPreference
 from cmr_vault.oauth.scopes import CHANNELS
 
+UNNAMED_RULE = "(no rule named)"
 GRANT_CHANGES = ("given", "renewed", "narrowed", "widened", "expired", "revoked",
                  "relinquished")
 
@@ -47,6 +48,19 @@ class Figures:
     refusals_by_rule: dict[str, Figure] = field(default_factory=dict)
     intents: dict[str, Figure] = field(default_factory=dict)
     offers: dict[str, Figure] = field(default_factory=dict)
+
+    @staticmethod
+    def total(group: dict[str, Figure]) -> Figure:
+        """The sum of a group, shown only when every part is: with one part hidden, a total
+        would give it away by subtraction."""
+        if any(figure.suppressed for figure in group.values()):
+            return Figure(None)
+        return Figure(sum(figure.value or 0 for figure in group.values()))
+
+    @property
+    def decided_pushes(self) -> dict[str, Figure]:
+        """Pushes by the decision taken on them; each push is decided once."""
+        return {name: self.pushes[name] for name in ("accepted", "deferred", "refused")}
 
     def document(self) -> dict[str, Any]:
         """As JSON: suppressed counts are null with `suppressed_below` saying why."""
@@ -82,8 +96,9 @@ def _count(action: str, outcome: str, resource: str, details: dict[str, Any],
     elif (counted := activity.push_count(action, outcome)) is not None:
         tallies["pushes"][counted] += 1
         if counted is activity.PushCount.REFUSED:
-            for rule in details.get("rule_ids", []):
-                tallies["refusals"][rule] += 1
+            # Once, under the first rule that decided: several rules may refuse one push, and
+            # counting it under each would make the rules add up to more than the refusals.
+            tallies["refusals"][(details.get("rule_ids") or [UNNAMED_RULE])[0]] += 1
     elif action == "intent.seen":
         seen.add(resource)
     elif action == "offer.sent":
@@ -96,6 +111,27 @@ def _count(action: str, outcome: str, resource: str, details: dict[str, Any],
         verb = action.removeprefix("offer.")
         kind = "invitations" if details.get("kind") == "invitation" else "offers"
         tallies["offers"][f"{kind} {verb}"] += 1
+
+
+OTHER_RULES = "other rules"
+
+
+def refusals_by_rule(counts: Counter[str], k: int) -> dict[str, Figure]:
+    """Refused pushes per deciding rule, adding up to the refusals: rules with fewer than `k`
+    go together under "other rules", and while that group is itself below `k` the smallest
+    named rule joins it, so no count can be worked out by subtracting the others from the
+    total."""
+    named = dict(sorted(counts.items(), key=lambda item: (item[1], item[0])))
+    other = 0
+    for rule, count in list(named.items()):
+        if count < k:
+            other += named.pop(rule)
+    while 0 < other < k and named:
+        other += named.pop(next(iter(named)))
+    shown = {rule: Figure(count) for rule, count in sorted(named.items())}
+    if other:
+        shown[OTHER_RULES] = _shown(other, k)
+    return shown
 
 
 def _opt_in_rates(session: Session, client_id: str, now: datetime, k: int
@@ -134,8 +170,7 @@ def figures_for(session: Session, *, client_id: str, now: datetime, threshold: i
         opt_in_rates=_opt_in_rates(session, client_id, now, threshold),
         pushes={o: _shown(tallies["pushes"][o], threshold)
                 for o in ("accepted", "deferred", "refused", "sent")},
-        refusals_by_rule={rule: _shown(n, threshold)
-                          for rule, n in sorted(tallies["refusals"].items())},
+        refusals_by_rule=refusals_by_rule(tallies["refusals"], threshold),
         intents={name: _shown(tallies["intents"][name], threshold)
                  for name in ("seen", "answered")},
         offers={name: _shown(tallies["offers"][name], threshold)

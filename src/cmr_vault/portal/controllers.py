@@ -18,6 +18,7 @@ from litestar.params import Body, FromPath, FromQuery, QueryParameter
 from litestar.response import Redirect, Template
 
 from cmr_vault.accounts import service as accounts_service
+from cmr_vault.accounts.controllers import confirmation_task
 from cmr_vault.accounts.deps import (
     Customer,
     MaybeAccount,
@@ -221,7 +222,9 @@ class AccountPages(Controller):
                 next=target,
                 company=company,
             )
-        return _signed_in_response(request, db_session, runtime, account, target)
+        response = _signed_in_response(request, db_session, runtime, account, target)
+        response.background = confirmation_task(db_session, runtime, account, email)
+        return response
 
     @get("/signin", sync_to_thread=True)
     def signin_form(

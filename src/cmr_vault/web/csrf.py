@@ -49,9 +49,11 @@ def bound_token(secret: str, session: str, nonce: str | None = None) -> str:
 class SessionBoundCSRF(CSRFMiddleware):
     """Double-submit cookie whose token is also bound to the session cookie's value."""
 
-    def __init__(self, app: ASGIApp, config: CSRFConfig, session_cookie: str) -> None:
+    def __init__(self, app: ASGIApp, config: CSRFConfig, session_cookie: str,
+                 other_session_cookies: tuple[str, ...] = ()) -> None:
         super().__init__(app, config)
-        self.session_cookie = session_cookie
+        # A company's dashboard session is a second session cookie; the token binds to both.
+        self.session_cookies = (session_cookie, *other_session_cookies)
 
     def _is_bound(self, token: str, session: str) -> bool:
         nonce = token[: CSRF_SECRET_BYTES * 2]
@@ -70,7 +72,9 @@ class SessionBoundCSRF(CSRFMiddleware):
         request: Request[Any, Any, Any] = scope["litestar_app"].request_class(
             scope=scope, receive=receive
         )
-        session = request.cookies.get(self.session_cookie, "")
+        # Only the cookies present take part, so a customer's binding is the same as ever.
+        session = "\x00".join(
+            value for name in self.session_cookies if (value := request.cookies.get(name)))
         cookie = request.cookies.get(self.config.cookie_name)
         state = ScopeState.from_scope(scope)
         if request.method in self.config.safe_methods:
