@@ -76,7 +76,9 @@ def test_discover_consent_read_refresh_and_revoke(
                        ).status_code == 200
 
     page.goto(f"{live_vault}/connections")
-    page.click("button:has-text('Revoke all access for Corner Shop')")
+    page.click("a:has-text('Revoke all access for Corner Shop')")
+    assert "Nothing has changed yet" in page.content()
+    page.click("button:has-text('Yes, revoke all access')")
     page.wait_for_url(f"{live_vault}/connections?revoked=true")
     assert "revoked" in page.content()
     after = company.get(f"{live_vault}/api/v1/subjects/{subject}/profile",
