@@ -59,6 +59,9 @@ def tenant_isolation(ctx: Any, response: Any, case: Any) -> bool | None:
 OAUTH_STATUSES = {200, 400, 401, 429}
 OAUTH_ERRORS = {"invalid_request", "invalid_client", "invalid_grant", "unauthorized_client",
                 "unsupported_grant_type", "invalid_scope", "unsupported_token_type"}
+# RFC 9126 §2.3: a pushed request is refused with the authorization endpoint's errors too
+# (RFC 6749 §4.1.2.1), and RFC 9396 §5 adds one for authorization details.
+PAR_ERRORS = OAUTH_ERRORS | {"unsupported_response_type", "invalid_authorization_details"}
 
 
 @schemathesis.check
@@ -68,7 +71,8 @@ def oauth_answers(ctx: Any, response: Any, case: Any) -> bool | None:
     if (not case.path.startswith("/oauth/")
             or case.method.upper() != case.operation.method.upper()):  # 405 probes: elsewhere
         return None
-    if response.status_code not in OAUTH_STATUSES:
+    pushed = case.path == "/oauth/par"
+    if response.status_code not in (OAUTH_STATUSES | {201} if pushed else OAUTH_STATUSES):
         raise AssertionError(f"{case.path} answered {response.status_code}")
     if response.status_code == 429:
         return None
@@ -76,7 +80,8 @@ def oauth_answers(ctx: Any, response: Any, case: Any) -> bool | None:
     if "no-store" not in (cache[0] if isinstance(cache, list) else cache):
         raise AssertionError(f"{case.path} {response.status_code} without Cache-Control: "
                              "no-store")
-    if response.status_code in (400, 401) and response.json().get("error") not in OAUTH_ERRORS:
+    if response.status_code in (400, 401) and response.json().get("error") not in (
+            PAR_ERRORS if pushed else OAUTH_ERRORS):
         raise AssertionError(f"{case.path} {response.status_code} is not an RFC 6749 error: "
                              f"{response.text[:200]}")
     return None
