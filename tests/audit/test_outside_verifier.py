@@ -9,6 +9,7 @@ static files by design), then runs tests/audit/outside_verifier/main.go over it,
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -108,7 +109,7 @@ def _mirror(client: TestClient[Litestar], auditor: Browser, directory: Path) -> 
 
 def _receipt(browser: Browser) -> dict[str, str]:
     page = browser.client.get("/receipts").text
-    receipt_id = page.split('href="/receipts/')[1].split(".json")[0]
+    receipt_id = re.findall(r'href="/receipts/([^".]+)\.json"', page)[0]
     return dict(browser.client.get(f"/receipts/{receipt_id}.json").json())
 
 
