@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from cmr_vault.db.engine import make_engine
 from cmr_vault.db.migrate import owned_by_us
@@ -19,6 +19,13 @@ def run_migrations_online() -> None:
     if engine is None:
         engine = make_engine(config.get_main_option("sqlalchemy.url") or "", immediate=False)
     with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # Batch mode rebuilds a table to drop or change a column; with foreign keys on,
+            # dropping the old copy would cascade and delete every dependent row (profiles with
+            # their account). SQLite ignores this pragma inside a transaction, so it is set on
+            # the driver's connection before Alembic begins one, and restored after.
+            _foreign_keys(connection, on=False)
         context.configure(
             connection=connection,
             target_metadata=target_metadata,
@@ -26,8 +33,17 @@ def run_migrations_online() -> None:
             compare_type=True,
             include_name=owned_by_us,
         )
-        with context.begin_transaction():
-            context.run_migrations()
+        try:
+            with context.begin_transaction():
+                context.run_migrations()
+        finally:
+            if sqlite:
+                _foreign_keys(connection, on=True)
+
+
+def _foreign_keys(connection: Connection, *, on: bool) -> None:
+    connection.connection.driver_connection.execute(  # type: ignore[union-attr]
+        f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
 
 
 run_migrations_online()
