@@ -9,9 +9,13 @@ from collections.abc import Iterator
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session
 
 from cmr_vault.db.engine import make_engine
 from cmr_vault.runtime import Runtime
+from cmr_vault.vault import service as vault_service
+from tests.factories import Browser
 
 UNREACHABLE = "postgresql://postgres@127.0.0.1:1/vault"  # nothing listens on port 1
 
@@ -51,4 +55,20 @@ def test_a_person_gets_a_page_that_says_to_try_again(
     response = database_gone.get("/connections", headers={"Accept": "text/html"})
     assert response.status_code == 503
     assert response.headers["content-type"].startswith("text/html")
+    assert "cannot reach its database right now" in response.text
+
+
+
+def test_a_connection_lost_mid_request_is_a_503_even_when_its_rollback_fails_too(
+    client: TestClient[Litestar], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Browser(client).sign_up()
+
+    def lost(*_args: object, **_kwargs: object) -> None:
+        raise OperationalError("SELECT", None, ConnectionError("server closed the connection"))
+
+    monkeypatch.setattr(vault_service, "read_profile", lost)
+    monkeypatch.setattr(Session, "rollback", lost)
+    response = client.get("/profile")
+    assert response.status_code == 503
     assert "cannot reach its database right now" in response.text

@@ -8,6 +8,7 @@ answer; an exception from the handler is thrown into the generator and rolls eve
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncGenerator, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,12 +18,14 @@ from litestar import Request
 from litestar.datastructures import State
 from litestar.types import Scope
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session
 
 from cmr_vault.db.engine import IMMEDIATE_OPTION
 from cmr_vault.errors import Unavailable
 
 _TRANSACTION = "cmr_vault.transaction"
+log = logging.getLogger(__name__)
 
 
 class DatabaseGate:
@@ -139,9 +142,25 @@ def _finish(session: Session, commit: bool) -> None:
         if commit:
             session.commit()
         else:
-            session.rollback()
+            _roll_back(session)
     finally:
         session.close()
+
+
+def _roll_back(session: Session) -> None:
+    """Roll back after a failed request, whose own error is the one the client must hear.
+
+    When the database went away mid-request the rollback fails as well, and raising that second
+    error from a dependency's cleanup turned a 503 into a 500 (Litestar groups cleanup errors).
+    A transaction whose connection is gone was rolled back by the server already.
+    """
+    try:
+        session.rollback()
+    except DBAPIError as exc:
+        if not exc.connection_invalidated and not isinstance(exc, OperationalError):
+            raise
+        log.warning("rollback after a lost database connection: %s",
+                    type(exc.orig or exc).__name__)
 
 
 async def provide_db_session(

@@ -80,6 +80,10 @@ def _problem(
 
 def _describe(exc: Exception) -> tuple[int, str, str, str, dict[str, Any], dict[str, str]]:
     """(status, slug, title, detail, extra members, headers) for any exception."""
+    if isinstance(exc, ExceptionGroup):
+        # Litestar groups the errors of dependencies' cleanup (a rollback on a lost
+        # connection): the client hears what the first of them means.
+        return _describe(exc.exceptions[0])
     if isinstance(exc, DomainError):
         status = STATUS_BY_KIND[exc.kind]
         extra: dict[str, Any] = {"errors": exc.problems} if exc.problems else {}
