@@ -66,6 +66,7 @@ from cmr_vault.settings import Settings, check_startup_safety, get_settings
 from cmr_vault.vault.controllers import CompanyProfileApi
 from cmr_vault.vault.shredding import run_periodic_shredder
 from cmr_vault.web import openapi
+from cmr_vault.web.admission import ShedWhenFull
 from cmr_vault.web.bodies import prepare_request
 from cmr_vault.web.csrf import SessionBoundCSRF, csrf_cookie_name
 from cmr_vault.web.errors import document_problems, exception_to_http_response
@@ -240,7 +241,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
         after_exception=[end_abandoned_transaction],
         middleware=[LanguageMiddleware,
                     security_headers_middleware(hsts=not settings.is_loopback_http),
-                    CompleteAllowHeader, _csrf_protection(settings, runtime)],
+                    ShedWhenFull, CompleteAllowHeader, _csrf_protection(settings, runtime)],
         logging_config=LoggingConfig(
             root={"level": settings.log_level, "handlers": ["queue_listener"]},
             loggers={**LoggingConfig().loggers, **QUIET_LIBRARY_LOGGERS},

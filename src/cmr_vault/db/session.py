@@ -47,9 +47,14 @@ class DatabaseGate:
         self._waiting = 0
         self._progress = asyncio.Event()
 
+    @property
+    def full(self) -> bool:
+        """Every turn is taken and the queue is as long as it may be: a newcomer is shed."""
+        return self._turns.locked() and self._waiting >= self._queue
+
     async def enter(self) -> None:
         """Take a turn, or raise `Unavailable` when too many wait or the wait is too long."""
-        if self._turns.locked() and self._waiting >= self._queue:
+        if self.full:
             raise Unavailable("The vault is busy: too many requests wait for the database.",
                               retry_after=1)
         self._waiting += 1

@@ -48,6 +48,7 @@ from cmr_vault.oauth.server import (
 )
 from cmr_vault.runtime import Runtime
 from cmr_vault.vault import service as vault_service
+from cmr_vault.web.admission import READ_GATE
 from cmr_vault.web.error_pages import in_language
 
 FormPairs: TypeAlias = NamedDependency[Pairs]
@@ -386,7 +387,7 @@ class TokenEndpoints(Controller):
         """RFC 7009: revoke a token and every token of its family."""
         return _answer(request, db_session, runtime, form_pairs, "revocation")
 
-    @post("/introspect", status_code=200)
+    @post("/introspect", status_code=200, opt={READ_GATE: True})
     async def introspect(self, request: Request[Any, Any, Any], runtime: RuntimeDep,
                          form_pairs: FormPairs) -> Response[Any]:
         """RFC 7662: whether one of the caller's own tokens is active, and what it allows.

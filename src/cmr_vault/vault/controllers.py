@@ -36,6 +36,7 @@ from cmr_vault.policy.facts import Decision
 from cmr_vault.runtime import Runtime
 from cmr_vault.vault import service as vault_service
 from cmr_vault.vault.fields import FIELD_NAMES
+from cmr_vault.web.admission import READ_GATE
 from cmr_vault.web.errors import exception_to_http_response
 from cmr_vault.web.openapi import ACCESS_TOKEN
 
@@ -75,7 +76,7 @@ class CompanyProfileApi(Controller):
     tags = ["company data"]
     security = ACCESS_TOKEN
 
-    @get("/{subject:str}/profile", responses={
+    @get("/{subject:str}/profile", opt={READ_GATE: True}, responses={
         200: ResponseSpec(data_container=ProfileRead, description="The granted fields")})
     async def read_profile(
         self, request: Request[Any, Any, Any], subject: FromPath[str],
