@@ -9,7 +9,9 @@ append-only trigger in force during tests, which a TRUNCATE-based reset would ha
 from __future__ import annotations
 
 import os
+import queue
 import shutil
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -107,10 +109,18 @@ def _uses_real_time(item: pytest.Item) -> bool:
                for definitions in info.name2fixturedefs.values() if definitions)
 
 
+# Suites that judge a live vault under load or faults: they run alone (`-m serial`), since a
+# test beside them on a 2-core machine would be part of the load they measure.
+SERIAL_SUITES = ("load", "fault")
+TESTS_ROOT = Path(__file__).parent
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if _uses_real_time(item):
             item.add_marker(pytest.mark.real_clock)
+        if item.path.relative_to(TESTS_ROOT).parts[0] in SERIAL_SUITES:
+            item.add_marker(pytest.mark.serial)
 
 
 @pytest.fixture(autouse=True)
@@ -135,9 +145,74 @@ def _admin_url(database: str) -> str:
     return make_url(POSTGRES_URL).set(database=database).render_as_string(hide_password=False)
 
 
+class PostgresClones:
+    """Fresh copies of one migrated template, made ahead of need in a thread of their own.
+
+    CREATE DATABASE … TEMPLATE takes most of a second (PostgreSQL copies and syncs files), and
+    half the suite's tests wanted one: made while the previous test runs, nobody waits for it.
+    """
+
+    def __init__(self, template: str, *, ahead: int = 2) -> None:
+        self._template = template
+        self._admin = create_engine(_admin_url("postgres"), isolation_level="AUTOCOMMIT",
+                                    pool_pre_ping=True)
+        self._ready: queue.Queue[str | BaseException] = queue.Queue(maxsize=ahead)
+        self._stop = threading.Event()
+        self._maker = threading.Thread(target=self._make, name="postgres-clones", daemon=True)
+        self._maker.start()
+
+    def _make(self) -> None:
+        while not self._stop.is_set():
+            name = f"cmr_t_{uuid.uuid4().hex[:12]}"
+            try:
+                self._run(f'CREATE DATABASE "{name}" TEMPLATE "{self._template}"')
+            except Exception as exc:  # the test that takes it reports the failure
+                self._ready.put(exc)
+                return
+            while True:
+                try:
+                    self._ready.put(name, timeout=0.2)
+                    break
+                except queue.Full:
+                    if self._stop.is_set():
+                        self.drop(name)
+                        return
+
+    def _run(self, statement: str) -> None:
+        with self._admin.connect() as conn:
+            conn.execute(text(statement))
+
+    def take(self) -> str:
+        """A fresh database's name, for one test."""
+        made = self._ready.get(timeout=300)
+        if isinstance(made, BaseException):
+            raise made
+        return made
+
+    def drop(self, name: str) -> None:
+        self._run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def close(self) -> None:
+        """Stop making copies and drop the ones nobody took."""
+        self._stop.set()
+        while self._maker.is_alive():
+            try:
+                made = self._ready.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if isinstance(made, str):
+                self.drop(made)
+        while not self._ready.empty():
+            made = self._ready.get()
+            if isinstance(made, str):
+                self.drop(made)
+        self._run(f'DROP DATABASE IF EXISTS "{self._template}" WITH (FORCE)')
+        self._admin.dispose()
+
+
 @pytest.fixture(scope="session")
-def postgres_template() -> Iterator[str]:
-    """A migrated PostgreSQL template database, dropped at the end of the run."""
+def postgres_clones() -> Iterator[PostgresClones]:
+    """Copies of a migrated PostgreSQL template database, all dropped at the end of the run."""
     if not POSTGRES_URL:
         pytest.skip("CMR_VAULT_TEST_POSTGRES_URL is not set: PostgreSQL tests skipped")
     name = f"cmr_tpl_{uuid.uuid4().hex[:10]}"
@@ -145,13 +220,13 @@ def postgres_template() -> Iterator[str]:
                           pool_pre_ping=True)
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
     engine = make_engine(_admin_url(name))
     upgrade(engine)
     engine.dispose()
-    yield name
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    clones = PostgresClones(name)
+    yield clones
+    clones.close()
 
 
 @pytest.fixture(params=DATABASES)
@@ -162,16 +237,10 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         yield f"sqlite:///{path}"
         return
-    template = request.getfixturevalue("postgres_template")
-    name = f"cmr_t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(_admin_url("postgres"), isolation_level="AUTOCOMMIT",
-                          pool_pre_ping=True)
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    clones: PostgresClones = request.getfixturevalue("postgres_clones")
+    name = clones.take()
     yield _admin_url(name)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    clones.drop(name)
 
 
 @pytest.fixture

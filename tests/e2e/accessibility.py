@@ -18,7 +18,8 @@ BLOCKING = ("critical", "serious")
 
 def axe_violations(page: Any) -> list[dict[str, Any]]:
     """axe-core's critical and serious violations on the page as it is now."""
-    page.evaluate(AXE_SCRIPT)
+    if not page.evaluate("typeof window.axe === 'object'"):  # once per document, not per check
+        page.evaluate(AXE_SCRIPT)
     result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
     return [v for v in result["violations"] if v.get("impact") in BLOCKING]
 
