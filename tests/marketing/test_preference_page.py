@@ -136,3 +136,15 @@ def test_stop_all_marketing_refuses_every_push_until_it_is_turned_off(
     customer_browser.submit("/preferences", preferences_form(shop, inbox__optin="on"))
 
     assert _push(mail_client, connected, "b").status_code == 202
+
+
+def test_quiet_hours_with_a_start_but_no_end_are_explained_in_the_customers_language(
+    customer_browser: Browser, connected: dict[str, Any], shop: Company,
+) -> None:
+    customer_browser.client.cookies.set("cmr_lang", "de")
+    response = customer_browser.submit("/preferences", preferences_form(
+        shop, inbox__optin="on", inbox__quiet_start="22:00", inbox__quiet_end=""))
+
+    assert response.status_code == 400
+    assert "geben Sie Beginn und Ende der Ruhezeit an" in response.text
+    assert "es wurde nichts gespeichert" in response.text

@@ -28,6 +28,7 @@ from cmr_vault.consent.service import ConsentContext
 from cmr_vault.crypto.blind_index import blind_index, subject_pseudonym
 from cmr_vault.crypto.field_cipher import FieldCipher
 from cmr_vault.errors import NotFound, ValidationFailed
+from cmr_vault.i18n import gettext as _
 from cmr_vault.marketing.delivery import (
     DeliveryChannel,
     Envelope,
@@ -90,23 +91,23 @@ def check_preference(change: PreferenceChange) -> None:
     """Every value of a change within bounds, or every problem at once (nothing is saved)."""
     problems = {}
     if change.channel != ALL and change.channel not in CHANNELS:
-        problems["channel"] = f"one of {', '.join(CHANNELS)}"
+        problems["channel"] = _("one of %(channels)s") % {"channels": ", ".join(CHANNELS)}
     for name in ("cap_day", "cap_week", "cap_month"):
         value = getattr(change, name)
         if value is not None and not 0 <= value <= 10_000:
-            problems[name] = "a whole number from 0 to 10000"
+            problems[name] = _("a whole number from 0 to 10000")
     for name in ("quiet_start", "quiet_end"):
         value = getattr(change, name)
         try:
             clock_time(value)
         except ValueError:
-            problems[name] = "a time like 22:00"
+            problems[name] = _("a time like 22:00")
     if bool(change.quiet_start) != bool(change.quiet_end):
-        problems["quiet_end"] = "give both the start and the end of quiet hours"
+        problems["quiet_end"] = _("give both the start and the end of quiet hours")
     if len(change.topics) > 50 or any(len(t) > 40 for t in change.topics):
-        problems["topics"] = "up to 50 topics of up to 40 characters"
+        problems["topics"] = _("up to 50 topics of up to 40 characters")
     if problems:
-        raise ValidationFailed("Some preferences are not valid; nothing was saved.",
+        raise ValidationFailed(_("Some preferences are not valid; nothing was saved."),
                                problems=problems)
 
 
@@ -200,8 +201,8 @@ def renew_opt_in(session: Session, ctx: ConsentContext, *, account_id: str, clie
     row = get_preference(session, account_id, client_id, channel)
     days = ctx.lifecycle.reaffirm_days([opt_in_scope(channel)])
     if row is None or not row.opted_in or row.expires_at is None or days is None:
-        raise ValidationFailed("This opt-in does not expire, so there is nothing to renew.",
-                               problems={"channel": "no expiring opt-in"})
+        raise ValidationFailed(_("This opt-in does not expire, so there is nothing to renew."),
+                               problems={"channel": _("no expiring opt-in")})
     now = ctx.clock.now()
     row.expires_at, row.reminded_at, row.updated_at = now + timedelta(days=days), None, now
     session.add(row)
