@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import warnings
 from typing import Any, TypedDict
 
 import anyio.to_thread
@@ -266,4 +267,7 @@ QUIET_LIBRARY_LOGGERS: dict[str, dict[str, Any]] = {
 def create_app_from_env() -> Litestar:
     """The uvicorn factory for `cmr-vault serve` workers."""
     logging.captureWarnings(True)
+    # Receipts and id_tokens say `EdDSA` on purpose (RFC 9864's `Ed25519` is not yet widely
+    # verified): joserfc's notice of the newer name, on every signature, is not news to operators.
+    warnings.filterwarnings("ignore", message="EdDSA is deprecated via RFC 9864")
     return create_app(get_settings())
