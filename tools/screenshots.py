@@ -1,12 +1,16 @@
-"""Screenshots of every page, in English and German, at 1280 px and 390 px wide.
+"""Screenshots of every page, in English and German, at 1280 px and 390 px wide, each checked
+with axe-core.
 
     .venv/bin/python tools/screenshots.py [--out screenshots]
 
 Starts `cmr-vault demo` in a fresh data directory of its own (a customer, a company she is
-connected to, an auditor), registers a second company to show the consent screen, then drives
-Debian's headless Chromium through each page as a visitor, the customer and the auditor. PNGs
-land in `<out>/<language>/<width>/<who>-<page>.png`, with an `index.html` to look at them all.
-Needs the test extras (`pip install -e '.[test]'`, for Playwright) and `apt-get install chromium`.
+connected to, an auditor), registers a second company to show the consent screen and the
+company pages, then drives Debian's headless Chromium through each page as a visitor, the
+customer, the company and the auditor. PNGs land in `<out>/<language>/<width>/<who>-<page>.png`,
+with an `index.html` to look at them all. axe-core runs on every page state shot: its
+violations by impact are printed at the end and written to `<out>/axe.json`.
+Needs the test extras (`pip install -e '.[test]'`, for Playwright and axe-core) and
+`apt-get install chromium`.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import json
 import os
 import secrets
 import shutil
@@ -22,12 +27,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
+from axe_playwright_python.base import AXE_SCRIPT
 from playwright.sync_api import Browser, Page, sync_playwright
 
 CHROMIUM_ARGS = [
@@ -45,6 +53,8 @@ VISITOR_PAGES = {
     "home": "/",
     "signin": "/signin",
     "signup": "/signup",
+    "company-signin": "/company/signin",
+    "forgot-password": "/signin/forgot",
     "not-found": "/no-such-page",
 }
 CUSTOMER_PAGES = {
@@ -61,6 +71,9 @@ CUSTOMER_PAGES = {
     "password": "/account/password",
     "erase": "/erase",
     "not-found": "/no-such-page",
+}
+COMPANY_PAGES = {
+    "dashboard": "/company/dashboard",
 }
 AUDITOR_PAGES = {
     "log": "/auditor",
@@ -110,8 +123,17 @@ def demo_vault(data_dir: Path) -> Iterator[tuple[str, dict[str, str]]]:
         log.close()
 
 
-def consent_link(env: dict[str, str]) -> str:
-    """Register a second company and return its authorization link (PKCE, S256)."""
+@dataclass(frozen=True)
+class SecondCompany:
+    """The company registered for the shots: its consent link and its sign-in."""
+
+    consent: str
+    client_id: str
+    secret: str
+
+
+def second_company(env: dict[str, str]) -> SecondCompany:
+    """Register a second company; its authorization link (PKCE, S256) and credentials."""
     site = "https://nordlicht.example"
     result = subprocess.run(
         [
@@ -152,7 +174,8 @@ def consent_link(env: dict[str, str]) -> str:
             "code_challenge_method": "S256",
         }
     )
-    return f"/oauth/authorize?{query}"
+    return SecondCompany(f"/oauth/authorize?{query}", values["client_id"],
+                         values["client_secret"])
 
 
 def sign_in(page: Page, base_url: str, email: str) -> None:
@@ -163,21 +186,56 @@ def sign_in(page: Page, base_url: str, email: str) -> None:
     page.wait_for_load_state()
 
 
+def company_sign_in(page: Page, base_url: str, company: SecondCompany) -> None:
+    page.goto(f"{base_url}/company/signin")
+    page.fill("#client_id", company.client_id)
+    page.fill("#client_secret", company.secret)
+    page.click("form[action='/company/signin'] button[type=submit]")
+    page.wait_for_load_state()
+
+
+@dataclass
+class AxeTally:
+    """axe-core's violations over every page state shot, by impact, and where."""
+
+    states: int = 0
+    by_impact: Counter[str] = field(default_factory=Counter)
+    found: list[dict[str, object]] = field(default_factory=list)
+
+    def check(self, page: Page, state: str) -> None:
+        if not page.evaluate("typeof window.axe === 'object'"):
+            page.evaluate(AXE_SCRIPT)
+        result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+        self.states += 1
+        for violation in result["violations"]:
+            impact = violation.get("impact") or "unknown"
+            self.by_impact[impact] += len(violation["nodes"])
+            self.found.append({"state": state, "rule": violation["id"], "impact": impact,
+                               "nodes": [n["target"] for n in violation["nodes"]][:5]})
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{self.by_impact[i]} {i}"
+                           for i in ("critical", "serious", "moderate", "minor"))
+        return f"axe-core on {self.states} page states: {counts} (elements per impact)"
+
+
 def shoot(page: Page, base_url: str, path: str, target: Path) -> None:
     page.goto(f"{base_url}{path}")
     target.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(target), full_page=True)
 
 
-def shoot_everything(browser: Browser, base_url: str, consent: str, out: Path) -> list[Path]:
-    """Every page for every kind of visitor, language and width."""
+def shoot_everything(browser: Browser, base_url: str, company: SecondCompany, out: Path,
+                     axe: AxeTally) -> list[Path]:
+    """Every page for every kind of visitor, language and width, each checked with axe-core."""
     shots: list[Path] = []
     for width, height in WIDTHS.items():
         for language in LANGUAGES:
             folder = out / language / str(width)
             for who, email, pages in (
                 ("visitor", None, VISITOR_PAGES),
-                ("customer", "demo@example.org", {**CUSTOMER_PAGES, "consent": consent}),
+                ("customer", "demo@example.org", {**CUSTOMER_PAGES, "consent": company.consent}),
+                ("company", None, COMPANY_PAGES),
                 ("auditor", "auditor@example.org", AUDITOR_PAGES),
             ):
                 context = browser.new_context(
@@ -187,16 +245,20 @@ def shoot_everything(browser: Browser, base_url: str, consent: str, out: Path) -
                 page = context.new_page()
                 if email:
                     sign_in(page, base_url, email)
+                elif who == "company":
+                    company_sign_in(page, base_url, company)
                 page.goto(f"{base_url}/language/{language}?next=/")
                 for name, path in pages.items():
                     target = folder / f"{who}-{name}.png"
                     shoot(page, base_url, path, target)
+                    axe.check(page, f"{language} {width} px {who} {name}")
                     shots.append(target)
                 if width < 600:
                     page.goto(f"{base_url}{next(iter(pages.values()))}")
                     page.click("details.menu-narrow > summary")
                     target = folder / f"{who}-menu-open.png"
                     page.screenshot(path=str(target))
+                    axe.check(page, f"{language} {width} px {who} menu open")
                     shots.append(target)
                 context.close()
     return shots
@@ -230,16 +292,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cmr-screenshots-") as scratch:
         data_dir = Path(scratch) / "var"
         with demo_vault(data_dir) as (base_url, env), sync_playwright() as playwright:
-            consent = consent_link(env)
+            company = second_company(env)
             browser = playwright.chromium.launch(
                 executable_path=chromium, headless=True, args=CHROMIUM_ARGS
             )
+            axe = AxeTally()
             try:
-                shots = shoot_everything(browser, base_url, consent, out)
+                shots = shoot_everything(browser, base_url, company, out, axe)
             finally:
                 browser.close()
     index = write_index(out, shots)
+    (out / "axe.json").write_text(json.dumps(
+        {"states": axe.states, "by_impact": axe.by_impact, "violations": axe.found}, indent=2),
+        encoding="utf-8")
     print(f"{len(shots)} screenshots in {out} (open {index})")
+    print(axe.summary())
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from joserfc import jwt
@@ -19,7 +19,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 from sqlmodel import Session, select
 
-from cmr_vault.consent.models import ConsentReceipt
+from cmr_vault.consent.models import ConsentReceipt, Grant
 from cmr_vault.consent.receipts import claims_in
 from cmr_vault.crypto.keyring import read_keyring, write_keyring
 from cmr_vault.oauth import jwks
@@ -239,3 +239,39 @@ def test_the_receipt_records_openid_with_its_purpose_like_any_scope(
     assert {"purpose": "Sign you in", "categories": ["openid"]} in [
         {"purpose": p["purpose"], "categories": p["piiCategory"]} for p in purposes
     ]
+
+
+def _silent_request(client: TestClient[Litestar], company: Company,
+                    discovered: dict[str, Any]) -> str:
+    """The path of an authorization request that may show the customer no page at all."""
+    with oauth_client(client, company) as oauth:
+        url, _state = oauth.create_authorization_url(
+            discovered["authorization_endpoint"], code_verifier=secrets.token_urlsafe(48),
+            nonce=secrets.token_urlsafe(16), prompt="none")
+    return url.removeprefix(BASE_URL)
+
+
+def _error_sent_back(response: Any) -> str:
+    assert response.status_code == 302, response.text
+    location = urlsplit(response.headers["location"])
+    assert f"{location.scheme}://{location.netloc}{location.path}" == NATIVE_REDIRECT
+    return parse_qs(location.query)["error"][0]
+
+
+def test_prompt_none_sends_a_signed_out_customer_back_with_login_required(
+    client: TestClient[Litestar], other_client: TestClient[Litestar], native_app: Company,
+    discovered: dict[str, Any],
+) -> None:
+    response = other_client.get(_silent_request(client, native_app, discovered),
+                                follow_redirects=False)
+    assert _error_sent_back(response) == "login_required"
+
+
+def test_prompt_none_never_shows_the_consent_screen_and_grants_nothing(
+    browser: Browser, client: TestClient[Litestar], native_app: Company,
+    discovered: dict[str, Any], db_session: Session,
+) -> None:
+    response = browser.client.get(_silent_request(client, native_app, discovered),
+                                  follow_redirects=False)
+    assert _error_sent_back(response) == "consent_required"
+    assert db_session.exec(select(Grant)).all() == []

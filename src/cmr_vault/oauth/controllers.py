@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, quote
 import anyio.to_thread
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import OAuth2Error
+from authlib.oidc.core.errors import ConsentRequiredError
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.enums import RequestEncodingType
@@ -133,6 +134,13 @@ def _is_visible_ascii(value: str) -> bool:
     return all(32 <= ord(c) < 127 for c in value)
 
 
+def _asks_for_no_screen(query: Pairs) -> bool:
+    """An OpenID Connect request with `prompt=none`: no sign-in page, no consent screen."""
+    values = dict(query)
+    return ("openid" in values.get("scope", "").split()
+            and "none" in values.get("prompt", "").split())
+
+
 def _known_client_and_redirect(server: VaultAuthorizationServer, query: Pairs) -> bool:
     """Enough validation to know an error could be redirected (before asking anyone to sign in)."""
     values: dict[str, list[str]] = {}
@@ -217,6 +225,7 @@ class AuthorizationPages(Controller):
             query, pushed_reference = par.resolve(db_session, clock=runtime.clock, query=query)
         except par.PushedRequestRefused as exc:
             return _error_page(exc, account)
+        silent = _asks_for_no_screen(query)
         if account is None or account.role != Role.CUSTOMER:
             if not _known_client_and_redirect(server, query):
                 return _error_page(DomainError(
@@ -224,12 +233,18 @@ class AuthorizationPages(Controller):
             if account is not None:
                 return _error_page(
                     DomainError(gettext("Only customers can grant access.")), account, 403)
-            target = quote(f"{request.url.path}?{request.url.query}", safe="")
-            return Redirect(path=f"/signin?next={target}", status_code=303)
+            if not silent:
+                target = quote(f"{request.url.path}?{request.url.query}", safe="")
+                return Redirect(path=f"/signin?next={target}", status_code=303)
         oauth_request = _oauth_request(request, runtime, query)
         oauth_request.pushed_reference = pushed_reference
         try:
+            # Signed out with prompt=none, authlib's OpenID Connect check answers login_required.
             grant = server.get_consent_grant(oauth_request, end_user=account)
+            if silent:
+                # The vault asks the customer every time: a request that may show no screen
+                # can never be granted (OpenID Connect Core §3.1.2.6).
+                raise ConsentRequiredError(redirect_uri=oauth_request.payload.redirect_uri)
         except OAuth2Error as error:
             if error.redirect_uri:
                 return _redirect_error(error, runtime.settings.issuer, after_post=after_post)
