@@ -115,12 +115,24 @@ SERIAL_SUITES = ("load", "fault")
 TESTS_ROOT = Path(__file__).parent
 
 
+# Suites of a few long tests (a browser, a live server, a fuzzer): started first, so that on
+# two workers the short in-process files fill the time around them instead of trailing after.
+LONG_SUITES = ("e2e", "hostile")
+
+
+def _suite(item: pytest.Item) -> str:
+    return item.path.relative_to(TESTS_ROOT).parts[0]
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if _uses_real_time(item):
             item.add_marker(pytest.mark.real_clock)
-        if item.path.relative_to(TESTS_ROOT).parts[0] in SERIAL_SUITES:
+        if _suite(item) in SERIAL_SUITES:
             item.add_marker(pytest.mark.serial)
+        if "clock" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.clocked)
+    items.sort(key=lambda item: _suite(item) not in LONG_SUITES)
 
 
 @pytest.fixture(autouse=True)

@@ -26,6 +26,7 @@ from cmr_vault.clock import Clock
 from cmr_vault.consent import service as consent_service
 from cmr_vault.consent.models import Grant
 from cmr_vault.crypto.field_cipher import FieldCipher
+from cmr_vault.db.membership import one_of
 from cmr_vault.errors import NotFound, TooManyRequests, ValidationFailed
 from cmr_vault.marketing import facts
 from cmr_vault.marketing import service as marketing_service
@@ -122,8 +123,10 @@ def decide_many(
     scope = marketing_scope(request.channel)
     shapes = shapes or _Shapes(_GrantShapes(scope, now))
     grants = {row.pairwise_subject: row for row in session.execute(
-        select(*_GRANT_COLUMNS).where(Grant.client_id == client.client_id,
-                                      col(Grant.pairwise_subject).in_(subjects)))}
+        select(*_GRANT_COLUMNS).where(
+            Grant.client_id == client.client_id,
+            one_of(col(Grant.pairwise_subject), subjects,
+                   dialect=session.get_bind().dialect.name)))}
     base = DecisionRequest(company=client.client_id, subject="", action=Action.PUSH,
                            resource="message", purpose=request.purpose, time=now,
                            channel=request.channel, topic=request.topic)

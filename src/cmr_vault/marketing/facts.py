@@ -42,6 +42,7 @@ from sqlalchemy import tuple_
 from sqlmodel import Session, col, select
 
 from cmr_vault.crypto.field_cipher import FieldCipher
+from cmr_vault.db.membership import one_of
 from cmr_vault.intents.models import Offer
 from cmr_vault.marketing.models import ALL, ChannelPreference, Message
 from cmr_vault.policy.engine import PolicySet
@@ -176,10 +177,11 @@ class _Chunk:
     ) -> None:
         self.session, self.client_id, self.now, self.shapes = session, client_id, now, shapes
         ids = list({c.account_id for c in customers})
+        dialect = session.get_bind().dialect.name
         self.rows: dict[tuple[str, str], Any] = {}
         for row in session.execute(
             select(*_PREFERENCE_COLUMNS).where(
-                col(ChannelPreference.account_id).in_(ids),
+                one_of(col(ChannelPreference.account_id), ids, dialect=dialect),
                 tuple_(ChannelPreference.client_id, ChannelPreference.channel).in_(
                     [(client_id, channel), (ALL, ALL)]
                 ),
@@ -320,16 +322,18 @@ def _reached(
 ) -> dict[str, list[tuple[str, datetime]]]:
     """(sender, when) of everything that reached each customer in the last 30 days."""
     since = now - _WINDOW
+    dialect = session.get_bind().dialect.name
     sent: dict[str, list[tuple[str, datetime]]] = {}
     for account_id, sender, at in session.execute(
         select(Message.account_id, Message.client_id, Message.delivered_at).where(
-            col(Message.account_id).in_(account_ids), col(Message.delivered_at) >= since
+            one_of(col(Message.account_id), account_ids, dialect=dialect),
+            col(Message.delivered_at) >= since,
         )
     ):
         sent.setdefault(account_id, []).append((sender, at))
     for account_id, sender, at in session.execute(
         select(Offer.account_id, Offer.client_id, Offer.not_before).where(
-            col(Offer.account_id).in_(account_ids),
+            one_of(col(Offer.account_id), account_ids, dialect=dialect),
             col(Offer.status).in_(INBOX_STATES),
             col(Offer.not_before) >= since,
             col(Offer.not_before) <= now,
