@@ -109,9 +109,10 @@ def _uses_real_time(item: pytest.Item) -> bool:
                for definitions in info.name2fixturedefs.values() if definitions)
 
 
-# Suites that judge a live vault under load or faults: they run alone (`-m serial`), since a
-# test beside them on a 2-core machine would be part of the load they measure.
-SERIAL_SUITES = ("load", "fault")
+# Suites that judge a live vault under load: they run alone (`-m serial`), since a test beside
+# them on a 2-core machine would be part of the load they measure. (A fault test that touches
+# what other tests share, the PostgreSQL server, carries the marker itself.)
+SERIAL_SUITES = ("load",)
 TESTS_ROOT = Path(__file__).parent
 
 
@@ -124,7 +125,32 @@ def _suite(item: pytest.Item) -> str:
     return item.path.relative_to(TESTS_ROOT).parts[0]
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def _repeats_an_input_variant_on_postgresql(item: pytest.Item, seen: set[object]) -> bool:
+    """A parametrized test's second and later input variants, on PostgreSQL.
+
+    Each test function runs on PostgreSQL at least once; the variants of its other parameters
+    (a refused parameter, a bad field value) exercise validation, which no database changes,
+    and run on SQLite.
+    """
+    callspec = getattr(item, "callspec", None)
+    if callspec is None or callspec.params.get("database_url") != "postgresql":
+        return False
+    if len(callspec.params) == 1:
+        return False
+    function = (item.path, getattr(item, "originalname", item.name))
+    if function in seen:
+        return True
+    seen.add(function)
+    return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    seen: set[object] = set()
+    repeated = [item for item in items if _repeats_an_input_variant_on_postgresql(item, seen)]
+    if repeated:
+        config.hook.pytest_deselected(items=repeated)
+        left_out = set(repeated)
+        items[:] = [item for item in items if item not in left_out]
     for item in items:
         if _uses_real_time(item):
             item.add_marker(pytest.mark.real_clock)

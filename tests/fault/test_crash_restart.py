@@ -116,6 +116,7 @@ def _restart_postgres() -> None:
                     "main", "restart"], check=True, capture_output=True, timeout=60)
 
 
+@pytest.mark.serial  # it restarts the PostgreSQL server every other test is using
 def test_a_postgresql_restart_under_load_loses_nothing_and_the_vault_recovers(
     live: tuple[VaultProcess, list[Customer]], settings: Settings, tmp_path: Path,
     database_url: str, db_session: Session,
