@@ -233,13 +233,7 @@ class PostgresClones:
     def close(self) -> None:
         """Stop making copies and drop the ones nobody took."""
         self._stop.set()
-        while self._maker.is_alive():
-            try:
-                made = self._ready.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if isinstance(made, str):
-                self.drop(made)
+        self._maker.join()  # it drops the copy it could not hand over
         while not self._ready.empty():
             made = self._ready.get()
             if isinstance(made, str):
