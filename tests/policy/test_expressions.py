@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import re
 from datetime import UTC, datetime, time
 
 import pytest
@@ -131,26 +132,43 @@ def test_anything_outside_the_language_is_refused(text: str, message: str) -> No
         compile_expression(text, BOOL)
 
 
-def test_nothing_is_evaluated_by_python(monkeypatch: pytest.MonkeyPatch) -> None:
-    real_compile = builtins.compile
-    calls: list[str] = []
+def _compiled_sources(monkeypatch: pytest.MonkeyPatch, text: str) -> tuple[list[str], object]:
+    """Compile `text`, recording what reaches Python's compiler as code (not as a tree)."""
+    real_compile, real_eval = builtins.compile, builtins.eval
+    sources: list[str] = []
 
     def refuse(*_args: object, **_kwargs: object) -> None:
-        raise AssertionError("policy text reached eval/exec")
+        raise AssertionError("exec is never used")
 
-    def parse_only(source: str, filename: str, mode: str, flags: int = 0,
-                   *args: object, **kwargs: object) -> object:
-        # ast.parse is compile(..., PyCF_ONLY_AST): a tree, never code.
-        assert flags & ast.PyCF_ONLY_AST, "policy text was compiled to code"
-        calls.append(mode)
+    def record_eval(source: str, *args: object) -> object:
+        sources.append(source)
+        return real_eval(source, *args)  # type: ignore[arg-type]
+
+    def record_compile(source: str, filename: str, mode: str, flags: int = 0,
+                       *args: object, **kwargs: object) -> object:
+        if not flags & ast.PyCF_ONLY_AST:  # ast.parse gives a tree, never code
+            sources.append(source)
         return real_compile(source, filename, mode, flags, *args, **kwargs)  # type: ignore[call-overload]
 
-    monkeypatch.setattr(builtins, "eval", refuse)
+    monkeypatch.setattr(builtins, "eval", record_eval)
     monkeypatch.setattr(builtins, "exec", refuse)
-    monkeypatch.setattr(builtins, "compile", parse_only)
+    monkeypatch.setattr(builtins, "compile", record_compile)
     try:
-        expression = compile_expression("not grant.exists and len(grant.scopes) == 0", BOOL)
+        expression = compile_expression(text, BOOL)
     finally:
         monkeypatch.undo()
-    assert calls == ["eval"]
-    assert expression.getter(Context(READ, Facts()))
+    return sources, expression
+
+
+def test_no_policy_text_reaches_pythons_compiler(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiled function is written by the compiler: fact paths, operators and bound
+    names. A string literal in a policy, however it is quoted, is bound, never spelled out."""
+    hostile = "x') or __import__('os').system('true') or ('"
+    sources, expression = _compiled_sources(
+        monkeypatch, f'not grant.exists and request.purpose != "{hostile}"')
+    assert len(sources) == 1
+    assert "__import__" not in sources[0] and "system" not in sources[0]
+    names = set(re.findall(r"[A-Za-z_][A-Za-z_0-9]*", sources[0]))
+    assert names <= {"lambda", "ctx", "not", "and", "facts", "grant", "exists", "request",
+                     "purpose", "_v0"}
+    assert expression.getter(Context(READ, Facts()))  # type: ignore[attr-defined]

@@ -45,7 +45,16 @@ def _moment(value: datetime) -> str:
 
 
 def _clock(value: time) -> str:
-    return value.isoformat("minutes")
+    shown = _CLOCKS.get(value)
+    if shown is None:
+        if len(_CLOCKS) >= 4096:
+            _CLOCKS.clear()
+        shown = _CLOCKS[value] = value.isoformat("minutes")
+    return shown
+
+
+#: A time of day as a reason shows it: a deferred push shows two, and `isoformat` is slow.
+_CLOCKS: dict[time, str] = {}
 
 
 def _strings(value: frozenset[str]) -> str:
@@ -262,10 +271,8 @@ class PolicySet:
                 latest = until if latest is None or until > latest else latest
         if defers:
             return Decision(Outcome.DEFER, latest, tuple(defers), obligations, self.version)
-        allows: list[RuleHit] = []
-        for test, rule, reason in bucket.allows:
-            if test is _always or test(ctx):
-                allows.append(RuleHit(rule.id, "allow", reason(ctx)))
+        allows = [RuleHit(rule.id, "allow", reason(ctx)) for test, rule, reason
+                  in bucket.allows if test is _always or test(ctx)]
         if allows:
             return Decision(Outcome.ALLOW, None, tuple(allows), obligations, self.version)
         return Decision(Outcome.DENY, None, (DEFAULT_DENY,), (), self.version)

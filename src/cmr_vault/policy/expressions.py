@@ -1,8 +1,10 @@
 """The policy expression language: a small, typed, side-effect-free subset of Python syntax.
 
-Python's own parser reads the text (`ast.parse(mode="eval")`); nothing is ever evaluated by
-Python. Each node is checked against a whitelist and the schema of known facts, type-checked,
-and compiled once, at load time, into nested closures over a decision's `Context`. Allowed:
+Python's own parser reads the text (`ast.parse(mode="eval")`); the text itself is never
+evaluated. Each node is checked against a whitelist and the schema of known facts, type-checked,
+and compiled once, at load time, into one Python function over a decision's `Context`, written
+by the compiler from the checked nodes (see `_Compiler`: no text of the policy reaches Python's
+compiler; literals are bound by name). Allowed:
 
 - known fact names (`grant.scopes`, `preferences.cap_day`, `global.quiet_end`, `now`, …; see
   FACTS); `global` is a Python keyword, so it is renamed before parsing;
@@ -155,21 +157,26 @@ def _local_date(ctx: Context) -> date:
     return ctx.local.date()
 
 
-#: Every fact the language knows: its type, and how to read it from a decision's context.
-#: `attrgetter` with a dotted path runs in C, which keeps a decision to a few microseconds.
-FACTS: dict[str, tuple[Type, Getter]] = {
-    **{f"request.{n}": (t, operator.attrgetter(f"request.{n}")) for n, t in _REQUEST.items()},
-    **{f"grant.{n}": (t, operator.attrgetter(f"facts.grant.{n}")) for n, t in _GRANT.items()},
-    **{f"preferences.{n}": (t, operator.attrgetter(f"facts.preferences.{n}"))
-       for n, t in _PREFERENCES.items()},
-    **{f"global.{n}": (t, operator.attrgetter(f"facts.global_preferences.{n}"))
+#: Where each fact lives on a decision's `Context`, as an attribute path.
+_FACT_PATHS: dict[str, tuple[Type, str]] = {
+    **{f"request.{n}": (t, f"request.{n}") for n, t in _REQUEST.items()},
+    **{f"grant.{n}": (t, f"facts.grant.{n}") for n, t in _GRANT.items()},
+    **{f"preferences.{n}": (t, f"facts.preferences.{n}") for n, t in _PREFERENCES.items()},
+    **{f"global.{n}": (t, f"facts.global_preferences.{n}")
        for n, t in _PREFERENCES.items() if n != "opted_in"},
-    **{f"counters.{n}": (INT, operator.attrgetter(f"facts.counters.{n}")) for n in _COUNTERS},
-    "now": (DATETIME, operator.attrgetter("request.time")),
+    **{f"counters.{n}": (INT, f"facts.counters.{n}") for n in _COUNTERS},
+    "now": (DATETIME, "request.time"),
+    "time_zone": (STR, "facts.time_zone"),
+}
+#: Every fact the language knows: its type, and how to read it from a decision's context
+#: (reason templates call these; `attrgetter` with a dotted path runs in C).
+FACTS: dict[str, tuple[Type, Getter]] = {
+    **{name: (kind, operator.attrgetter(path)) for name, (kind, path) in _FACT_PATHS.items()},
     "local_time": (TIME, _local_time),
     "local_date": (DATE, _local_date),
-    "time_zone": (STR, operator.attrgetter("facts.time_zone")),
 }
+#: The Python source that reads a fact in a compiled condition (the rest are calls).
+FACT_CODE: dict[str, str] = {name: f"ctx.{path}" for name, (_, path) in _FACT_PATHS.items()}
 #: Short names a reason template may use for the request: `{company}` for `{request.company}`.
 TEMPLATE_ALIASES = {name.removeprefix("request."): name for name in FACTS
                     if name.startswith("request.")}
@@ -194,15 +201,24 @@ def next_local(ctx: Context, at: time) -> datetime:
     Wall-clock arithmetic on purpose: 07:00 stays 07:00 local on the day the clocks change. A
     time the clocks skip (02:30 on a spring-forward night) maps to just after the gap.
     """
-    local = ctx.local
-    # Same tzinfo on both sides: Python compares and adds these as wall-clock times.
-    candidate = datetime.combine(local.date(), at, local.tzinfo)
-    if candidate <= local:
-        candidate += _ONE_DAY
-    return candidate.astimezone(UTC)
+    key = (ctx.request.time, ctx.facts.time_zone, at)
+    found = _NEXT_LOCAL.get(key)
+    if found is None:
+        local = ctx.local
+        # Same tzinfo on both sides: Python compares and adds these as wall-clock times.
+        candidate = datetime.combine(local.date(), at, local.tzinfo)
+        if candidate <= local:
+            candidate += _ONE_DAY
+        if len(_NEXT_LOCAL) >= _LOCAL_TIMES_KEPT:
+            _NEXT_LOCAL.clear()
+        found = _NEXT_LOCAL[key] = candidate.astimezone(UTC)
+    return found
 
 
 _ONE_DAY = timedelta(days=1)
+#: (moment, zone name, wall-clock time) -> `next_local`: pure, so shared like `_LOCAL_TIMES`.
+#: Every push in quiet hours asks it, a campaign at one moment for a few hundred zones.
+_NEXT_LOCAL: dict[tuple[datetime, str, time], datetime] = {}
 
 
 _GRANTED_SCOPES = operator.attrgetter("facts.grant.scopes")
@@ -258,25 +274,24 @@ FUNCTIONS: dict[str, Function] = {
 
 
 class Typed(NamedTuple):
-    """A compiled node: how to compute it, its type, and which facts it proves present.
+    """A checked node: its Python source over `ctx`, its type, and which facts it proves present.
 
     `if_true`/`if_false` are the optional facts known to be present when a boolean node is
-    true or false; `constant` holds a literal's value so comparisons can skip a call.
+    true or false; `constant` holds a literal's value so a list can be checked for `in`.
     """
 
-    getter: Getter
+    code: str
     type: Type
     if_true: frozenset[str] = frozenset()
     if_false: frozenset[str] = frozenset()
     fact: str | None = None
     constant: Any = None
     is_constant: bool = False
-    guards: Getter | None = None  # set on `fact is not None`: that fact's getter
 
 
-_COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {
-    ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
-    ast.Gt: operator.gt, ast.GtE: operator.ge,
+
+_COMPARE: dict[type[ast.cmpop], str] = {
+    ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=",
 }
 #: (operator, left kind, right kind) -> result type: the arithmetic the language allows.
 _ARITHMETIC: dict[tuple[type[ast.operator], Kind, Kind], Type] = {
@@ -315,32 +330,23 @@ def _dotted(node: ast.expr) -> str | None:
     return None
 
 
-def _all_of(parts: list[Getter], present: Getter | None = None) -> Getter:
-    """All parts true, left to right; `present` is the first part's fact when that part is
-    only `fact is not None`, the usual guard, which is then read without a call of its own."""
-    if len(parts) == 2:
-        first, second = parts
-        if present is not None:
-            return lambda ctx: present(ctx) is not None and second(ctx)
-        return lambda ctx: first(ctx) and second(ctx)
-
-    def every(ctx: Context) -> bool:
-        return all(part(ctx) for part in parts)
-    return every
-
-
-def _any_of(parts: list[Getter]) -> Getter:
-    if len(parts) == 2:
-        first, second = parts
-        return lambda ctx: first(ctx) or second(ctx)
-
-    def some(ctx: Context) -> bool:
-        return any(part(ctx) for part in parts)
-    return some
-
-
 class _Compiler:
-    """Walks one expression's tree; `present` holds the optional facts proven present here."""
+    """Walks one expression's tree; `present` holds the optional facts proven present here.
+
+    Each node becomes Python source over `ctx`. Only the compiler writes that source: fact
+    paths come from `FACT_CODE`, operators from fixed tables, and every literal and function
+    is bound to a name of its own in `names` (never spelled out), so no text from a policy
+    file reaches Python's compiler.
+    """
+
+    def __init__(self) -> None:
+        self.names: dict[str, Any] = {}
+
+    def bind(self, value: Any) -> str:
+        """A name in the compiled function's namespace that holds `value`."""
+        name = f"_v{len(self.names)}"
+        self.names[name] = value
+        return name
 
     def compile(self, node: ast.expr, present: frozenset[str]) -> Typed:
         method = getattr(self, f"_{type(node).__name__}", None)
@@ -365,8 +371,8 @@ class _Compiler:
             type(value))
         if kind is None:
             raise ExpressionError(f"the literal {value!r} is not allowed", _line(node))
-        return Typed(lambda _ctx: value, Type(kind, kind == Kind.NONE), constant=value,
-                     is_constant=True)
+        code = "None" if value is None else self.bind(value)
+        return Typed(code, Type(kind, kind == Kind.NONE), constant=value, is_constant=True)
 
     def _Name(self, node: ast.Name, present: frozenset[str]) -> Typed:
         return self._fact(node, present)
@@ -382,10 +388,11 @@ class _Compiler:
                                   _line(node))
         if name not in FACTS:
             raise ExpressionError(f"unknown fact {name!r}", _line(node))
-        kind, getter = FACTS[name]
+        kind = FACTS[name][0]
         if kind.optional and name in present:
             kind = Type(kind.kind)
-        return Typed(getter, kind, fact=name)
+        code = FACT_CODE.get(name) or f"{self.bind(FACTS[name][1])}(ctx)"
+        return Typed(code, kind, fact=name)
 
     def _List(self, node: ast.List | ast.Tuple | ast.Set, _present: frozenset[str]) -> Typed:
         values = []
@@ -394,36 +401,32 @@ class _Compiler:
                 raise ExpressionError("a list holds only string literals", _line(node))
             values.append(element.value)
         frozen = frozenset(values)
-        return Typed(lambda _ctx: frozen, STRSET, constant=frozen, is_constant=True)
+        return Typed(self.bind(frozen), STRSET, constant=frozen, is_constant=True)
 
     _Tuple = _List
     _Set = _List
 
     def _BoolOp(self, node: ast.BoolOp, present: frozenset[str]) -> Typed:
         conjunction = isinstance(node.op, ast.And)
-        parts: list[Getter] = []
+        parts: list[str] = []
         proven = frozenset[str]()
-        first_guard: Getter | None = None
         for value in node.values:
             typed = self.expect(value, BOOL, present | proven)
-            if not parts:
-                first_guard = typed.guards
-            parts.append(typed.getter)
+            parts.append(typed.code)
             # Later operands run only when earlier ones were true (and) or false (or).
             proven |= typed.if_true if conjunction else typed.if_false
         if conjunction:
-            return Typed(_all_of(parts, first_guard), BOOL, if_true=proven)
-        return Typed(_any_of(parts), BOOL, if_false=proven)
+            return Typed(f"({' and '.join(parts)})", BOOL, if_true=proven)
+        return Typed(f"({' or '.join(parts)})", BOOL, if_false=proven)
 
     def _UnaryOp(self, node: ast.UnaryOp, present: frozenset[str]) -> Typed:
         if isinstance(node.op, ast.Not):
             inner = self.expect(node.operand, BOOL, present)
-            get = inner.getter
-            return Typed(lambda ctx: not get(ctx), BOOL, if_true=inner.if_false,
+            return Typed(f"(not {inner.code})", BOOL, if_true=inner.if_false,
                          if_false=inner.if_true)
         if isinstance(node.op, ast.USub):
-            number = self.expect(node.operand, INT, present).getter
-            return Typed(lambda ctx: -number(ctx), INT)
+            number = self.expect(node.operand, INT, present).code
+            return Typed(f"(-{number})", INT)
         raise ExpressionError("only `not` and unary minus are allowed", _line(node))
 
     def _BinOp(self, node: ast.BinOp, present: frozenset[str]) -> Typed:
@@ -435,19 +438,12 @@ class _Compiler:
                                       f"{_empty_hint(side)}", line)
         if not isinstance(node.op, ast.Add | ast.Sub):
             raise ExpressionError("only + and - are allowed", line)
-        combine = operator.add if isinstance(node.op, ast.Add) else operator.sub
+        sign = "+" if isinstance(node.op, ast.Add) else "-"
         result = _ARITHMETIC.get((type(node.op), left.type.kind, right.type.kind))
         if result is None:
             raise ExpressionError(f"cannot combine {left.type} and {right.type} in "
                                   f"{_show(node)!r}", line)
-        lg, rg = left.getter, right.getter
-        if left.is_constant:
-            value = left.constant
-            return Typed(lambda ctx: combine(value, rg(ctx)), result)
-        if right.is_constant:
-            value = right.constant
-            return Typed(lambda ctx: combine(lg(ctx), value), result)
-        return Typed(lambda ctx: combine(lg(ctx), rg(ctx)), result)
+        return Typed(f"({left.code} {sign} {right.code})", result)
 
     def _Compare(self, node: ast.Compare, present: frozenset[str]) -> Typed:
         checks: list[Typed] = []
@@ -457,14 +453,14 @@ class _Compiler:
             left_node = right_node
         if len(checks) == 1:
             return checks[0]
-        return Typed(_all_of([c.getter for c in checks]), BOOL,
+        return Typed(f"({' and '.join(c.code for c in checks)})", BOOL,
                      if_true=frozenset().union(*(c.if_true for c in checks)))
 
     def _comparison(self, left_node: ast.expr, op: ast.cmpop, right_node: ast.expr,
                     present: frozenset[str]) -> Typed:
         left, right = self.compile(left_node, present), self.compile(right_node, present)
         line = _line(left_node)
-        lg, rg = left.getter, right.getter
+        lc, rc = left.code, right.code
         if isinstance(op, ast.Is | ast.IsNot):
             if right.type.kind != Kind.NONE:
                 raise ExpressionError("`is` only compares with None", line)
@@ -473,8 +469,8 @@ class _Compiler:
                                       "None", line)
             shown = frozenset({left.fact}) if left.fact else frozenset()
             if isinstance(op, ast.Is):
-                return Typed(lambda ctx: lg(ctx) is None, BOOL, if_false=shown)
-            return Typed(lambda ctx: lg(ctx) is not None, BOOL, if_true=shown, guards=lg)
+                return Typed(f"({lc} is None)", BOOL, if_false=shown)
+            return Typed(f"({lc} is not None)", BOOL, if_true=shown)
         if left.type.kind == Kind.NONE or right.type.kind == Kind.NONE:
             raise ExpressionError("compare with None using `is None` or `is not None`", line)
         for side in (left, right):
@@ -485,24 +481,14 @@ class _Compiler:
             if left.type.kind != Kind.STR or right.type.kind != Kind.STRSET:
                 raise ExpressionError(f"`in` needs a str on the left and a set of strings on "
                                       f"the right, not {left.type} and {right.type}", line)
-            if right.is_constant:
-                members = right.constant
-                if isinstance(op, ast.In):
-                    return Typed(lambda ctx: lg(ctx) in members, BOOL)
-                return Typed(lambda ctx: lg(ctx) not in members, BOOL)
-            if isinstance(op, ast.In):
-                return Typed(lambda ctx: lg(ctx) in rg(ctx), BOOL)
-            return Typed(lambda ctx: lg(ctx) not in rg(ctx), BOOL)
+            word = "in" if isinstance(op, ast.In) else "not in"
+            return Typed(f"({lc} {word} {rc})", BOOL)
         if left.type.kind != right.type.kind:
             raise ExpressionError(f"cannot compare {left.type} with {right.type} in "
                                   f"{_show(left_node)} … {_show(right_node)}", line)
         if type(op) not in (ast.Eq, ast.NotEq) and left.type.kind not in _ORDERABLE:
             raise ExpressionError(f"{left.type} values have no order", line)
-        compare = _COMPARE[type(op)]
-        if right.is_constant:
-            value = right.constant
-            return Typed(lambda ctx: compare(lg(ctx), value), BOOL)
-        return Typed(lambda ctx: compare(lg(ctx), rg(ctx)), BOOL)
+        return Typed(f"({lc} {_COMPARE[type(op)]} {rc})", BOOL)
 
     def _Call(self, node: ast.Call, present: frozenset[str]) -> Typed:
         line = _line(node)
@@ -535,35 +521,24 @@ class _Compiler:
         def facts_at(indexes: tuple[int, ...]) -> frozenset[str]:
             return frozenset(f for i in indexes if (f := args[i].fact) is not None)
 
-        getter = _call(function, [a.getter for a in args])
-        return Typed(getter, function.result, if_true=facts_at(function.proves),
+        code = self._call(function, [a.code for a in args])
+        return Typed(code, function.result, if_true=facts_at(function.proves),
                      if_false=facts_at(function.proves_if_false))
 
-
-def _call(function: Function, args: list[Getter]) -> Getter:
-    impl = function.impl
-    if impl is _GRANTED_SCOPES:  # has_scope(s) is `s in grant.scopes`, one call the less
-        (scope,) = args
-        return lambda ctx: scope(ctx) in impl(ctx)
-    if function.needs_context:
-        if len(args) == 1:
-            (only,) = args
-            return lambda ctx: impl(ctx, only(ctx))
-        return lambda ctx: impl(ctx, *[a(ctx) for a in args])
-    if len(args) == 1:
-        (only,) = args
-        return lambda ctx: impl(only(ctx))
-    if len(args) == 3 and function.proves == (1, 2) and function.result == BOOL:
-        # A true result proves the last two present, so without either it is false: decided
-        # without evaluating the first (`in_quiet_hours` reads the customer's clock, and so
-        # its time zone, only for a customer who set quiet hours).
-        first, second, third = args
-        return lambda ctx: (second(ctx) is not None and third(ctx) is not None
-                            and impl(first(ctx), second(ctx), third(ctx)))
-    if len(args) == 3:
-        first, second, third = args
-        return lambda ctx: impl(first(ctx), second(ctx), third(ctx))
-    return lambda ctx: impl(*[a(ctx) for a in args])
+    def _call(self, function: Function, args: list[str]) -> str:
+        if function.impl is _GRANTED_SCOPES:  # has_scope(s) is `s in grant.scopes`
+            return f"({args[0]} in {FACT_CODE['grant.scopes']})"
+        impl = self.bind(function.impl)
+        if function.needs_context:
+            return f"{impl}(ctx, {', '.join(args)})"
+        if len(args) == 3 and function.proves == (1, 2) and function.result == BOOL:
+            # A true result proves the last two present, so without either it is false: decided
+            # without evaluating the first (`in_quiet_hours` reads the customer's clock, and so
+            # its time zone, only for a customer who set quiet hours).
+            first, second, third = args
+            return (f"({second} is not None and {third} is not None"
+                    f" and {impl}({first}, {second}, {third}))")
+        return f"{impl}({', '.join(args)})"
 
 
 def _fits(actual: Type, wanted: Type) -> bool:
@@ -634,5 +609,7 @@ def compile_expression(text: str, wanted: Type,
     Raises:
         ExpressionError: With the problem and its line within `text`.
     """
-    typed = _Compiler().expect(_parse(text), wanted, present)
-    return Expression(typed.getter, typed.if_true | present)
+    compiler = _Compiler()
+    typed = compiler.expect(_parse(text), wanted, present)
+    getter = eval(f"lambda ctx: {typed.code}", {"__builtins__": {}, **compiler.names})  # noqa: S307 (see _Compiler)
+    return Expression(getter, typed.if_true | present)
