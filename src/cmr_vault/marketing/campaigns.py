@@ -122,7 +122,7 @@ def decide_many(
     """
     scope = marketing_scope(request.channel)
     shapes = shapes or _Shapes(_GrantShapes(scope, now))
-    grants = {row.pairwise_subject: row for row in session.execute(
+    grants = {row.pairwise_subject: row for row in session.connection().execute(
         select(*_GRANT_COLUMNS).where(
             Grant.client_id == client.client_id,
             one_of(col(Grant.pairwise_subject), subjects,

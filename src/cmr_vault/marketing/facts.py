@@ -179,7 +179,7 @@ class _Chunk:
         ids = list({c.account_id for c in customers})
         dialect = session.get_bind().dialect.name
         self.rows: dict[tuple[str, str], Any] = {}
-        for row in session.execute(
+        for row in session.connection().execute(
             select(*_PREFERENCE_COLUMNS).where(
                 one_of(col(ChannelPreference.account_id), ids, dialect=dialect),
                 tuple_(ChannelPreference.client_id, ChannelPreference.channel).in_(
@@ -324,14 +324,14 @@ def _reached(
     since = now - _WINDOW
     dialect = session.get_bind().dialect.name
     sent: dict[str, list[tuple[str, datetime]]] = {}
-    for account_id, sender, at in session.execute(
+    for account_id, sender, at in session.connection().execute(
         select(Message.account_id, Message.client_id, Message.delivered_at).where(
             one_of(col(Message.account_id), account_ids, dialect=dialect),
             col(Message.delivered_at) >= since,
         )
     ):
         sent.setdefault(account_id, []).append((sender, at))
-    for account_id, sender, at in session.execute(
+    for account_id, sender, at in session.connection().execute(
         select(Offer.account_id, Offer.client_id, Offer.not_before).where(
             one_of(col(Offer.account_id), account_ids, dialect=dialect),
             col(Offer.status).in_(INBOX_STATES),

@@ -27,6 +27,7 @@ from cmr_vault.consent.service import ConsentContext
 from cmr_vault.crypto.blind_index import blind_index, subject_pseudonym
 from cmr_vault.crypto.data_keys import DataKeyStore
 from cmr_vault.crypto.field_cipher import FieldCipher
+from cmr_vault.db.membership import one_of
 from cmr_vault.errors import ValidationFailed
 from cmr_vault.oauth.scopes import read_scope
 from cmr_vault.policy.cases import decision_record
@@ -103,8 +104,9 @@ def sealed_field_many(session: Session, *, cipher: FieldCipher, account_ids: Ite
         return {}
     # By owner alone: with a second IN on `name_index`, SQLite probes the primary key for
     # every (owner, index) pair, the square of the chunk.
-    rows = session.execute(select(ProfileField.name_index, ProfileField.sealed).where(
-        col(ProfileField.account_id).in_(set(by_index.values()))))
+    rows = session.connection().execute(select(ProfileField.name_index, ProfileField.sealed).where(
+        one_of(col(ProfileField.account_id), set(by_index.values()),
+               dialect=session.get_bind().dialect.name)))
     return {by_index[index]: sealed for index, sealed in rows if index in by_index}
 
 
