@@ -129,7 +129,7 @@ class Runtime:
         """What consent changes need, with the lifecycle of the policy set in force now."""
         return ConsentContext(
             clock=self.clock, pseudonym_key=self.keyring.pseudonym_key,
-            signer=self.receipt_signer(), lifecycle=self.policy.current.lifecycle)
+            make_signer=self.receipt_signer, lifecycle=self.policy.current.lifecycle)
 
     def receipt_signer(self) -> ReceiptSigner:
         """Signs consent receipts with the log's key, under the log's name."""

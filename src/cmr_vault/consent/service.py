@@ -8,8 +8,10 @@ the resource guard reads the grant each time instead of trusting the token alone
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,12 +36,22 @@ from cmr_vault.policy.lifecycle import Lifecycle
 @dataclass(frozen=True)
 class ConsentContext:
     """What every consent change needs: the time, the pseudonym key, the receipt signer and
-    the policy's lifecycle rules (reaffirmation periods, reminder lead time)."""
+    the policy's lifecycle rules (reaffirmation periods, reminder lead time).
+
+    The signer is made when a receipt is first signed: building it reads the log's name from
+    the database until a checkpoint pins it, and most requests that carry a context (token
+    introspection, every OAuth endpoint) sign nothing.
+    """
 
     clock: Clock
     pseudonym_key: bytes
-    signer: receipts.ReceiptSigner
+    make_signer: Callable[[], receipts.ReceiptSigner]
     lifecycle: Lifecycle
+
+    @functools.cached_property
+    def signer(self) -> receipts.ReceiptSigner:
+        """The receipt signer, made once per context."""
+        return self.make_signer()
 
 
 def scopes_of(grant: Grant) -> list[str]:
