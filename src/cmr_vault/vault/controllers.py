@@ -10,8 +10,6 @@ fields in another, the data key from the key store), so it never holds SQLite's 
 
 from __future__ import annotations
 
-import hmac
-from dataclasses import dataclass
 from typing import Annotated, Any, TypedDict
 
 import anyio.to_thread
@@ -19,11 +17,9 @@ from litestar import Controller, Request, Response, get
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, QueryParameter
 
-from cmr_vault.audit import service as audit_service
-from cmr_vault.crypto.blind_index import subject_pseudonym
 from cmr_vault.db.session import database_gate, read_only_connection, unit_of_work
 from cmr_vault.deps import RuntimeDep
-from cmr_vault.errors import Forbidden, NotFound, Unavailable, ValidationFailed
+from cmr_vault.errors import Forbidden, Unavailable, ValidationFailed
 from cmr_vault.oauth.deps import (
     PresentedToken,
     check_sender,
@@ -32,7 +28,6 @@ from cmr_vault.oauth.deps import (
     presented_token,
 )
 from cmr_vault.patterns import NOT_BLANK, explain
-from cmr_vault.policy.facts import Decision
 from cmr_vault.runtime import Runtime
 from cmr_vault.vault import service as vault_service
 from cmr_vault.vault.fields import FIELD_NAMES
@@ -95,8 +90,8 @@ class CompanyProfileApi(Controller):
         gate = database_gate(request.app.state, read_only=True)
         await gate.enter()
         try:
-            read = await anyio.to_thread.run_sync(
-                _decide_and_open, runtime, token, subject, fields, purpose)
+            read = await anyio.to_thread.run_sync(_read, runtime, token, subject, fields,
+                                                  purpose)
             await runtime.audit_appender.append_async(read.event)
         except TimeoutError:
             raise Unavailable("The audit log did not take this read in time.",
@@ -112,18 +107,8 @@ class CompanyProfileApi(Controller):
                 "policy_version": read.policy_version}
 
 
-@dataclass(frozen=True)
-class _CompanyRead:
-    """What one read decided and opened, and its audit entry (not yet appended)."""
-
-    event: audit_service.AuditEvent
-    refused: dict[str, Decision]
-    policy_version: str
-    values: dict[str, Any]
-
-
-def _decide_and_open(runtime: Runtime, token: PresentedToken, subject: str, fields: str,
-                     purpose: str) -> _CompanyRead:
+def _read(runtime: Runtime, token: PresentedToken, subject: str, fields: str,
+          purpose: str) -> vault_service.CompanyRead:
     """All of a read's database work, in one worker thread on one read-only connection.
 
     Only a DPoP request writes (its proof is spent in the database, so no worker accepts it
@@ -135,35 +120,8 @@ def _decide_and_open(runtime: Runtime, token: PresentedToken, subject: str, fiel
         if needs_sender_check(access, token):
             with unit_of_work(runtime.engine) as session:
                 check_sender(session, access, token, now)
-        if not hmac.compare_digest(subject.encode(), access.grant.pairwise_subject.encode()):
-            raise NotFound("This token gives no access to that subject.")
-        names = _requested_fields(fields)
-        if not purpose.strip():
-            raise ValidationFailed("State the purpose of this read.",
-                                   problems={"purpose": "required"})
-        read = vault_service.CompanyReadRequest(company=access.client.client_id, subject=subject,
-                                                fields=names, purpose=purpose)
-        decisions = vault_service.decide_company_read(
-            policy=runtime.policy.current, request=read, now=now, time_zone="UTC",
-            grant_facts=vault_service.read_facts(access.grant, in_force=access.scopes,
-                                                 fields=names, now=now),
-        )
-        refused = {n: d.decision for n, d in decisions.items() if d.decision.outcome != "allow"}
-        version = next(iter(decisions.values())).decision.policy_version
-        keyring = runtime.keyring
-        event = audit_service.AuditEvent(
-            actor=f"company:{access.client.client_id}", action="profile.read",
-            subject=subject_pseudonym(keyring.pseudonym_key, access.grant.account_id),
-            resource="profile", purpose=purpose, outcome="deny" if refused else "allow",
-            details={
-                "company_name": access.client.name, "fields": names,
-                "refused": sorted(refused),
-                "rule_ids": sorted({r for d in decisions.values() for r in d.decision.rule_ids}),
-                "reasons": sorted({r for d in refused.values() for r in d.reasons}),
-                "policy_version": version,
-                "decisions": {n: d.record() for n, d in decisions.items()},
-            },
-        )
-        values = {} if refused else vault_service.open_for_company(
-            connection, cipher=runtime.cipher, account_id=access.grant.account_id, fields=names)
-    return _CompanyRead(event=event, refused=refused, policy_version=version, values=values)
+        return vault_service.read_for_company(
+            connection, cipher=runtime.cipher, policy=runtime.policy.current,
+            pseudonym_key=runtime.keyring.pseudonym_key, company=access.client,
+            grant=access.grant, in_force=access.scopes, subject=subject,
+            fields=_requested_fields(fields), purpose=purpose, now=now)

@@ -8,6 +8,7 @@ is unreadable.
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -28,7 +29,8 @@ from cmr_vault.crypto.blind_index import blind_index, subject_pseudonym
 from cmr_vault.crypto.data_keys import DataKeyStore
 from cmr_vault.crypto.field_cipher import FieldCipher
 from cmr_vault.db.membership import one_of
-from cmr_vault.errors import ValidationFailed
+from cmr_vault.errors import NotFound, ValidationFailed
+from cmr_vault.oauth.models import OAuthClient
 from cmr_vault.oauth.scopes import read_scope
 from cmr_vault.policy.cases import decision_record
 from cmr_vault.policy.engine import PolicySet
@@ -396,3 +398,54 @@ def open_for_company(
     opened = read_fields(session, cipher=cipher, account_id=account_id, names=fields)
     return {name: json.loads(opened[name]) if name in ("interests", "identities")
             else opened.get(name) for name in fields}
+
+
+@dataclass(frozen=True)
+class CompanyRead:
+    """What one company read decided and opened, and its audit entry (to be appended, and
+    durable, before any of it is answered)."""
+
+    event: audit_service.AuditEvent
+    refused: dict[str, Decision]
+    policy_version: str
+    values: dict[str, Any]
+
+
+def read_for_company(
+    connection: Connection, *, cipher: FieldCipher, policy: PolicySet, pseudonym_key: bytes,
+    company: OAuthClient, grant: Grant, in_force: frozenset[str], subject: str,
+    fields: list[str], purpose: str, now: datetime,
+) -> CompanyRead:
+    """A company's read of one customer's fields under a live grant: every field decided by
+    the policy, all opened only when all are allowed, and the audit entry that records it.
+
+    The caller has checked the token behind `grant` (live, not revoked, its sender) and
+    appends `event` before it answers; nothing here writes, so it runs on a read-only
+    connection.
+    """
+    if not hmac.compare_digest(subject.encode(), grant.pairwise_subject.encode()):
+        raise NotFound("This token gives no access to that subject.")
+    if not purpose.strip():
+        raise ValidationFailed("State the purpose of this read.", problems={"purpose": "required"})
+    request = CompanyReadRequest(company=company.client_id, subject=subject, fields=fields,
+                                 purpose=purpose)
+    decisions = decide_company_read(
+        policy=policy, request=request, now=now, time_zone="UTC",
+        grant_facts=read_facts(grant, in_force=in_force, fields=fields, now=now))
+    refused = {n: d.decision for n, d in decisions.items() if d.decision.outcome != "allow"}
+    version = next(iter(decisions.values())).decision.policy_version
+    event = audit_service.AuditEvent(
+        actor=f"company:{company.client_id}", action="profile.read",
+        subject=subject_pseudonym(pseudonym_key, grant.account_id),
+        resource="profile", purpose=purpose, outcome="deny" if refused else "allow",
+        details={
+            "company_name": company.name, "fields": fields, "refused": sorted(refused),
+            "rule_ids": sorted({r for d in decisions.values() for r in d.decision.rule_ids}),
+            "reasons": sorted({r for d in refused.values() for r in d.reasons}),
+            "policy_version": version,
+            "decisions": {n: d.record() for n, d in decisions.items()},
+        },
+    )
+    values = {} if refused else open_for_company(
+        connection, cipher=cipher, account_id=grant.account_id, fields=fields)
+    return CompanyRead(event=event, refused=refused, policy_version=version, values=values)
