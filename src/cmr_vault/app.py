@@ -77,7 +77,9 @@ from cmr_vault.web.metrics import metrics
 # API clients authenticate with bearer tokens or client credentials, not cookies, so CSRF does
 # not apply to them; unsubscribe links carry their own unguessable token (RFC 8058 one-click
 # POSTs come from mail clients, which cannot hold a CSRF cookie). Every cookie form is covered.
-CSRF_EXEMPT = [r"^/api/", r"^/oauth/(token|revoke|introspect|userinfo|par)$", r"^/unsubscribe/"]
+# Machine endpoints and probes: they take no form, so a CSRF cookie would only be churn.
+CSRF_EXEMPT = [r"^/api/", r"^/oauth/(token|revoke|introspect|userinfo|par)$", r"^/unsubscribe/",
+               r"^/(health|metrics)$"]
 
 
 class HealthDocument(TypedDict):

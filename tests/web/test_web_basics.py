@@ -12,6 +12,14 @@ def test_health_answers_with_database_reachable(client: TestClient[Litestar]) ->
     assert response.json()["status"] == "ok"
 
 
+def test_probes_get_no_form_cookie(client: TestClient[Litestar]) -> None:
+    """A load balancer or Prometheus never submits a form: no CSRF cookie for them to keep."""
+    for path in ("/health", "/metrics"):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        assert "set-cookie" not in response.headers, path
+
+
 def test_openapi_document_is_served_at_schema(client: TestClient[Litestar]) -> None:
     response = client.get("/schema/openapi.json")
     assert response.status_code == 200
