@@ -7,6 +7,7 @@ are all set up here, so a reader finds the whole shape of the web side in one fi
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import warnings
 from typing import Any, TypedDict
@@ -272,4 +273,9 @@ def create_app_from_env() -> Litestar:
     # Receipts and id_tokens say `EdDSA` on purpose (RFC 9864's `Ed25519` is not yet widely
     # verified): joserfc's notice of the newer name, on every signature, is not news to operators.
     warnings.filterwarnings("ignore", message="EdDSA is deprecated via RFC 9864")
-    return create_app(get_settings())
+    app = create_app(get_settings())
+    # What is loaded by now (modules, the app, its routes) lives as long as the worker: out of
+    # the collector's sight, a full collection no longer walks its ~150,000 objects. A campaign
+    # dry run of 300,000 subjects spent 4.4 s of its 23 s in those walks; 1.4 s after.
+    gc.freeze()
+    return app

@@ -471,11 +471,11 @@ class CampaignsApi(Controller):
         request = campaigns.CampaignRequest(data.subjects, data.channel, data.topic,
                                             data.purpose, data.title, data.body)
         if data.dry_run:
-            tally, per_subject = campaigns.dry_run(
+            dry = campaigns.dry_run(
                 db_session, cipher=runtime.cipher, policy=runtime.policy.current,
                 client=company, request=request, now=runtime.clock.now())
-            return {"dry_run": True, "total": len(data.subjects), **tally.document(),
-                    "results": per_subject}
+            return {"dry_run": True, "total": len(data.subjects), **dry.tally.document(),
+                    "results": dry.results()}
         campaign = campaigns.start(db_session, clock=runtime.clock, client=company,
                                    request=request, quota=campaigns.Quota(
                                        runtime.settings.campaign_subjects_per_day,
