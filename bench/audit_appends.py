@@ -7,12 +7,16 @@ Both modes append the same events from the same number of concurrent threads (as
 requests would) and count only entries whose commit returned (durable: SQLite WAL with
 synchronous=FULL, PostgreSQL with synchronous_commit on). The ceiling is one thread inserting
 already-built rows of the same size, `RAW_BATCH` a transaction, with no chain and no head: what
-the database itself can take. Printed, never asserted.
+the database itself can take. Two more lines: the same raw inserts in commits of as many rows
+as there are writers (the largest batch N waiting writers can form), and group commit from N
+coroutines on one event loop, which is how a `serve` worker's company reads append.
+Printed, never asserted.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import tempfile
 import threading
 import time
@@ -60,6 +64,26 @@ def run_threads(threads: int, seconds: float, work: Callable[[], None]) -> int:
     return sum(done)
 
 
+def run_coroutines(writers: int, seconds: float, appender: GroupCommitAppender) -> int:
+    """`writers` coroutines on one event loop appending in a loop, as a worker's reads do;
+    return how many appends finished in `seconds`."""
+
+    async def run() -> int:
+        stop = time.monotonic() + seconds
+        done = 0
+
+        async def write() -> None:
+            nonlocal done
+            while time.monotonic() < stop:
+                await appender.append_async(EVENT)
+                done += 1
+
+        await asyncio.gather(*(write() for _ in range(writers)))
+        return done
+
+    return asyncio.run(run())
+
+
 def single_row(engine: Engine) -> Callable[[], None]:
     clock = SystemClock()
 
@@ -74,22 +98,24 @@ def single_row(engine: Engine) -> Callable[[], None]:
 RAW_BATCH = 1000
 
 
-def raw_batched_inserts(engine: Engine, seconds: float) -> float:
-    """Entries per second inserted as pre-built rows, RAW_BATCH per durable transaction."""
+def raw_batched_inserts(engine: Engine, seconds: float, batch: int = RAW_BATCH,
+                        first_seq: int = 10**9) -> float:
+    """Entries per second inserted as pre-built rows, `batch` per durable transaction, from
+    sequence number `first_seq` on (clear of the log and of other runs)."""
     with Session(engine) as session:
         sample = audit_service.record(session, clock=SystemClock(), event=EVENT)
         session.rollback()
     table = AuditEntry.__table__  # type: ignore[attr-defined]
-    seq = 10**9
+    seq = first_seq
     done = 0
     deadline = time.perf_counter() + seconds
     start = time.perf_counter()
     while time.perf_counter() < deadline:
-        rows = [{**sample.row(), "seq": seq + i} for i in range(RAW_BATCH)]
+        rows = [{**sample.row(), "seq": seq + i} for i in range(batch)]
         with engine.begin() as conn:
             conn.execute(insert(table), rows)
-        seq += RAW_BATCH
-        done += RAW_BATCH
+        seq += batch
+        done += batch
     return done / (time.perf_counter() - start)
 
 
@@ -98,12 +124,21 @@ def measure(name: str, engine: Engine, threads: int, seconds: float) -> None:
     appender = GroupCommitAppender(engine=engine, clock=SystemClock())
     single = run_threads(threads, seconds, single_row(engine)) / seconds
     grouped = run_threads(threads, seconds, lambda: appender.append(EVENT)) / seconds
+    on_loop = run_coroutines(threads, seconds, appender) / seconds
     appender.close()
     raw = raw_batched_inserts(engine, seconds)
+    # N closed-loop writers can never put more than N entries in one commit: the ceiling of
+    # raw inserts in commits of that size, beside the 1000-row one.
+    raw_shaped = raw_batched_inserts(engine, seconds, batch=threads, first_seq=2 * 10**9)
     print(
         f"{name:10} single-row: {single:8.0f}/s   group commit: {grouped:8.0f}/s "
         f"({grouped / single:5.1f}× single-row)   raw batched inserts: {raw:8.0f}/s   "
-        f"group commit = {100 * grouped / raw:4.0f} % of raw"
+        f"group commit = {100 * grouped / raw:4.0f} % of raw\n"
+        f"{'':10} raw inserts {threads} a commit (the most {threads} writers can form): "
+        f"{raw_shaped:8.0f}/s   group commit = {100 * grouped / raw_shaped:4.0f} % of that\n"
+        f"{'':10} group commit from {threads} coroutines on one event loop (as a worker's "
+        f"reads append): {on_loop:8.0f}/s = {100 * on_loop / raw:4.0f} % of raw, "
+        f"{100 * on_loop / raw_shaped:4.0f} % of {threads} a commit"
     )
 
 

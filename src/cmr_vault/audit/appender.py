@@ -10,6 +10,7 @@ grow, so the cost of the commit (and of the lock) is shared by everyone in the b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 from concurrent.futures import Future
@@ -21,6 +22,8 @@ from cmr_vault.audit.service import AuditEvent
 from cmr_vault.clock import Clock
 
 _STOP = object()
+#: An event loop and the future one of its requests awaits.
+_LoopWaiter = tuple[asyncio.AbstractEventLoop, "asyncio.Future[int]"]
 
 
 class GroupCommitAppender:
@@ -46,16 +49,27 @@ class GroupCommitAppender:
 
         A request must hold no write lock of its own while it waits (on SQLite the batch's
         BEGIN IMMEDIATE would wait for it for ever): append after its transaction ended, or
-        from a read-only one.
+        from a read-only one. A request that stops waiting before its batch is taken (timeout,
+        client gone) is left out of the log, as it sends no answer.
         """
-        async with asyncio.timeout(timeout):
-            return await asyncio.wrap_future(self.submit(event))
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[int] = loop.create_future()
+        future = self._put(event, (loop, waiter))
+        try:
+            async with asyncio.timeout(timeout):
+                return await waiter
+        except BaseException:
+            future.cancel()
+            raise
 
     def submit(self, event: AuditEvent) -> Future[int]:
         """Queue an event; the future resolves to its sequence number once durable."""
+        return self._put(event, None)
+
+    def _put(self, event: AuditEvent, waiter: _LoopWaiter | None) -> Future[int]:
         self._ensure_running()
         future: Future[int] = Future()
-        self._queue.put((event, future))
+        self._queue.put((event, future, waiter))
         return future
 
     def _ensure_running(self) -> None:
@@ -94,22 +108,50 @@ class GroupCommitAppender:
             if stop:
                 return
 
-    def _commit(self, batch: list[tuple[AuditEvent, Future[int]]]) -> None:
+    def _commit(self, batch: list[tuple[AuditEvent, Future[int], _LoopWaiter | None]]) -> None:
         # A request that stopped waiting (it timed out, or its client left) cancelled its
         # future and sends no answer: its entry is left out. The rest can no longer be
         # cancelled, so every one of them hears the outcome.
-        batch = [(event, future) for event, future in batch
-                 if future.set_running_or_notify_cancel()]
+        batch = [item for item in batch if item[1].set_running_or_notify_cancel()]
         if not batch:
             return
         try:
             with self._engine.begin() as connection:
                 entries = audit_service.append_entries(
-                    connection, clock=self._clock, events=[event for event, _ in batch]
+                    connection, clock=self._clock, events=[event for event, _, _ in batch]
                 )
         except Exception as exc:  # every waiter must hear about the failure
-            for _, future in batch:
+            for _, future, _ in batch:
                 future.set_exception(exc)
+            _wake(batch, [exc] * len(batch))
             return
-        for (_, future), entry in zip(batch, entries, strict=True):
+        for (_, future, _), entry in zip(batch, entries, strict=True):
             future.set_result(entry.seq)
+        _wake(batch, [entry.seq for entry in entries])
+
+
+def _wake(batch: list[tuple[AuditEvent, Future[int], _LoopWaiter | None]],
+          outcomes: list[int | Exception]) -> None:
+    """Hand each event loop its waiters' outcomes with one wake-up per batch.
+
+    One `call_soon_threadsafe` per entry (what `asyncio.wrap_future` does) wrote to the loop's
+    self-pipe once per read: the loop woke as many times as the batch had entries.
+    """
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[int], int | Exception]]]
+    by_loop = {}
+    for (_, _, waiter), outcome in zip(batch, outcomes, strict=True):
+        if waiter is not None:
+            by_loop.setdefault(waiter[0], []).append((waiter[1], outcome))
+    for loop, waiting in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is left to answer
+            loop.call_soon_threadsafe(_resolve, waiting)
+
+
+def _resolve(waiting: list[tuple[asyncio.Future[int], int | Exception]]) -> None:
+    for waiter, outcome in waiting:
+        if waiter.done():
+            continue  # it stopped waiting (timeout) after its batch was taken
+        if isinstance(outcome, Exception):
+            waiter.set_exception(outcome)
+        else:
+            waiter.set_result(outcome)
