@@ -127,6 +127,9 @@ class UnreachableKms:
     def unwrap(self, wrapped: WrappedKey, aad: bytes) -> bytes:
         raise KeyUnavailableError("KMS unreachable")
 
+    def snapshot(self) -> UnreachableKms:
+        return self
+
 
 def test_unreachable_kms_fails_closed(tmp_path, provider) -> None:
     store = _store(tmp_path, provider)

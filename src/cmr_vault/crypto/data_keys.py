@@ -388,6 +388,7 @@ class DataKeyStore:
             rows = conn.execute(select(data_key_table).where(
                 data_key_table.c.owner_id.in_({owner for owner, _ in pairs}))).all()
         held = self._epochs.held()
+        unwrap = self._provider.snapshot().unwrap  # the keyring file checked once, not per key
         keys = {}
         for row in rows:
             if (row.owner_id, row.version) not in pairs:
@@ -402,8 +403,7 @@ class DataKeyStore:
                 keys[(row.owner_id, row.version)] = self.for_decryption(row.owner_id,
                                                                         row.version)
                 continue
-            key = self._provider.unwrap(WrappedKey(row.kek_id, blob),
-                                        _aad(row.owner_id, row.version))
+            key = unwrap(WrappedKey(row.kek_id, blob), _aad(row.owner_id, row.version))
             keys[(row.owner_id, row.version)] = DataKey(row.owner_id, row.version, key)
         return keys
 

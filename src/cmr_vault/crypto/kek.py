@@ -49,6 +49,11 @@ class KeyProvider(Protocol):
         """Open a data key; raises KeyUnavailableError if its KEK is gone or `aad` differs."""
         ...
 
+    def snapshot(self) -> KeyProvider:
+        """The KEKs as they are now, for many unwraps in one call (a chunk of a campaign):
+        a provider that re-reads its source per call need do so once."""
+        ...
+
 
 def seal_key(key: bytes, payload: bytes, aad: bytes) -> bytes:
     """AES-256-GCM of key material under `key`: a random nonce, then ciphertext and tag."""
@@ -105,6 +110,9 @@ class StaticKeyProvider:
             raise KeyUnavailableError(f"KEK {wrapped.kek_id!r} is not known")
         return open_key(kek, wrapped.blob, aad, under="KEK")
 
+    def snapshot(self) -> StaticKeyProvider:
+        return self
+
 
 class KeyringFileProvider:
     """KEKs from the keyring file, re-read when the file changes.
@@ -150,3 +158,6 @@ class KeyringFileProvider:
 
     def unwrap(self, wrapped: WrappedKey, aad: bytes) -> bytes:
         return self._static().unwrap(wrapped, aad)
+
+    def snapshot(self) -> StaticKeyProvider:
+        return self._static()
