@@ -78,7 +78,7 @@ def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
 
 
 _GRANT_COLUMNS = (Grant.pairwise_subject, Grant.account_id, Grant.status, Grant.expires_at,
-                  Grant.scopes, Grant.purposes)
+                  Grant.scopes, Grant.purposes, Grant.client_id)
 
 
 class _GrantShapes:
@@ -91,7 +91,7 @@ class _GrantShapes:
         self._seen: dict[tuple[object, ...], GrantFacts] = {}
 
     def of(self, row: Any) -> GrantFacts:
-        key = tuple(row[2:])  # status, expires_at, scopes, purposes (`_GRANT_COLUMNS`)
+        key = tuple(row[2:6])  # status, expires_at, scopes, purposes (`_GRANT_COLUMNS`)
         found = self._seen.get(key)
         if found is None:
             found = self._seen[key] = consent_service.grant_facts(
@@ -123,11 +123,14 @@ def decide_many(
     """
     scope = marketing_scope(request.channel)
     shapes = shapes or _Shapes(_GrantShapes(scope, now))
+    # Found by subject alone, the company checked here: with `client_id = ?` in the query,
+    # SQLite walked the company's every grant for each chunk (0.28 s a chunk at 1 M grants,
+    # against 0.013 s by the subject index). A pairwise subject names one (customer, company)
+    # pair, so another company's row is only ever a non-match, and is dropped.
     grants = {row.pairwise_subject: row for row in session.connection().execute(
-        select(*_GRANT_COLUMNS).where(
-            Grant.client_id == client.client_id,
-            one_of(col(Grant.pairwise_subject), subjects,
-                   dialect=session.get_bind().dialect.name)))}
+        select(*_GRANT_COLUMNS).where(one_of(col(Grant.pairwise_subject), subjects,
+                                             dialect=session.get_bind().dialect.name)))
+              if row.client_id == client.client_id}
     base = DecisionRequest(company=client.client_id, subject="", action=Action.PUSH,
                            resource="message", purpose=request.purpose, time=now,
                            channel=request.channel, topic=request.topic)
