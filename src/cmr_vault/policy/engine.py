@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, time
 from enum import StrEnum
 from typing import Any, NamedTuple
 
-from cmr_vault.policy.expressions import Context, Getter, Kind, Type
+from cmr_vault.policy.expressions import Context, Getter, Kind, Remembered, Type
 from cmr_vault.policy.facts import Decision, DecisionRequest, Facts, Outcome, RuleHit
 from cmr_vault.policy.lifecycle import Lifecycle
 
@@ -45,16 +45,11 @@ def _moment(value: datetime) -> str:
 
 
 def _clock(value: time) -> str:
-    shown = _CLOCKS.get(value)
-    if shown is None:
-        if len(_CLOCKS) >= 4096:
-            _CLOCKS.clear()
-        shown = _CLOCKS[value] = value.isoformat("minutes")
-    return shown
+    return _CLOCKS[value]
 
 
 #: A time of day as a reason shows it: a deferred push shows two, and `isoformat` is slow.
-_CLOCKS: dict[time, str] = {}
+_CLOCKS: Remembered[time, str] = Remembered(lambda value: value.isoformat("minutes"))
 
 
 def _strings(value: frozenset[str]) -> str:

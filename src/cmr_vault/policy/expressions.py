@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cmr_vault.policy.facts import SEALED_ZONE, DecisionRequest, Facts, SealedFactNeeded
@@ -93,23 +93,42 @@ class Context:
         among a few hundred zones, so each zone's wall clock is worked out once.
         """
         if self._local is None:
-            if self.facts.time_zone is SEALED_ZONE:
-                raise SealedFactNeeded("time_zone")
-            key = (self.request.time, self.facts.time_zone)
-            local = _LOCAL_TIMES.get(key)
-            if local is None:
-                if len(_LOCAL_TIMES) >= _LOCAL_TIMES_KEPT:
-                    _LOCAL_TIMES.clear()
-                local = _LOCAL_TIMES[key] = self.request.time.astimezone(
-                    zone_of(self.facts.time_zone))
-            self._local = local
+            self._local = _LOCAL_TIMES[(self.request.time, self.facts.time_zone)]
         return self._local
 
 
-#: (moment, zone name) -> that moment on the zone's wall clock; a pure function of its key,
-#: so sharing it between threads and decisions is safe. Bounded: cleared when full.
-_LOCAL_TIMES: dict[tuple[datetime, str], datetime] = {}
-_LOCAL_TIMES_KEPT = 4096
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class Remembered(dict[K, V]):
+    """A pure function's answers by argument, shared by every thread and decision.
+
+    Bounded: emptied when full, since its keys come from data (moments, zones, times) and each
+    answer is cheap to work out again. A miss that raises stores nothing.
+    """
+
+    def __init__(self, work_out: Callable[[K], V], kept: int = 4096) -> None:
+        super().__init__()
+        self._work_out, self._kept = work_out, kept
+
+    def __missing__(self, key: K) -> V:
+        value = self._work_out(key)
+        if len(self) >= self._kept:
+            self.clear()
+        self[key] = value
+        return value
+
+
+def _wall_clock(key: tuple[datetime, str]) -> datetime:
+    moment, zone = key
+    if zone is SEALED_ZONE:
+        raise SealedFactNeeded("time_zone")
+    return moment.astimezone(zone_of(zone))
+
+
+#: (moment, zone name) -> that moment on the zone's wall clock.
+_LOCAL_TIMES: Remembered[tuple[datetime, str], datetime] = Remembered(_wall_clock)
 
 
 _ZONES: dict[str, ZoneInfo] = {}
@@ -201,24 +220,23 @@ def next_local(ctx: Context, at: time) -> datetime:
     Wall-clock arithmetic on purpose: 07:00 stays 07:00 local on the day the clocks change. A
     time the clocks skip (02:30 on a spring-forward night) maps to just after the gap.
     """
-    key = (ctx.request.time, ctx.facts.time_zone, at)
-    found = _NEXT_LOCAL.get(key)
-    if found is None:
-        local = ctx.local
-        # Same tzinfo on both sides: Python compares and adds these as wall-clock times.
-        candidate = datetime.combine(local.date(), at, local.tzinfo)
-        if candidate <= local:
-            candidate += _ONE_DAY
-        if len(_NEXT_LOCAL) >= _LOCAL_TIMES_KEPT:
-            _NEXT_LOCAL.clear()
-        found = _NEXT_LOCAL[key] = candidate.astimezone(UTC)
-    return found
+    return _NEXT_LOCAL[(ctx.request.time, ctx.facts.time_zone, at)]
+
+
+def _next_wall_clock(key: tuple[datetime, str, time]) -> datetime:
+    moment, zone, at = key
+    local = _LOCAL_TIMES[(moment, zone)]
+    # Same tzinfo on both sides: Python compares and adds these as wall-clock times.
+    candidate = datetime.combine(local.date(), at, local.tzinfo)
+    if candidate <= local:
+        candidate += _ONE_DAY
+    return candidate.astimezone(UTC)
 
 
 _ONE_DAY = timedelta(days=1)
-#: (moment, zone name, wall-clock time) -> `next_local`: pure, so shared like `_LOCAL_TIMES`.
-#: Every push in quiet hours asks it, a campaign at one moment for a few hundred zones.
-_NEXT_LOCAL: dict[tuple[datetime, str, time], datetime] = {}
+#: (moment, zone name, wall-clock time) -> `next_local`: every push in quiet hours asks it, a
+#: campaign at one moment for a few hundred zones.
+_NEXT_LOCAL: Remembered[tuple[datetime, str, time], datetime] = Remembered(_next_wall_clock)
 
 
 _GRANTED_SCOPES = operator.attrgetter("facts.grant.scopes")
@@ -277,7 +295,7 @@ class Typed(NamedTuple):
     """A checked node: its Python source over `ctx`, its type, and which facts it proves present.
 
     `if_true`/`if_false` are the optional facts known to be present when a boolean node is
-    true or false; `constant` holds a literal's value so a list can be checked for `in`.
+    true or false; `fact` names the fact a node reads (for messages, and for what it proves).
     """
 
     code: str
@@ -285,9 +303,6 @@ class Typed(NamedTuple):
     if_true: frozenset[str] = frozenset()
     if_false: frozenset[str] = frozenset()
     fact: str | None = None
-    constant: Any = None
-    is_constant: bool = False
-
 
 
 _COMPARE: dict[type[ast.cmpop], str] = {
@@ -372,7 +387,7 @@ class _Compiler:
         if kind is None:
             raise ExpressionError(f"the literal {value!r} is not allowed", _line(node))
         code = "None" if value is None else self.bind(value)
-        return Typed(code, Type(kind, kind == Kind.NONE), constant=value, is_constant=True)
+        return Typed(code, Type(kind, kind == Kind.NONE))
 
     def _Name(self, node: ast.Name, present: frozenset[str]) -> Typed:
         return self._fact(node, present)
@@ -401,7 +416,7 @@ class _Compiler:
                 raise ExpressionError("a list holds only string literals", _line(node))
             values.append(element.value)
         frozen = frozenset(values)
-        return Typed(self.bind(frozen), STRSET, constant=frozen, is_constant=True)
+        return Typed(self.bind(frozen), STRSET)
 
     _Tuple = _List
     _Set = _List
